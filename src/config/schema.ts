@@ -1,0 +1,203 @@
+// The config file's schema: the one place for keys, defaults and docs. Types derive from it.
+// Keep in step with README.md, config/notifier.example.yaml and config/notifier.schema.json
+// (`npm run schema` regenerates the latter).
+import { z } from 'zod';
+
+const nonEmpty = z.string().min(1, 'must not be empty');
+
+export const authSchema = z.discriminatedUnion('flow', [
+  z.strictObject({
+    flow: z.literal('client_credentials'),
+    clientId: nonEmpty,
+    clientSecret: nonEmpty,
+  }),
+  z.strictObject({
+    flow: z.literal('jwt'),
+    clientId: nonEmpty.describe('connected app consumer key (the iss claim)'),
+    username: nonEmpty.describe('the Salesforce user the worker acts as (the sub claim)'),
+    privateKeyFile: nonEmpty.describe('PEM file with the RSA private key; relative to the config file'),
+    audience: z.string().optional().describe('aud claim; defaults to the loginUrl'),
+  }),
+  z.strictObject({
+    flow: z.literal('refresh_token'),
+    clientId: nonEmpty,
+    clientSecret: z.string().optional(),
+    refreshToken: nonEmpty,
+  }),
+  z.strictObject({
+    flow: z.literal('password'),
+    username: nonEmpty,
+    password: nonEmpty,
+    securityToken: z.string().optional(),
+    clientId: z.string().optional().describe('with clientSecret: OAuth password grant; without: SOAP login()'),
+    clientSecret: z.string().optional(),
+  }),
+  z.strictObject({
+    flow: z.literal('access_token'),
+    accessToken: nonEmpty,
+    instanceUrl: z.url(),
+  }),
+]);
+
+export const salesforceSchema = z.strictObject({
+  loginUrl: z.url().default('https://login.salesforce.com'),
+  apiVersion: z
+    .string()
+    .regex(/^\d{2,3}\.0$/, 'must look like "62.0"')
+    .default('62.0'),
+  auth: authSchema,
+  requestTimeoutMs: z.number().int().positive().default(60_000),
+});
+
+export const smtpSchema = z.strictObject({
+  host: nonEmpty,
+  port: z.number().int().min(1).max(65535).default(587),
+  secure: z.boolean().default(false).describe('true = implicit TLS (usually port 465)'),
+  requireTLS: z.boolean().default(false).describe('refuse to send unless STARTTLS succeeds'),
+  ignoreTLS: z.boolean().default(false).describe('never use STARTTLS even when offered'),
+  tls: z
+    .strictObject({
+      ca: z.string().optional().describe('PEM file of CA certificates to trust; relative to the config file'),
+      rejectUnauthorized: z.boolean().default(true),
+      servername: z.string().optional(),
+    })
+    .default({ rejectUnauthorized: true }),
+  auth: z.strictObject({ user: nonEmpty, pass: z.string() }).optional(),
+  name: z.string().optional().describe('hostname announced in EHLO'),
+  pool: z
+    .strictObject({
+      maxConnections: z.number().int().min(1).max(100).default(5),
+      maxMessages: z.number().int().min(1).default(100),
+    })
+    .default({ maxConnections: 5, maxMessages: 100 }),
+  connectionTimeoutMs: z.number().int().positive().default(10_000),
+  greetingTimeoutMs: z.number().int().positive().default(10_000),
+  socketTimeoutMs: z.number().int().positive().default(30_000),
+  sendTimeoutMs: z.number().int().positive().default(60_000).describe('deadline for one message'),
+});
+
+export const attachmentSchema = z.strictObject({
+  fileName: nonEmpty,
+  contentType: z.string().optional(),
+  content: z.string().describe('Handlebars template; file path when it ends in .hbs'),
+  contentTransferEncoding: z.enum(['none', 'base64']).default('none'),
+  contentId: z.string().optional().describe('makes the attachment inline, referenced as cid:<contentId>'),
+});
+
+export const emailSchema = z
+  .strictObject({
+    from: nonEmpty,
+    to: nonEmpty,
+    cc: z.string().default(''),
+    bcc: z.string().default(''),
+    replyTo: z.string().default(''),
+    subject: nonEmpty,
+    text: z.string().optional(),
+    html: z.string().optional(),
+    importance: z.enum(['high', 'normal', 'low']).default('normal'),
+    headers: z.record(z.string(), z.string()).default({}),
+    attachments: z.array(attachmentSchema).default([]),
+  })
+  .refine((e) => e.text !== undefined || e.html !== undefined, {
+    message: 'needs a body: text, html or both',
+    path: ['text'],
+  });
+
+const apiName = z.string().regex(/^[A-Za-z][A-Za-z0-9_]*$/, 'must be an sObject API name such as Lead');
+const fieldPath = z
+  .string()
+  .regex(/^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$/, 'must be a field API name, or Relationship.Field');
+
+export const ruleSchema = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9_.-]*$/i, 'letters, digits, ".", "_" and "-" only'),
+  object: apiName.default('Lead'),
+  mode: z.enum(['poll', 'stream']).default('poll'),
+  schedule: z.string().default('*/30 * * * * *').describe('node-cron expression (6 fields: with seconds)'),
+  startFrom: z
+    .union([z.literal('now'), z.iso.datetime({ offset: true })])
+    .default('now')
+    .describe('what the first run considers new: now, or an ISO-8601 instant'),
+  lookback: z
+    .string()
+    .regex(/^\d+(ms|s|m|h)$/, 'must be a duration such as 10m, 90s or 1h')
+    .default('10m')
+    .describe('how far behind the cursor each poll re-reads, to catch late-committing records'),
+  select: z.array(fieldPath).default([]),
+  where: z.string().optional().describe('SOQL condition, pushed into the query'),
+  email: emailSchema,
+  allowRecipients: z
+    .array(z.string().min(1))
+    .optional()
+    .describe('patterns like *@example.com; recipients outside them dead-letter the row'),
+  onUncertain: z.enum(['report', 'resend']).optional().describe('overrides delivery.onUncertain for this rule'),
+  enabled: z.boolean().default(true),
+});
+
+export const deliverySchema = z
+  .strictObject({
+    onUncertain: z
+      .enum(['report', 'resend'])
+      .default('report')
+      .describe('a row found mid-send after a crash: report it (state unknown) or send it again'),
+    maxAttempts: z.number().int().min(1).default(10),
+    maxAge: z
+      .string()
+      .regex(/^\d+(ms|s|m|h|d)$/, 'must be a duration such as 24h')
+      .default('24h'),
+    backoffBaseMs: z.number().int().positive().default(5_000),
+    backoffMaxMs: z.number().int().positive().default(15 * 60_000),
+    circuitRetryMs: z.number().int().positive().default(60_000).describe('retry cadence while SMTP auth fails'),
+    leaseMs: z.number().int().positive().optional().describe('defaults to smtp.sendTimeoutMs + 30 s'),
+  })
+  .default({
+    onUncertain: 'report',
+    maxAttempts: 10,
+    maxAge: '24h',
+    backoffBaseMs: 5_000,
+    backoffMaxMs: 15 * 60_000,
+    circuitRetryMs: 60_000,
+  });
+
+export const configSchema = z.strictObject({
+  salesforce: salesforceSchema,
+  smtp: smtpSchema,
+  store: z
+    .string()
+    .regex(/^(sqlite:|postgres:|postgresql:)/, 'must start with sqlite: or postgres://')
+    .default('sqlite:./data/notifier.db'),
+  http: z
+    .strictObject({
+      host: z.string().default('0.0.0.0'),
+      port: z.number().int().min(0).max(65535).default(8080),
+      enabled: z.boolean().default(true),
+    })
+    .default({ host: '0.0.0.0', port: 8080, enabled: true }),
+  log: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+      format: z.enum(['json', 'pretty']).optional(),
+    })
+    .default({ level: 'info' }),
+  delivery: deliverySchema,
+  shutdownTimeout: z
+    .string()
+    .regex(/^\d+(ms|s|m)$/, 'must be a duration such as 20s')
+    .default('20s'),
+  rules: z.array(ruleSchema).min(1, 'needs at least one rule'),
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type RuleConfig = z.infer<typeof ruleSchema>;
+export type EmailConfig = z.infer<typeof emailSchema>;
+export type SmtpConfig = z.infer<typeof smtpSchema>;
+export type SalesforceConfig = z.infer<typeof salesforceSchema>;
+export type AuthConfig = z.infer<typeof authSchema>;
+export type DeliveryConfig = z.infer<typeof deliverySchema>;
+
+/** Config after loading: the parsed values plus where they came from. */
+export interface LoadedConfig extends Config {
+  /** absolute path of the config file */
+  configPath: string;
+  /** directory paths in the config are relative to */
+  baseDir: string;
+}
