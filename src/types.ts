@@ -170,4 +170,6 @@ export type Outcome =
   | { id: number; kind: 'retry'; error: string; nextAttemptAt: Date }
   | { id: number; kind: 'dead'; error: string }
   /** circuit open: back to pending without counting the attempt */
-  | { id: number; kind: 'release'; error: string; nextAttemptAt: Date };
+  | { id: number; kind: 'release'; error: string; nextAttemptAt: Date }
+  /** the connection broke after the message data went out: it may have been delivered -> unknown */
+  | { id: number; kind: 'uncertain'; error: string };
