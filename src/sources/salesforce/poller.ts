@@ -1,0 +1,178 @@
+// Polls Salesforce for one rule's new records and enqueues a rendered notification for each.
+//
+// The cursor ("watermark") is a CreatedDate taken from Salesforce's own records, so it never runs
+// ahead of Salesforce's clock. Each poll re-reads from watermark - lookback, so records whose
+// transaction committed late (CreatedDate earlier than records already seen) are still caught; the
+// outbox's UNIQUE(rule, record) ledger, not the cursor, decides what is new. Every page is enqueued
+// and the watermark advanced in ONE store transaction, so a crash re-reads at most one page.
+import type { Connection } from 'jsforce';
+import type { Logger } from 'pino';
+import type { RuleConfig } from '../../config/schema.ts';
+import type { CompiledRule } from '../../templates/index.ts';
+import { renderMessage } from '../../templates/index.ts';
+import type { Checkpoint, NewOutboxRow, SourceRecord, Store } from '../../types.ts';
+import { parseDuration } from '../../util/duration.ts';
+import { coerceError } from '../../util/errors.ts';
+import { asQueryPage, toSourceRecord } from './records.ts';
+import { buildPollQuery } from './soql.ts';
+
+export interface PollResult {
+  read: number;
+  enqueued: number;
+  dead: number;
+  pages: number;
+  apiCalls: number;
+  watermark: string;
+  durationMs: number;
+}
+
+export interface ApiUsage {
+  used: number;
+  limit: number;
+}
+
+export interface PollerOptions {
+  rule: RuleConfig;
+  compiled: CompiledRule;
+  conn: Connection;
+  store: Store;
+  apiVersion: string;
+  logger: Logger;
+  /** Sforce-Query-Options batchSize: 200..2000 */
+  batchSize?: number;
+  now?: () => Date;
+  /** called after each committed page that enqueued rows (wakes the dispatcher) */
+  onEnqueued?: (count: number) => void;
+  /** Sforce-Limit-Info after each call */
+  onApiUsage?: (usage: ApiUsage) => void;
+}
+
+/** Salesforce said the org's API allocation is used up (REST API: 403 REQUEST_LIMIT_EXCEEDED). */
+export function isRequestLimitError(err: unknown): boolean {
+  return (err as { errorCode?: string } | null)?.errorCode === 'REQUEST_LIMIT_EXCEEDED';
+}
+
+function isInvalidLocator(err: unknown): boolean {
+  return (err as { errorCode?: string } | null)?.errorCode === 'INVALID_QUERY_LOCATOR';
+}
+
+export class RulePoller {
+  readonly rule: RuleConfig;
+  private readonly o: PollerOptions;
+  private readonly lookbackMs: number;
+  private readonly log: Logger;
+
+  constructor(o: PollerOptions) {
+    this.o = o;
+    this.rule = o.rule;
+    this.lookbackMs = parseDuration(o.rule.lookback);
+    this.log = o.logger;
+  }
+
+  private now(): Date {
+    return this.o.now ? this.o.now() : new Date();
+  }
+
+  /**
+   * The rule's checkpoint, created at the first start: `startFrom: now` fixes the floor at this
+   * moment (whole seconds), so records created before the first start are never notified.
+   */
+  async init(): Promise<Checkpoint> {
+    const existing = await this.o.store.getCheckpoint(this.rule.name);
+    if (existing) return existing;
+    const start =
+      this.rule.startFrom === 'now' ? new Date(Math.floor(this.now().getTime() / 1000) * 1000) : new Date(this.rule.startFrom);
+    const floor = start.toISOString();
+    await this.o.store.commitBatch(this.rule.name, [], { floor, watermark: floor });
+    this.log.info({ floor }, 'first start: records created before the floor are not notified');
+    const created = await this.o.store.getCheckpoint(this.rule.name);
+    if (!created) throw new Error(`checkpoint for rule ${this.rule.name} was not stored`);
+    return created;
+  }
+
+  /** One poll: query from watermark - lookback, page to the end, enqueue page by page. */
+  async pollOnce(): Promise<PollResult> {
+    const started = Date.now();
+    const result: PollResult = { read: 0, enqueued: 0, dead: 0, pages: 0, apiCalls: 0, watermark: '', durationMs: 0 };
+    let restarts = 0;
+    for (;;) {
+      try {
+        await this.pollFromCheckpoint(result);
+        break;
+      } catch (err) {
+        // Query locators expire (15 minutes idle) and are limited per user: start again from the
+        // last committed page; the ledger makes the overlap harmless.
+        if (isInvalidLocator(err) && restarts < 2) {
+          restarts++;
+          this.log.warn({ err: coerceError(err) }, 'query locator expired; re-querying from the last checkpoint');
+          continue;
+        }
+        throw err;
+      }
+    }
+    result.durationMs = Date.now() - started;
+    return result;
+  }
+
+  private async pollFromCheckpoint(result: PollResult): Promise<void> {
+    const cp = await this.init();
+    const floorMs = Date.parse(cp.floor);
+    let watermarkMs = Date.parse(cp.watermark);
+    const from = new Date(Math.max(floorMs, watermarkMs - this.lookbackMs));
+    const soql = buildPollQuery(this.rule, from);
+    const headers = { 'Sforce-Query-Options': `batchSize=${this.o.batchSize ?? 2000}` };
+
+    let url: string | undefined = `/services/data/v${this.o.apiVersion}/query?q=${encodeURIComponent(soql)}`;
+    while (url) {
+      const body: unknown = await this.o.conn.request({ method: 'GET', url, headers });
+      result.apiCalls++;
+      this.reportUsage();
+      const page = asQueryPage(body);
+      // Parse the whole page before writing anything: a malformed record must not move the cursor.
+      const records = page.records.map((r) => toSourceRecord(this.rule.object, r));
+      const inWindow = records.filter((r) => Date.parse(r.createdDate) >= floorMs);
+      const rows = inWindow.map((r) => this.toRow(r));
+      // With ORDER BY CreatedDate every record before the page's last one has been read; the last
+      // second itself may continue on the next page, so the watermark stops at it, not after it.
+      // On the final page, everything up to the newest record seen is read.
+      let pageMax = watermarkMs;
+      for (const r of records) pageMax = Math.max(pageMax, Date.parse(r.createdDate));
+      const last = records.at(-1);
+      const candidate = page.done || !last ? pageMax : Date.parse(last.createdDate);
+      watermarkMs = Math.max(watermarkMs, candidate);
+      const { inserted } = await this.o.store.commitBatch(this.rule.name, rows, {
+        floor: cp.floor,
+        watermark: new Date(watermarkMs).toISOString(),
+      });
+      result.pages++;
+      result.read += records.length;
+      result.enqueued += inserted;
+      result.dead += rows.filter((r) => r.state === 'dead').length;
+      if (inserted > 0) this.o.onEnqueued?.(inserted);
+      url = page.done ? undefined : page.nextRecordsUrl;
+    }
+    result.watermark = new Date(watermarkMs).toISOString();
+  }
+
+  private toRow(record: SourceRecord): NewOutboxRow {
+    const base = {
+      rule: this.rule.name,
+      object: record.object,
+      recordId: record.id,
+      recordCreatedDate: record.createdDate,
+    };
+    try {
+      return { ...base, message: renderMessage(this.o.compiled, record, { now: this.now() }), state: 'pending' };
+    } catch (err) {
+      // A template or recipient problem with one record dead-letters that record only.
+      const e = coerceError(err);
+      this.log.warn({ recordId: record.id, err: e }, 'render failed; notification dead-lettered');
+      return { ...base, message: null, state: 'dead', lastError: `render: ${e.message}` };
+    }
+  }
+
+  private reportUsage(): void {
+    const usage = (this.o.conn.limitInfo as { apiUsage?: ApiUsage } | undefined)?.apiUsage;
+    if (usage && this.o.onApiUsage) this.o.onApiUsage(usage);
+  }
+}
