@@ -1,0 +1,264 @@
+// Wires the pipeline: sources -> rules/templates -> store -> dispatcher -> SMTP sink. start()/stop().
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import cron from 'node-cron';
+import type { ScheduledTask } from 'node-cron';
+import type { Connection } from 'jsforce';
+import type { Logger } from 'pino';
+import type { LoadedConfig, RuleConfig } from './config/schema.ts';
+import { Dispatcher } from './delivery/dispatcher.ts';
+import type { DispatchEvent } from './delivery/dispatcher.ts';
+import { createSmtpSink } from './sinks/smtp.ts';
+import type { SmtpSink } from './sinks/smtp.ts';
+import { connectSalesforce, createConnection } from './sources/salesforce/connection.ts';
+import { isRequestLimitError, RulePoller } from './sources/salesforce/poller.ts';
+import type { ApiUsage, PollResult } from './sources/salesforce/poller.ts';
+import { openStore } from './store/index.ts';
+import { compileRule } from './templates/index.ts';
+import type { Store } from './types.ts';
+import { parseDuration } from './util/duration.ts';
+import { coerceError } from './util/errors.ts';
+
+export interface RuleStatus {
+  name: string;
+  object: string;
+  lastPollAt: string | null;
+  lastSuccessAt: string | null;
+  lastError: string | null;
+  lastResult: PollResult | null;
+  polling: boolean;
+}
+
+export interface AppEvents {
+  onPoll?: (rule: string, result: PollResult) => void;
+  onPollError?: (rule: string, err: Error) => void;
+  onDispatch?: (e: DispatchEvent) => void;
+  onApiUsage?: (usage: ApiUsage) => void;
+}
+
+export interface AppOptions {
+  logger: Logger;
+  events?: AppEvents;
+  /** poll every rule once right after start (default true) */
+  pollOnStart?: boolean;
+}
+
+const LIMIT_BACKOFF_MIN_MS = 60_000;
+const LIMIT_BACKOFF_MAX_MS = 15 * 60_000;
+
+export class App {
+  readonly config: LoadedConfig;
+  readonly owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  store: Store | undefined;
+  sink: SmtpSink | undefined;
+  dispatcher: Dispatcher | undefined;
+  conn: Connection | undefined;
+  salesforce: { state: 'connecting' | 'connected' | 'error'; lastError: string | null } = {
+    state: 'connecting',
+    lastError: null,
+  };
+  apiUsage: ApiUsage | null = null;
+  readonly rules = new Map<string, RuleStatus>();
+  private readonly log: Logger;
+  private readonly opts: AppOptions;
+  private pollers = new Map<string, RulePoller>();
+  private tasks: ScheduledTask[] = [];
+  private inFlightPolls = new Set<Promise<void>>();
+  private limitPausedUntil = 0;
+  private limitBackoffMs = LIMIT_BACKOFF_MIN_MS;
+  private connecting: Promise<void> | undefined;
+  private started = false;
+  private stopping = false;
+
+  constructor(config: LoadedConfig, opts: AppOptions) {
+    this.config = config;
+    this.opts = opts;
+    this.log = opts.logger.child({ component: 'app' });
+  }
+
+  get isStopping(): boolean {
+    return this.stopping;
+  }
+
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    const cfg = this.config;
+    const store = await openStore(cfg.store, { baseDir: cfg.baseDir, exclusive: true });
+    this.store = store;
+    await store.migrate();
+    const resendRules = cfg.rules
+      .filter((r) => (r.onUncertain ?? cfg.delivery.onUncertain) === 'resend')
+      .map((r) => r.name);
+    // The SQLite store is held exclusively: any row still `sending` belongs to a process that died.
+    const abandoned = await store.recoverAbandoned({ all: store.kind === 'sqlite', resendRules });
+    if (abandoned.length > 0) {
+      this.log.warn(
+        { ids: abandoned.slice(0, 50), count: abandoned.length },
+        'rows were mid-send when the last process stopped: marked unknown (see `lead-notifier outbox list --state unknown`) unless their rule says onUncertain: resend',
+      );
+    }
+
+    const enabled = cfg.rules.filter((r) => r.enabled);
+    const compiled = new Map(enabled.map((r) => [r.name, compileRule(r, cfg.baseDir)]));
+
+    this.sink = createSmtpSink(cfg.smtp, { baseDir: cfg.baseDir, logger: this.opts.logger.child({ component: 'smtp' }) });
+    const leaseMs = cfg.delivery.leaseMs ?? cfg.smtp.sendTimeoutMs + 30_000;
+    this.dispatcher = new Dispatcher({
+      store,
+      sink: this.sink,
+      delivery: cfg.delivery,
+      concurrency: cfg.smtp.pool.maxConnections,
+      leaseMs,
+      owner: this.owner,
+      logger: this.opts.logger.child({ component: 'dispatcher' }),
+      resendRules,
+      ...(this.opts.events?.onDispatch ? { onEvent: this.opts.events.onDispatch } : {}),
+    });
+    this.dispatcher.start();
+
+    this.conn = createConnection(cfg.salesforce, cfg.baseDir);
+    for (const rule of enabled) {
+      const c = compiled.get(rule.name)!;
+      this.rules.set(rule.name, {
+        name: rule.name,
+        object: rule.object,
+        lastPollAt: null,
+        lastSuccessAt: null,
+        lastError: null,
+        lastResult: null,
+        polling: false,
+      });
+      const poller = new RulePoller({
+        rule,
+        compiled: c,
+        conn: this.conn,
+        store,
+        apiVersion: cfg.salesforce.apiVersion,
+        logger: this.opts.logger.child({ component: 'poller', rule: rule.name }),
+        onEnqueued: () => this.dispatcher?.kick(),
+        onApiUsage: (u) => {
+          this.apiUsage = u;
+          this.opts.events?.onApiUsage?.(u);
+        },
+      });
+      this.pollers.set(rule.name, poller);
+      await poller.init();
+      if (rule.mode === 'stream') {
+        this.log.warn(
+          { rule: rule.name },
+          'mode: stream is not available in this version; the rule is polled on its schedule instead',
+        );
+      }
+      const task = cron.schedule(rule.schedule, () => this.triggerPoll(rule), {
+        name: `poll:${rule.name}`,
+        noOverlap: true,
+      });
+      this.tasks.push(task);
+    }
+    this.log.info(
+      { rules: enabled.map((r) => r.name), store: store.kind, owner: this.owner },
+      'lead-notifier started',
+    );
+    if (this.opts.pollOnStart !== false) for (const rule of enabled) this.triggerPoll(rule);
+  }
+
+  /** Start a poll unless one is running for the rule (a rule never overlaps itself). */
+  triggerPoll(rule: RuleConfig): void {
+    const status = this.rules.get(rule.name);
+    if (!status || status.polling || this.stopping) return;
+    const p = this.pollRule(rule).finally(() => this.inFlightPolls.delete(p));
+    this.inFlightPolls.add(p);
+  }
+
+  /** Poll one rule now and wait for it (used by tests and on start). */
+  async pollRule(rule: RuleConfig): Promise<void> {
+    const status = this.rules.get(rule.name);
+    const poller = this.pollers.get(rule.name);
+    if (!status || !poller || status.polling) return;
+    if (Date.now() < this.limitPausedUntil) {
+      this.log.debug({ rule: rule.name }, 'poll skipped: API allocation exhausted, waiting');
+      return;
+    }
+    status.polling = true;
+    status.lastPollAt = new Date().toISOString();
+    const log = this.opts.logger.child({ component: 'poller', rule: rule.name });
+    try {
+      await this.ensureConnected();
+      const result = await poller.pollOnce();
+      status.lastSuccessAt = new Date().toISOString();
+      status.lastError = null;
+      status.lastResult = result;
+      this.limitBackoffMs = LIMIT_BACKOFF_MIN_MS;
+      log.info(
+        {
+          read: result.read,
+          enqueued: result.enqueued,
+          dead: result.dead,
+          pages: result.pages,
+          apiCalls: result.apiCalls,
+          apiUsage: this.apiUsage ? `${this.apiUsage.used}/${this.apiUsage.limit}` : undefined,
+          watermark: result.watermark,
+          ms: result.durationMs,
+        },
+        'poll',
+      );
+      this.opts.events?.onPoll?.(rule.name, result);
+    } catch (e) {
+      const err = coerceError(e);
+      status.lastError = err.message;
+      this.opts.events?.onPollError?.(rule.name, err);
+      if (isRequestLimitError(err)) {
+        // The allocation is org-wide: pause every rule, cursor unmoved, and try again later.
+        this.limitPausedUntil = Date.now() + this.limitBackoffMs;
+        log.warn(
+          { err, resumeAt: new Date(this.limitPausedUntil).toISOString() },
+          'Salesforce API allocation exhausted (REQUEST_LIMIT_EXCEEDED); polling paused, cursor unchanged',
+        );
+        this.limitBackoffMs = Math.min(this.limitBackoffMs * 2, LIMIT_BACKOFF_MAX_MS);
+      } else {
+        log.error({ err }, 'poll failed; cursor unchanged, retried on the next tick');
+      }
+    } finally {
+      status.polling = false;
+    }
+  }
+
+  /** Authenticate once; a failed attempt is retried on the next poll. */
+  private async ensureConnected(): Promise<void> {
+    if (this.salesforce.state === 'connected') return;
+    this.connecting ??= (async () => {
+      try {
+        await connectSalesforce(this.conn!, this.config.salesforce, this.config.baseDir);
+        this.salesforce = { state: 'connected', lastError: null };
+        this.log.info({ instanceUrl: this.conn!.instanceUrl }, 'connected to Salesforce');
+      } catch (e) {
+        const err = coerceError(e);
+        this.salesforce = { state: 'error', lastError: err.message };
+        throw new Error(`Salesforce authentication failed: ${err.message}`, { cause: err });
+      } finally {
+        this.connecting = undefined;
+      }
+    })();
+    return this.connecting;
+  }
+
+  /** Stop polling, let in-flight sends finish within the bound, close everything. Safe twice. */
+  async stop(timeoutMs = parseDuration(this.config.shutdownTimeout)): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    const deadline = Date.now() + timeoutMs;
+    for (const t of this.tasks) await t.destroy();
+    this.tasks = [];
+    // A poll commits page by page; waiting for it is bounded like the sends.
+    await Promise.race([Promise.allSettled([...this.inFlightPolls]), sleep(Math.max(0, deadline - Date.now()))]);
+    await this.dispatcher?.stop(Math.max(0, deadline - Date.now()));
+    await this.sink?.close();
+    await this.store?.close();
+    this.log.info('lead-notifier stopped');
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}

@@ -1,0 +1,236 @@
+// lead-notifier command line. Exit codes (DESIGN.md): 0 ok, 1 runtime failure, 2 invalid config or
+// usage, 3 a dependency unreachable (check --connect).
+import { parseArgs } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
+import { App } from './app.ts';
+import { loadConfig, resolveConfigPath, secretsOf } from './config/load.ts';
+import type { LoadedConfig } from './config/schema.ts';
+import { createLogger } from './log.ts';
+import type { Logger } from './log.ts';
+import { ConfigError, coerceError } from './util/errors.ts';
+import { parseDuration } from './util/duration.ts';
+
+export const EXIT = { OK: 0, FAILURE: 1, INVALID: 2, UNREACHABLE: 3 } as const;
+
+class UsageError extends Error {}
+
+interface Command {
+  summary: string;
+  usage: string;
+  options: NonNullable<ParseArgsConfig['options']>;
+  run(values: Record<string, unknown>, positionals: string[]): Promise<number>;
+}
+
+const configOption = {
+  config: { type: 'string', short: 'c' },
+} as const;
+
+const commands: Record<string, Command> = {
+  run: {
+    summary: 'run the daemon: poll, enqueue, send; SIGTERM/SIGINT drains and exits 0',
+    usage: 'lead-notifier run [-c FILE]',
+    options: { ...configOption },
+    async run(values) {
+      const config = await load(values);
+      const logger = loggerFor(config);
+      const app = new App(config, { logger });
+      let signals = 0;
+      const done = new Promise<number>((resolve) => {
+        const onSignal = (sig: NodeJS.Signals) => {
+          signals++;
+          if (signals > 1) {
+            logger.warn({ signal: sig }, 'second signal: exiting now');
+            process.exit(EXIT.FAILURE);
+          }
+          logger.info({ signal: sig }, 'stopping: no new polls; waiting for in-flight sends');
+          app.stop().then(
+            () => resolve(EXIT.OK),
+            (err: unknown) => {
+              logger.error({ err: coerceError(err) }, 'error while stopping');
+              resolve(EXIT.FAILURE);
+            },
+          );
+        };
+        process.on('SIGTERM', onSignal);
+        process.on('SIGINT', onSignal);
+      });
+      try {
+        await app.start();
+      } catch (e) {
+        const err = coerceError(e);
+        logger.fatal({ err }, `start-up failed: ${err.message}`);
+        await app.stop(1000).catch(() => undefined);
+        return err.name === 'StoreLockedError' ? EXIT.INVALID : EXIT.FAILURE;
+      }
+      return done;
+    },
+  },
+  check: {
+    summary: 'validate config and templates; with --connect also reach Salesforce and SMTP',
+    usage: 'lead-notifier check [-c FILE] [--connect]',
+    options: { ...configOption, connect: { type: 'boolean' } },
+    async run(values) {
+      const config = await load(values);
+      const enabled = config.rules.filter((r) => r.enabled).length;
+      out(`config ok: ${config.configPath} (${config.rules.length} rules, ${enabled} enabled)`);
+      if (!values.connect) return EXIT.OK;
+      const { checkConnections } = await import('./check.ts');
+      return checkConnections(config, out);
+    },
+  },
+  'dry-run': {
+    summary: 'query Salesforce and render what each rule would send; sends and writes nothing',
+    usage: 'lead-notifier dry-run [-c FILE] [--limit N] [--since DURATION|ISO] [--rule NAME] [--json]',
+    options: {
+      ...configOption,
+      limit: { type: 'string' },
+      since: { type: 'string' },
+      rule: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    async run(values) {
+      const config = await load(values);
+      const limit = values.limit === undefined ? 5 : Number(values.limit);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 2000) throw new UsageError('--limit must be 1..2000');
+      const since = parseSince(typeof values.since === 'string' ? values.since : '24h');
+      const { dryRun } = await import('./dry-run.ts');
+      return dryRun(config, {
+        limit,
+        since,
+        json: Boolean(values.json),
+        ...(typeof values.rule === 'string' ? { rule: values.rule } : {}),
+        out,
+      });
+    },
+  },
+  status: {
+    summary: 'checkpoints per rule, outbox counts by state, last errors',
+    usage: 'lead-notifier status [-c FILE] [--json]',
+    options: { ...configOption, json: { type: 'boolean' } },
+    async run(values) {
+      const config = await load(values, false);
+      const { printStatus } = await import('./status.ts');
+      return printStatus(config, { json: Boolean(values.json), out });
+    },
+  },
+  emulator: {
+    summary: 'run the local Salesforce org emulator alone and print its URL',
+    usage: 'lead-notifier emulator [--port N] [--host ADDR]',
+    options: { port: { type: 'string', short: 'p' }, host: { type: 'string' } },
+    async run(values) {
+      const port = values.port === undefined ? 0 : Number(values.port);
+      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError('--port must be 0..65535');
+      const { startEmulator } = await import('./emulator/index.ts');
+      const emu = await startEmulator({ port, host: typeof values.host === 'string' ? values.host : '127.0.0.1' });
+      out(emu.url);
+      process.stderr.write(
+        `Salesforce org emulator at ${emu.url}\n` +
+          `  OAuth client: emulator-client / emulator-secret; user integration@example.com / emulator-password\n` +
+          `  control API: ${emu.url}/__emulator/ (see src/emulator/README.md). Ctrl-C stops.\n`,
+      );
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+      await emu.close();
+      return EXIT.OK;
+    },
+  },
+};
+
+function out(line: string): void {
+  process.stdout.write(line + '\n');
+}
+
+function parseSince(text: string): Date {
+  if (/^\d+(ms|s|m|h|d)$/.test(text)) return new Date(Date.now() - parseDuration(text));
+  const t = Date.parse(text);
+  if (Number.isNaN(t)) throw new UsageError(`--since must be a duration (24h) or an ISO-8601 instant: ${text}`);
+  return new Date(t);
+}
+
+async function load(values: Record<string, unknown>, checkTemplates = true): Promise<LoadedConfig> {
+  const path = resolveConfigPath(typeof values.config === 'string' ? values.config : undefined);
+  return loadConfig(path, { checkTemplates });
+}
+
+function loggerFor(config: LoadedConfig): Logger {
+  return createLogger({
+    level: config.log.level,
+    ...(config.log.format ? { format: config.log.format } : {}),
+    secrets: secretsOf(config),
+  });
+}
+
+function helpText(): string {
+  const width = Math.max(...Object.keys(commands).map((c) => c.length));
+  return [
+    'lead-notifier: notify new Salesforce records by email, exactly once',
+    '',
+    'Usage: lead-notifier <command> [options]',
+    '',
+    'Commands:',
+    ...Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
+    '',
+    'Config: -c FILE, else $LEAD_NOTIFIER_CONFIG, else ./config/notifier.yaml',
+    'Exit codes: 0 ok, 1 failure, 2 invalid config or usage, 3 Salesforce or SMTP unreachable',
+    "Run 'lead-notifier <command> --help' for a command's options.",
+  ].join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    out(helpText());
+    return name ? EXIT.OK : EXIT.INVALID;
+  }
+  if (name === '--version' || name === '-v') {
+    const { createRequire } = await import('node:module');
+    out((createRequire(import.meta.url)('../package.json') as { version: string }).version);
+    return EXIT.OK;
+  }
+  const cmd = commands[name];
+  if (!cmd) {
+    process.stderr.write(`unknown command '${name}'\n\n${helpText()}\n`);
+    return EXIT.INVALID;
+  }
+  try {
+    const { values, positionals } = parseArgs({
+      args: rest,
+      options: { ...cmd.options, help: { type: 'boolean', short: 'h' } },
+      allowPositionals: true,
+      strict: true,
+    });
+    if (values.help) {
+      out(`Usage: ${cmd.usage}\n\n${cmd.summary}`);
+      return EXIT.OK;
+    }
+    return await cmd.run(values as Record<string, unknown>, positionals);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`invalid configuration:\n${e.issues.map((i) => `  ${i}`).join('\n')}\n`);
+      return EXIT.INVALID;
+    }
+    const err = coerceError(e);
+    if (e instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`${err.message}\nUsage: ${cmd.usage}\n`);
+      return EXIT.INVALID;
+    }
+    process.stderr.write(`lead-notifier ${name}: ${err.message}\n`);
+    return EXIT.FAILURE;
+  }
+}
+
+// Run when executed directly (bin/lead-notifier.js imports this file).
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+    // The daemon's handles (cron, pools) are closed by stop(); anything left must not hold us.
+    if (code !== EXIT.OK || process.argv[2] !== 'run') setTimeout(() => process.exit(code), 50).unref();
+    else setTimeout(() => process.exit(code), 200).unref();
+  },
+  (err: unknown) => {
+    process.stderr.write(`${coerceError(err).stack}\n`);
+    process.exit(EXIT.FAILURE);
+  },
+);

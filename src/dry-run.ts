@@ -1,0 +1,64 @@
+// `dry-run`: what each rule would send for recent records. Reads Salesforce, renders, prints;
+// opens no store and sends nothing.
+import type { LoadedConfig } from './config/schema.ts';
+import { connectSalesforce, createConnection } from './sources/salesforce/connection.ts';
+import { asQueryPage, toSourceRecord } from './sources/salesforce/records.ts';
+import { selectList, soqlDateTime } from './sources/salesforce/soql.ts';
+import { compileRule, renderMessage } from './templates/index.ts';
+import { coerceError } from './util/errors.ts';
+
+export interface DryRunOptions {
+  limit: number;
+  since: Date;
+  rule?: string;
+  json: boolean;
+  out: (line: string) => void;
+}
+
+export async function dryRun(config: LoadedConfig, o: DryRunOptions): Promise<number> {
+  const rules = config.rules.filter((r) => (o.rule ? r.name === o.rule : r.enabled));
+  if (rules.length === 0) {
+    o.out(o.rule ? `no rule named ${o.rule}` : 'no enabled rules');
+    return 2;
+  }
+  const conn = createConnection(config.salesforce, config.baseDir);
+  await connectSalesforce(conn, config.salesforce, config.baseDir);
+  const results: unknown[] = [];
+  for (const rule of rules) {
+    const compiled = compileRule(rule, config.baseDir);
+    const where = [`CreatedDate >= ${soqlDateTime(o.since)}`, ...(rule.where ? [`(${rule.where})`] : [])];
+    const soql =
+      `SELECT ${selectList(rule).join(', ')} FROM ${rule.object} WHERE ${where.join(' AND ')}` +
+      ` ORDER BY CreatedDate DESC, Id DESC LIMIT ${o.limit}`;
+    const page = asQueryPage(
+      await conn.request(`/services/data/v${config.salesforce.apiVersion}/query?q=${encodeURIComponent(soql)}`),
+    );
+    if (!o.json) o.out(`rule ${rule.name}: ${page.records.length} record(s) since ${o.since.toISOString()}`);
+    for (const raw of page.records) {
+      const record = toSourceRecord(rule.object, raw);
+      try {
+        const message = renderMessage(compiled, record);
+        if (o.json) results.push({ rule: rule.name, recordId: record.id, message });
+        else {
+          o.out(`  ${record.id} (created ${record.createdDate})`);
+          o.out(`    From: ${message.from}`);
+          o.out(`    To: ${message.to.join(', ')}`);
+          if (message.cc.length) o.out(`    Cc: ${message.cc.join(', ')}`);
+          if (message.bcc.length) o.out(`    Bcc: ${message.bcc.join(', ')}`);
+          o.out(`    Subject: ${message.subject}`);
+          o.out(`    Message-ID: ${message.messageId}`);
+          const body = (message.text ?? message.html ?? '').replace(/\s+/g, ' ').slice(0, 160);
+          o.out(`    Body: ${body}`);
+          if (message.attachments.length)
+            o.out(`    Attachments: ${message.attachments.map((a) => a.filename).join(', ')}`);
+        }
+      } catch (e) {
+        const err = coerceError(e);
+        if (o.json) results.push({ rule: rule.name, recordId: record.id, error: err.message });
+        else o.out(`  ${record.id}: would be dead-lettered: ${err.message}`);
+      }
+    }
+  }
+  if (o.json) o.out(JSON.stringify(results, null, 2));
+  return 0;
+}
