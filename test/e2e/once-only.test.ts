@@ -1,0 +1,217 @@
+// The daemon as users run it (`lead-notifier run` as a child process) against the org emulator
+// over HTTP and a real SMTP server on loopback: every new record is emailed exactly once.
+import { afterEach, describe, expect, it } from 'vitest';
+import { runCli, waitFor } from '../helpers/process.ts';
+import type { CliProcess } from '../helpers/process.ts';
+import { leadFields, startStack } from '../helpers/stack.ts';
+import type { Stack } from '../helpers/stack.ts';
+
+let stack: Stack | undefined;
+let proc: CliProcess | undefined;
+
+afterEach(async () => {
+  proc?.kill('SIGKILL');
+  await proc?.exit;
+  proc = undefined;
+  await stack?.close();
+  stack = undefined;
+});
+
+/** Message-IDs are <rule.recordId@domain>: count deliveries per record id. */
+function deliveriesByRecord(s: Stack, rule = 'new-leads'): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const m of s.smtp.messages) {
+    const match = /^<([^.]+)\.([A-Za-z0-9]{18})@/.exec(m.messageId ?? '');
+    if (!match || match[1] !== rule) continue;
+    counts.set(match[2]!, (counts.get(match[2]!) ?? 0) + 1);
+  }
+  return counts;
+}
+
+async function started(p: CliProcess): Promise<void> {
+  await p.waitForLine((_l, j) => j?.msg === 'poll', 20_000);
+}
+
+function secondsAgo(s: number): Date {
+  return new Date(Math.floor(Date.now() / 1000) * 1000 - s * 1000);
+}
+
+describe('lead-notifier run, end to end', () => {
+  it('emails 2,500 leads exactly once: late commits, a shared CreatedDate across a page boundary, nothing historic', async () => {
+    stack = await startStack();
+    const { emu } = stack;
+    // Historic leads: created before the first start, never notified (startFrom: now).
+    const historic = emu.org.insertMany(
+      'Lead',
+      Array.from({ length: 50 }, (_, i) => leadFields(-i - 1)),
+      { createdDate: secondsAgo(120) },
+    );
+    await new Promise((r) => setTimeout(r, 1100)); // the floor is fixed at the first start, to the second
+    proc = stack.run();
+    await started(proc);
+
+    const ids: string[] = [];
+    // 1,900 leads then 300 sharing one CreatedDate second: one poll reads 2,200 records and the
+    // page boundary at 2,000 falls inside the shared second.
+    // (Both batches carry timestamps from just after the first start: committed a moment late.)
+    await new Promise((r) => setTimeout(r, 2500));
+    const first = emu.org.insertMany(
+      'Lead',
+      Array.from({ length: 1900 }, (_, i) => leadFields(i)),
+      { createdDate: secondsAgo(2) },
+    );
+    const shared = emu.org.insertMany(
+      'Lead',
+      Array.from({ length: 300 }, (_, i) => leadFields(1900 + i)),
+      { createdDate: secondsAgo(1) },
+    );
+    ids.push(...first.map((r) => r.Id), ...shared.map((r) => r.Id));
+    await waitFor(() => stack!.smtp.messages.length >= 1000, 60_000, 'the first deliveries');
+    // 100 late-committing records: CreatedDate minutes behind the cursor, inside the lookback.
+    for (let i = 0; i < 100; i++) {
+      ids.push(emu.org.insert('Lead', leadFields(2200 + i), { createdDate: secondsAgo(180 + (i % 60)) }).Id);
+    }
+    // 200 more over a few seconds, as a web form would.
+    for (let b = 0; b < 10; b++) {
+      for (let i = 0; i < 20; i++) ids.push(emu.org.insert('Lead', leadFields(2300 + b * 20 + i)).Id);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(ids).toHaveLength(2500);
+
+    await waitFor(() => stack!.smtp.messages.length >= 2500, 90_000, '2,500 deliveries');
+    // A few more poll cycles: the lookback re-reads everything again and must send nothing new.
+    await new Promise((r) => setTimeout(r, 3000));
+    const counts = deliveriesByRecord(stack);
+    const missing = ids.filter((id) => !counts.has(id));
+    const twice = [...counts].filter(([, n]) => n > 1);
+    expect(missing).toEqual([]);
+    expect(twice).toEqual([]);
+    expect(stack.smtp.messages).toHaveLength(2500);
+    for (const h of historic) expect(counts.has(h.Id)).toBe(false);
+
+    proc.kill('SIGTERM');
+    expect(await proc.exit).toBe(0);
+    const status = await stack.cli(['status', '--json']);
+    expect(status.code).toBe(0);
+    const parsed = JSON.parse(status.stdout) as { outbox: { total: Record<string, number> } };
+    expect(parsed.outbox.total.sent).toBe(2500);
+    expect(parsed.outbox.total.pending + parsed.outbox.total.failed + parsed.outbox.total.dead).toBe(0);
+  }, 180_000);
+
+  it('survives kill -9 ten times during 2,000 new leads: none missed, none twice, uncertain rows listed', async () => {
+    stack = await startStack({ rule: { lookback: '10m' } });
+    const { emu } = stack;
+    proc = stack.run();
+    await started(proc);
+    const ids: string[] = [];
+    let creating = true;
+    const creator = (async () => {
+      for (let b = 0; b < 40; b++) {
+        for (let i = 0; i < 50; i++) ids.push(emu.org.insert('Lead', leadFields(b * 50 + i)).Id);
+        await new Promise((r) => setTimeout(r, 150));
+      }
+      creating = false;
+    })();
+    for (let k = 0; k < 10; k++) {
+      await new Promise((r) => setTimeout(r, 300 + Math.random() * 900));
+      proc.kill('SIGKILL');
+      await proc.exit;
+      proc = stack.run();
+      await started(proc);
+    }
+    await creator;
+    expect(creating).toBe(false);
+    expect(ids).toHaveLength(2000);
+
+    const settled = async () => {
+      const s = await stack!.cli(['status', '--json']);
+      const st = JSON.parse(s.stdout) as { outbox: { total: Record<string, number> } };
+      const t = st.outbox.total;
+      return t.sent! + t.unknown! + t.dead! === 2000 && t.pending === 0 && t.sending === 0;
+    };
+    await waitFor(settled, 90_000, 'every lead to be sent or reported', 1000);
+    proc.kill('SIGTERM');
+    expect(await proc.exit).toBe(0);
+
+    const status = JSON.parse((await stack.cli(['status', '--json'])).stdout) as {
+      outbox: { total: Record<string, number> };
+      uncertain: Array<{ recordId: string }>;
+    };
+    const uncertain = new Set(status.uncertain.map((u) => u.recordId));
+    expect(status.outbox.total.dead).toBe(0);
+    expect(uncertain.size).toBe(status.outbox.total.unknown);
+    const counts = deliveriesByRecord(stack);
+    const twice = [...counts].filter(([, n]) => n > 1);
+    expect(twice).toEqual([]);
+    // Every lead was delivered, or is listed as uncertain (the process died mid-send).
+    const missing = ids.filter((id) => !counts.has(id) && !uncertain.has(id));
+    expect(missing).toEqual([]);
+    console.log(
+      `kill -9 x10: ${counts.size} delivered, ${uncertain.size} uncertain (of which ${[...uncertain].filter((id) => counts.has(id)).length} had in fact arrived)`,
+    );
+  }, 240_000);
+
+  it('hostile record data: HTML escaped, no injected header, foreign recipient blocked', async () => {
+    stack = await startStack({
+      rule: {
+        select: ['FirstName', 'LastName', 'Company', 'Email'],
+        email: {
+          from: 'Lead desk <leads@example.com>',
+          to: '{{Email}}',
+          cc: 'sales@example.com',
+          subject: 'New lead: {{FirstName}} {{LastName}}',
+          html: '<p>{{FirstName}} {{LastName}} from {{Company}}</p>',
+          text: '{{FirstName}} {{LastName}}',
+        },
+        allowRecipients: ['*@example.com'],
+      },
+    });
+    proc = stack.run();
+    await started(proc);
+    const good = stack.emu.org.insert('Lead', {
+      FirstName: '<script>alert(1)</script>',
+      LastName: 'Smith\r\nBcc: evil@attacker.example',
+      Company: '"><img src=x onerror=alert(1)>',
+      Email: 'buyer@example.com',
+    });
+    const foreign = stack.emu.org.insert('Lead', {
+      FirstName: 'Eve',
+      LastName: 'Evil',
+      Company: 'Attacker',
+      Email: 'victim@attacker.example, buyer@example.com',
+    });
+    await waitFor(() => stack!.smtp.messages.length >= 1, 20_000, 'the good lead');
+    await waitFor(async () => {
+      const s = JSON.parse((await stack!.cli(['status', '--json'])).stdout) as { outbox: { total: Record<string, number> } };
+      return s.outbox.total.dead === 1;
+    }, 20_000, 'the foreign recipient to be dead-lettered');
+    expect(stack.smtp.messages).toHaveLength(1);
+    const m = stack.smtp.messages[0]!;
+    expect(m.messageId).toContain(good.Id);
+    expect(m.envelope.rcptTo.sort()).toEqual(['buyer@example.com', 'sales@example.com']);
+    expect(m.parsed.headers.has('bcc')).toBe(false);
+    expect(m.parsed.subject).toBe('New lead: <script>alert(1)</script> Smith Bcc: evil@attacker.example');
+    expect(m.parsed.html).toContain('&lt;script&gt;alert(1)&lt;/script&gt;');
+    expect(m.parsed.html).not.toContain('<script>');
+    expect(m.parsed.html).not.toContain('<img');
+    const raw = m.raw.toString('utf8');
+    expect(raw).not.toMatch(/^Bcc:/im);
+    const status = JSON.parse((await stack.cli(['status', '--json'])).stdout) as {
+      lastErrors: Array<{ recordId: string; state: string; lastError: string }>;
+    };
+    const dead = status.lastErrors.find((e) => e.recordId === foreign.Id);
+    expect(dead?.state).toBe('dead');
+    expect(dead?.lastError).toMatch(/victim@attacker\.example/);
+  }, 60_000);
+});
+
+describe('lead-notifier check', () => {
+  it('exits 2 with file, line and key path for a bad config', async () => {
+    stack = await startStack();
+    const bad = { ...stack.config, smtp: { ...(stack.config.smtp as object), port: 'twenty-five' } };
+    stack.writeConfig(bad);
+    const r = await runCli(['check', '-c', stack.configPath]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/notifier\.yaml:\d+ smtp\.port: /);
+  });
+});
