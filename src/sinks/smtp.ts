@@ -1,0 +1,281 @@
+// The SMTP sink: nodemailer's pooled transport with no hidden re-sends, explicit timeouts, and a
+// classification of every failure into what the outbox should do with the row.
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Transform, pipeline } from 'node:stream';
+import nodemailer from 'nodemailer';
+import type { SendMailOptions } from 'nodemailer';
+import type pino from 'pino';
+import type { SmtpConfig } from '../config/schema.ts';
+import type { RenderedMessage, SendResult } from '../types.ts';
+import { coerceError } from '../util/errors.ts';
+
+/**
+ * What the outbox does with a failed send:
+ * - retry: transient (4xx, the connection broke before the message data went out): back off, try again
+ * - dead: permanent (5xx for the sender, every recipient or the message): keep the reply, never retry
+ * - auth: the transport itself is unusable (535/EAUTH, a TLS/STARTTLS failure, a 5xx greeting):
+ *   every message would fail the same way, so the dispatcher opens its circuit and keeps rows pending
+ * - uncertain: the connection broke after the whole message was written, before the final reply:
+ *   the server may have accepted it, so re-sending could deliver it twice
+ */
+export type FailureKind = 'retry' | 'dead' | 'auth' | 'uncertain';
+
+export class SendError extends Error {
+  override name = 'SendError';
+  kind: FailureKind;
+  code?: string;
+  responseCode?: number;
+  response?: string;
+  command?: string;
+  constructor(
+    message: string,
+    init: {
+      kind: FailureKind;
+      code?: string;
+      responseCode?: number;
+      response?: string;
+      command?: string;
+      cause?: unknown;
+    },
+  ) {
+    super(message, { cause: init.cause });
+    this.kind = init.kind;
+    this.code = init.code;
+    this.responseCode = init.responseCode;
+    this.response = init.response;
+    this.command = init.command;
+  }
+}
+
+/** A SendResult plus the server's reply for each refused recipient (kept with the row as JSON). */
+export interface SmtpSendResult extends SendResult {
+  rejectedReplies?: Record<string, string>;
+}
+
+export interface SmtpSink {
+  /** throws SendError */
+  send(msg: RenderedMessage): Promise<SmtpSendResult>;
+  /** connect + EHLO (+ STARTTLS + AUTH); throws SendError */
+  verify(): Promise<void>;
+  /** closes idle connections; a delivery in progress finishes first */
+  close(): Promise<void>;
+}
+
+interface NodemailerErrorShape {
+  code?: unknown;
+  /** the system/TLS code nodemailer replaced with its own (ESOCKET), e.g. DEPTH_ZERO_SELF_SIGNED_CERT */
+  originalCode?: unknown;
+  responseCode?: unknown;
+  response?: unknown;
+  command?: unknown;
+}
+
+// Commands whose 5xx reply refuses this message (its sender, its recipients or its content).
+const MESSAGE_COMMANDS = new Set(['MAIL FROM', 'RCPT TO', 'DATA']);
+// Local refusals before anything was sent: the same message would be refused again.
+const DEAD_CODES = new Set(['EENVELOPE', 'EMESSAGE', 'EMAXRECIPIENTS', 'EFILEACCESS', 'EURLACCESS']);
+// OpenSSL X509_V_ERR_* names as Node reports them (CERT_HAS_EXPIRED, UNABLE_TO_VERIFY_LEAF_SIGNATURE,
+// SELF_SIGNED_CERT_IN_CHAIN, ...) and Node's own ERR_TLS_CERT_ALTNAME_INVALID / ERR_SSL_* codes.
+const TLS_VERIFY_CODE =
+  /^(?:ERR_TLS_|ERR_SSL_|DEPTH_ZERO_SELF_SIGNED_CERT$|SELF_SIGNED_CERT|UNABLE_TO_|CERT_)/;
+// The transport cannot work as configured: credentials, TLS, configuration.
+const TRANSPORT_CODES = new Set(['EAUTH', 'ENOAUTH', 'EOAUTH2', 'ETLS', 'EREQUIRETLS', 'ECONFIG']);
+
+/**
+ * Decides from nodemailer's `code`, `responseCode` and `command` only, never from message text.
+ * `phase` says whether the message data had been fully written to the server when it failed
+ * (the sink knows this from the message stream, see createSmtpSink).
+ */
+export function classifySmtpError(err: unknown, phase: 'before-data' | 'after-data'): FailureKind {
+  const e = (typeof err === 'object' && err !== null ? err : {}) as NodemailerErrorShape;
+  const code = typeof e.code === 'string' ? e.code : undefined;
+  const rc = typeof e.responseCode === 'number' ? e.responseCode : undefined;
+  const command = typeof e.command === 'string' ? e.command : undefined;
+
+  if (code && TRANSPORT_CODES.has(code)) return 'auth';
+  // A certificate that does not verify surfaces as ESOCKET with the OpenSSL/Node code kept in
+  // originalCode; it fails every connection the same way until the config or the server changes.
+  const originalCode = typeof e.originalCode === 'string' ? e.originalCode : undefined;
+  if (originalCode && TLS_VERIFY_CODE.test(originalCode)) return 'auth';
+  if (rc !== undefined && rc >= 400 && rc < 600) {
+    // RFC 5321 4.2.1: 4yz is a transient negative completion; 421 means the server is closing the
+    // channel, and a 421 in reply to the data means the message was not taken either.
+    if (rc < 500) return 'retry';
+    // 503 is "bad sequence of commands": a session-state problem, not a refusal of the message.
+    if (rc === 503) return 'retry';
+    // A 5xx after the data is the server's final, permanent answer about this message.
+    if (phase === 'after-data') return 'dead';
+    if ((command && MESSAGE_COMMANDS.has(command)) || code === 'EENVELOPE' || code === 'EMESSAGE')
+      return 'dead';
+    // 5xx at the greeting, EHLO or STARTTLS: the server refuses us, not this message.
+    return 'auth';
+  }
+  if (code && DEAD_CODES.has(code)) return 'dead';
+  // Everything else is the connection failing (ECONNECTION, ETIMEDOUT, ESOCKET, EDNS, EPROXY,
+  // EPROTOCOL, our own deadline EABORT, ...). Before the final byte of the message went out the
+  // server cannot have accepted it (RFC 5321 4.1.1.4: the transaction completes with <CRLF>.<CRLF>
+  // and its reply); after it, it may have.
+  return phase === 'after-data' ? 'uncertain' : 'retry';
+}
+
+/** Tracks whether the message data was fully handed to the SMTP data stream. */
+interface SendTracker {
+  dataWritten: boolean;
+}
+
+export function createSmtpSink(cfg: SmtpConfig, opts: { baseDir: string; logger?: pino.Logger }): SmtpSink {
+  const log = opts.logger;
+  if (cfg.tls.rejectUnauthorized === false) {
+    log?.warn(
+      { host: cfg.host, port: cfg.port },
+      'SMTP TLS certificate verification is DISABLED (smtp.tls.rejectUnauthorized: false): ' +
+        'anyone on the network path can read the mail and the SMTP password',
+    );
+  }
+  const tls: Record<string, unknown> = { rejectUnauthorized: cfg.tls.rejectUnauthorized };
+  if (cfg.tls.ca) tls.ca = readFileSync(resolve(opts.baseDir, cfg.tls.ca));
+  if (cfg.tls.servername) tls.servername = cfg.tls.servername;
+
+  const transport = nodemailer.createTransport({
+    pool: true,
+    host: cfg.host,
+    port: cfg.port,
+    secure: cfg.secure,
+    requireTLS: cfg.requireTLS,
+    ignoreTLS: cfg.ignoreTLS,
+    tls,
+    ...(cfg.name ? { name: cfg.name } : {}),
+    ...(cfg.auth ? { auth: { user: cfg.auth.user, pass: cfg.auth.pass } } : {}),
+    maxConnections: cfg.pool.maxConnections,
+    maxMessages: cfg.pool.maxMessages,
+    // The pool re-queues a message whose connection closed before its send callback ran (default
+    // up to 5 times). In 10.6 that happens only before any byte of the message was read, but a
+    // hidden re-send is exactly what the outbox must own (attempt counts, backoff, the uncertain
+    // state), so 0 makes the pool fail the message instead (smtp-pool: requeueAttempts < maxRequeues).
+    maxRequeues: 0,
+    connectionTimeout: cfg.connectionTimeoutMs,
+    greetingTimeout: cfg.greetingTimeoutMs,
+    socketTimeout: cfg.socketTimeoutMs,
+    // Record data must never make nodemailer read local files or fetch URLs.
+    disableFileAccess: true,
+    disableUrlAccess: true,
+    logger: false,
+  });
+
+  // How we know the phase of a failure: nodemailer reports a dropped connection as ECONNECTION /
+  // ETIMEDOUT with command 'CONN' whatever the phase, so `command` alone cannot tell. Instead every
+  // message stream passes through a transform; when its readable side has ended, the data stream
+  // that writes to the socket has received the last byte of the message, and only then can the
+  // terminating "." reach the server. Before that point the server cannot have accepted the message
+  // (retry is safe); after it, it might have (uncertain). The point is conservative: a drop between
+  // it and the "." is reported uncertain although the message was not complete.
+  const trackers = new WeakMap<AbortSignal, SendTracker>();
+  transport.use('stream', (mail, done) => {
+    const signal = mail.data.signal;
+    const tracker = signal ? trackers.get(signal as AbortSignal) : undefined;
+    if (tracker) {
+      mail.message.processFunc((input) => {
+        const pass = new Transform({
+          transform(chunk: Buffer, _enc, cb) {
+            cb(null, chunk);
+          },
+        });
+        pass.once('end', () => {
+          tracker.dataWritten = true;
+        });
+        pipeline(input, pass, () => {});
+        return pass;
+      });
+    }
+    done();
+  });
+
+  const toSendError = (err: unknown, phase: 'before-data' | 'after-data'): SendError => {
+    const e = coerceError(err) as Error & NodemailerErrorShape;
+    const kind = classifySmtpError(e, phase);
+    return new SendError(e.message, {
+      kind,
+      code: typeof e.code === 'string' ? e.code : undefined,
+      responseCode: typeof e.responseCode === 'number' ? e.responseCode : undefined,
+      response: typeof e.response === 'string' ? e.response : undefined,
+      command: typeof e.command === 'string' ? e.command : undefined,
+      cause: e,
+    });
+  };
+
+  return {
+    async send(msg) {
+      const controller = new AbortController();
+      const tracker: SendTracker = { dataWritten: false };
+      trackers.set(controller.signal, tracker);
+      const deadline = setTimeout(
+        () => controller.abort(new Error(`send deadline of ${cfg.sendTimeoutMs} ms passed`)),
+        cfg.sendTimeoutMs,
+      );
+      try {
+        const info = await transport.sendMail({ ...toMailOptions(msg), signal: controller.signal });
+        const rejectedReplies: Record<string, string> = {};
+        for (const r of info.rejectedErrors ?? []) {
+          const rr = r as Error & { recipient?: string; response?: string };
+          if (rr.recipient) rejectedReplies[rr.recipient] = rr.response ?? rr.message;
+        }
+        const result: SmtpSendResult = {
+          response: String(info.response ?? ''),
+          accepted: (info.accepted ?? []).map(addressText),
+          rejected: (info.rejected ?? []).map(addressText),
+          messageId: msg.messageId,
+        };
+        if (Object.keys(rejectedReplies).length) result.rejectedReplies = rejectedReplies;
+        return result;
+      } catch (err) {
+        throw toSendError(err, tracker.dataWritten ? 'after-data' : 'before-data');
+      } finally {
+        clearTimeout(deadline);
+      }
+    },
+    async verify() {
+      try {
+        await transport.verify();
+      } catch (err) {
+        throw toSendError(err, 'before-data');
+      }
+    },
+    async close() {
+      transport.close();
+    },
+  };
+}
+
+function addressText(a: unknown): string {
+  if (typeof a === 'string') return a;
+  if (a && typeof a === 'object' && 'address' in a) return String((a as { address: unknown }).address);
+  return String(a);
+}
+
+/** The nodemailer message for a rendered message: exactly what retries send again. */
+export function toMailOptions(msg: RenderedMessage): SendMailOptions {
+  return {
+    from: msg.from,
+    to: msg.to,
+    cc: msg.cc,
+    bcc: msg.bcc,
+    ...(msg.replyTo ? { replyTo: msg.replyTo } : {}),
+    subject: msg.subject,
+    ...(msg.text !== undefined ? { text: msg.text } : {}),
+    ...(msg.html !== undefined ? { html: msg.html } : {}),
+    headers: msg.headers,
+    messageId: msg.messageId,
+    attachments: msg.attachments.map((a) => ({
+      filename: a.filename,
+      ...(a.contentType ? { contentType: a.contentType } : {}),
+      content: a.content,
+      ...(a.encoding === 'base64' ? { encoding: 'base64' } : {}),
+      ...(a.cid
+        ? { cid: a.cid, contentDisposition: 'inline' as const }
+        : { contentDisposition: 'attachment' as const }),
+    })),
+    disableFileAccess: true,
+    disableUrlAccess: true,
+  };
+}
