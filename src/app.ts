@@ -13,6 +13,7 @@ import type { SmtpSink } from './sinks/smtp.ts';
 import { connectSalesforce, createConnection } from './sources/salesforce/connection.ts';
 import { isRequestLimitError, RulePoller } from './sources/salesforce/poller.ts';
 import type { ApiUsage, PollResult } from './sources/salesforce/poller.ts';
+import { RuleStreamer } from './sources/salesforce/streamer.ts';
 import { openStore } from './store/index.ts';
 import { compileRule } from './templates/index.ts';
 import type { Store } from './types.ts';
@@ -62,6 +63,7 @@ export class App {
   private readonly log: Logger;
   private readonly opts: AppOptions;
   private pollers = new Map<string, RulePoller>();
+  readonly streamers = new Map<string, RuleStreamer>();
   private tasks: ScheduledTask[] = [];
   private inFlightPolls = new Set<Promise<void>>();
   private limitPausedUntil = 0;
@@ -145,9 +147,18 @@ export class App {
       this.pollers.set(rule.name, poller);
       await poller.init();
       if (rule.mode === 'stream') {
-        this.log.warn(
-          { rule: rule.name },
-          'mode: stream is not available in this version; the rule is polled on its schedule instead',
+        this.streamers.set(
+          rule.name,
+          new RuleStreamer({
+            poller,
+            conn: this.conn,
+            logger: this.opts.logger.child({ component: 'streamer', rule: rule.name }),
+            reconcile: () => this.pollRule(rule, true),
+            reauthenticate: () => {
+              this.salesforce.state = 'connecting';
+              return this.ensureConnected();
+            },
+          }),
         );
       }
       const task = cron.schedule(rule.schedule, () => this.triggerPoll(rule), {
@@ -171,11 +182,18 @@ export class App {
     this.inFlightPolls.add(p);
   }
 
-  /** Poll one rule now and wait for it (used by tests and on start). */
-  async pollRule(rule: RuleConfig): Promise<void> {
+  /**
+   * Poll one rule now and wait for it. `wait`: when a poll is already running, wait for it and
+   * poll again (stream reconciliation must cover events up to now).
+   */
+  async pollRule(rule: RuleConfig, wait = false): Promise<void> {
     const status = this.rules.get(rule.name);
     const poller = this.pollers.get(rule.name);
-    if (!status || !poller || status.polling) return;
+    if (!status || !poller) return;
+    if (status.polling) {
+      if (!wait) return;
+      while (status.polling) await sleep(100);
+    }
     if (Date.now() < this.limitPausedUntil) {
       this.log.debug({ rule: rule.name }, 'poll skipped: API allocation exhausted, waiting');
       return;
@@ -185,6 +203,8 @@ export class App {
     const log = this.opts.logger.child({ component: 'poller', rule: rule.name });
     try {
       await this.ensureConnected();
+      const streamer = this.streamers.get(rule.name);
+      if (streamer && streamer.state === 'stopped' && !this.stopping) await streamer.start();
       const result = await poller.pollOnce();
       status.lastSuccessAt = new Date().toISOString();
       status.lastError = null;
@@ -250,6 +270,7 @@ export class App {
     const deadline = Date.now() + timeoutMs;
     for (const t of this.tasks) await t.destroy();
     this.tasks = [];
+    for (const s of this.streamers.values()) await s.stop();
     // A poll commits page by page; waiting for it is bounded like the sends.
     await Promise.race([Promise.allSettled([...this.inFlightPolls]), sleep(Math.max(0, deadline - Date.now()))]);
     await this.dispatcher?.stop(Math.max(0, deadline - Date.now()));

@@ -14,7 +14,7 @@ import type { Checkpoint, NewOutboxRow, SourceRecord, Store } from '../../types.
 import { parseDuration } from '../../util/duration.ts';
 import { coerceError } from '../../util/errors.ts';
 import { asQueryPage, toSourceRecord } from './records.ts';
-import { buildPollQuery } from './soql.ts';
+import { buildEnrichmentQuery, buildPollQuery } from './soql.ts';
 
 export interface PollResult {
   read: number;
@@ -61,6 +61,8 @@ export class RulePoller {
   private readonly o: PollerOptions;
   private readonly lookbackMs: number;
   private readonly log: Logger;
+  /** checkpoint writes of this rule (poll pages, stream batches) happen one at a time */
+  private commitChain: Promise<unknown> = Promise.resolve();
 
   constructor(o: PollerOptions) {
     this.o = o;
@@ -140,10 +142,12 @@ export class RulePoller {
       const last = records.at(-1);
       const candidate = page.done || !last ? pageMax : Date.parse(last.createdDate);
       watermarkMs = Math.max(watermarkMs, candidate);
-      const { inserted } = await this.o.store.commitBatch(this.rule.name, rows, {
-        floor: cp.floor,
-        watermark: new Date(watermarkMs).toISOString(),
-      });
+      const { inserted } = await this.serialized(() =>
+        this.o.store.commitBatch(this.rule.name, rows, {
+          floor: cp.floor,
+          watermark: new Date(watermarkMs).toISOString(),
+        }),
+      );
       result.pages++;
       result.read += records.length;
       result.enqueued += inserted;
@@ -152,6 +156,47 @@ export class RulePoller {
       url = page.done ? undefined : page.nextRecordsUrl;
     }
     result.watermark = new Date(watermarkMs).toISOString();
+  }
+
+  /**
+   * Stream mode: fetch the records an event named (the enrichment query applies the rule's
+   * `where`), enqueue them and store the replay id, in one transaction. Returns rows inserted.
+   */
+  async enqueueByIds(ids: string[], replayId: string | null): Promise<number> {
+    const valid = [...new Set(ids)].filter((id) => /^[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?$/.test(id));
+    const cp = await this.init();
+    const floorMs = Date.parse(cp.floor);
+    const rows: NewOutboxRow[] = [];
+    for (let i = 0; i < valid.length; i += 200) {
+      const chunk = valid.slice(i, i + 200);
+      const soql = buildEnrichmentQuery(this.rule, chunk);
+      let url: string | undefined = `/services/data/v${this.o.apiVersion}/query?q=${encodeURIComponent(soql)}`;
+      while (url) {
+        const page = asQueryPage(await this.o.conn.request({ method: 'GET', url }));
+        this.reportUsage();
+        for (const raw of page.records) {
+          const r = toSourceRecord(this.rule.object, raw);
+          if (Date.parse(r.createdDate) >= floorMs) rows.push(this.toRow(r));
+        }
+        url = page.done ? undefined : page.nextRecordsUrl;
+      }
+    }
+    const { inserted } = await this.serialized(async () => {
+      const current = (await this.o.store.getCheckpoint(this.rule.name)) ?? cp;
+      return this.o.store.commitBatch(this.rule.name, rows, {
+        floor: current.floor,
+        watermark: current.watermark,
+        replayId,
+      });
+    });
+    if (inserted > 0) this.o.onEnqueued?.(inserted);
+    return inserted;
+  }
+
+  private serialized<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.commitChain.then(fn, fn);
+    this.commitChain = next.catch(() => undefined);
+    return next;
   }
 
   private toRow(record: SourceRecord): NewOutboxRow {
