@@ -355,6 +355,29 @@ export class Org implements Schema {
     }
   }
 
+  private readonly templates = new WeakMap<ObjectDef, () => Record<string, FieldValue>>();
+
+  /**
+   * A factory of a new record's values before the request's fields: nulls, false booleans and
+   * create defaults. Built as an object-literal function because V8 copies a 30-key object by
+   * spread ~100x slower than it evaluates a literal, and insertMany must handle 100k rows fast.
+   * Keys and values are JSON-encoded, so no field name can inject code.
+   */
+  private template(obj: ObjectDef): () => Record<string, FieldValue> {
+    let t = this.templates.get(obj);
+    if (!t) {
+      const init: Record<string, FieldValue> = {};
+      for (const f of obj.fields) init[f.name] = f.type === 'boolean' ? false : null;
+      Object.assign(init, CREATE_DEFAULTS[obj.name]);
+      const body = Object.entries(init)
+        .map(([k, v]) => `${JSON.stringify(k)}: ${JSON.stringify(v)}`)
+        .join(', ');
+      t = new Function(`return { ${body} };`) as () => Record<string, FieldValue>;
+      this.templates.set(obj, t);
+    }
+    return t;
+  }
+
   private buildRecord(
     obj: ObjectDef,
     fields: Record<string, unknown>,
@@ -362,9 +385,7 @@ export class Org implements Schema {
     nowMs: number,
   ): OrgRecord {
     const given = this.convertFields(obj, fields, 'create');
-    const values: Record<string, FieldValue> = {};
-    for (const f of obj.fields) values[f.name] = f.type === 'boolean' ? false : null;
-    Object.assign(values, CREATE_DEFAULTS[obj.name]);
+    const values = this.template(obj)();
     for (const k in given) if (given[k] !== null) values[k] = given[k]!;
     const missing = (obj.required ?? []).filter((k) => values[k] === null || values[k] === undefined);
     if (missing.length > 0) {

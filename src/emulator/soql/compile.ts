@@ -408,7 +408,14 @@ function buildPredicate(c: BoundCondition, now: Date): Predicate {
   switch (c.kind) {
     case 'and': {
       const items = c.items.map((i) => buildPredicate(i, now));
-      return (r) => items.every((p) => p(r));
+      if (items.length === 2) {
+        const [a, b] = items as [Predicate, Predicate];
+        return (r) => a(r) && b(r);
+      }
+      return (r) => {
+        for (const p of items) if (!p(r)) return false;
+        return true;
+      };
     }
     case 'or': {
       const items = c.items.map((i) => buildPredicate(i, now));

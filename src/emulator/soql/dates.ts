@@ -74,5 +74,11 @@ export function dayToMs(day: number): number {
 
 /** Salesforce's REST dateTime format: 2026-11-24T06:48:57.000+0000 */
 export function formatDateTime(ms: number): string {
-  return new Date(ms).toISOString().replace('Z', '+0000');
+  // records come in bursts sharing a second: remember the last one formatted
+  if (ms === lastMs) return lastText;
+  lastText = new Date(ms).toISOString().replace('Z', '+0000');
+  lastMs = ms;
+  return lastText;
 }
+let lastMs = NaN;
+let lastText = '';

@@ -447,7 +447,8 @@ class Parser {
       return c;
     }
     const t = this.peek();
-    if (t.kind !== 'ident') this.unexpected(t);
+    // NOT inside an AND/OR chain needs its own parentheses (see condition())
+    if (t.kind !== 'ident' || t.upper === 'NOT') this.unexpected(t);
     if (this.peek(1).kind === 'punct' && this.peek(1).text === '(') {
       this.unsupported(t, `The function ${t.text}() in WHERE`);
     }
