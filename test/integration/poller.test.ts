@@ -1,0 +1,219 @@
+// The poller against the org emulator over HTTP (real jsforce) and a real SQLite store: the
+// cursor's guarantees, paging, faults, and REST calls per poll.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { ruleSchema } from '../../src/config/schema.ts';
+import type { RuleConfig } from '../../src/config/schema.ts';
+import { startEmulator } from '../../src/emulator/index.ts';
+import type { Emulator } from '../../src/emulator/index.ts';
+import { connectSalesforce, createConnection } from '../../src/sources/salesforce/connection.ts';
+import { isRequestLimitError, RulePoller } from '../../src/sources/salesforce/poller.ts';
+import { openStore } from '../../src/store/index.ts';
+import { compileRule } from '../../src/templates/index.ts';
+import type { Store } from '../../src/types.ts';
+
+let emu: Emulator;
+let dir: string;
+let store: Store;
+const silent = pino({ level: 'silent' });
+
+beforeAll(async () => {
+  emu = await startEmulator({ port: 0 });
+});
+afterAll(async () => {
+  await emu.close();
+});
+beforeEach(async () => {
+  emu.control.reset();
+  dir = mkdtempSync(join(tmpdir(), 'ln-poller-'));
+  store = await openStore(`sqlite:${join(dir, 'n.db')}`, { exclusive: true });
+  await store.migrate();
+});
+afterEach(async () => {
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function rule(over: Record<string, unknown> = {}): RuleConfig {
+  return ruleSchema.parse({
+    name: 'leads',
+    object: 'Lead',
+    startFrom: '2026-01-01T00:00:00Z',
+    select: ['FirstName', 'LastName', 'Company', 'Owner.Email'],
+    email: { from: 'desk@example.com', to: 'sales@example.com', subject: '{{LastName}}', text: '{{Company}}' },
+    ...over,
+  });
+}
+
+async function poller(r: RuleConfig = rule(), batchSize?: number): Promise<RulePoller> {
+  const sf = {
+    loginUrl: emu.url,
+    apiVersion: '62.0',
+    requestTimeoutMs: 10_000,
+    auth: { flow: 'client_credentials' as const, clientId: 'emulator-client', clientSecret: 'emulator-secret' },
+  };
+  const conn = createConnection(sf, dir);
+  await connectSalesforce(conn, sf, dir);
+  return new RulePoller({
+    rule: r,
+    compiled: compileRule(r, dir),
+    conn,
+    store,
+    apiVersion: '62.0',
+    logger: silent,
+    ...(batchSize ? { batchSize } : {}),
+  });
+}
+
+function leads(n: number, createdDate: Date, offset = 0) {
+  return emu.org.insertMany(
+    'Lead',
+    Array.from({ length: n }, (_, i) => ({ LastName: `L${offset + i}`, Company: `C${offset + i}`, LeadSource: 'Web' })),
+    { createdDate },
+  );
+}
+
+const at = (s: string) => new Date(s);
+
+describe('RulePoller', () => {
+  it('startFrom fixes a floor: records created before it are never enqueued', async () => {
+    leads(5, at('2025-12-31T23:59:59Z'));
+    const fresh = leads(3, at('2026-01-01T00:00:00Z'), 5);
+    const p = await poller();
+    const r = await p.pollOnce();
+    expect(r.enqueued).toBe(3);
+    const rows = await store.list({ limit: 100 });
+    expect(rows.map((x) => x.recordId).sort()).toEqual(fresh.map((x) => x.Id).sort());
+  });
+
+  it('pages through nextRecordsUrl and enqueues every record once, even when re-polled', async () => {
+    leads(2345, at('2026-03-01T10:00:00Z'));
+    const p = await poller(rule(), 200);
+    const first = await p.pollOnce();
+    expect(first.read).toBe(2345);
+    expect(first.pages).toBe(12);
+    expect(first.enqueued).toBe(2345);
+    const again = await p.pollOnce();
+    expect(again.enqueued).toBe(0);
+    expect((await store.counts()).total.pending).toBe(2345);
+  });
+
+  it('catches late-committing records inside the lookback and moves the watermark only to seen CreatedDates', async () => {
+    leads(10, at('2026-03-01T10:00:00Z'));
+    const p = await poller(rule({ lookback: '10m' }));
+    await p.pollOnce();
+    expect((await store.getCheckpoint('leads'))?.watermark).toBe('2026-03-01T10:00:00.000Z');
+    // committed late: CreatedDate 5 minutes before the watermark
+    const late = leads(4, at('2026-03-01T09:55:00Z'), 100);
+    // and one older than the lookback: out of reach by design
+    leads(1, at('2026-03-01T09:40:00Z'), 200);
+    const r = await p.pollOnce();
+    expect(r.enqueued).toBe(4);
+    const ids = new Set((await store.list({ limit: 100 })).map((x) => x.recordId));
+    for (const l of late) expect(ids.has(l.Id)).toBe(true);
+    expect((await store.getCheckpoint('leads'))?.watermark).toBe('2026-03-01T10:00:00.000Z');
+  });
+
+  it('300 records sharing one CreatedDate second across a page boundary are all enqueued', async () => {
+    leads(1900, at('2026-03-01T10:00:00Z'));
+    leads(300, at('2026-03-01T10:00:01Z'), 1900);
+    const p = await poller();
+    const r = await p.pollOnce();
+    expect(r.pages).toBe(2);
+    expect(r.enqueued).toBe(2200);
+  });
+
+  it('a malformed reply moves nothing; the next poll succeeds', async () => {
+    leads(3, at('2026-03-01T10:00:00Z'));
+    const p = await poller();
+    emu.control.addFault({ path: '/query', status: 200, body: '<html>maintenance</html>', contentType: 'text/html' });
+    await expect(p.pollOnce()).rejects.toThrow(/not a JSON object|MALFORMED|html/i);
+    expect((await store.counts()).total.pending).toBe(0);
+    expect((await store.getCheckpoint('leads'))?.watermark).toBe('2026-01-01T00:00:00.000Z');
+    expect((await p.pollOnce()).enqueued).toBe(3);
+  });
+
+  it('a 503 on the second page keeps the first page and the cursor at it', async () => {
+    leads(2000, at('2026-03-01T10:00:00Z'));
+    leads(500, at('2026-03-01T10:00:05Z'), 2000);
+    const p = await poller();
+    emu.control.addFault({ path: '/query/', status: 503, errorCode: 'SERVER_UNAVAILABLE' });
+    await expect(p.pollOnce()).rejects.toThrow();
+    expect((await store.counts()).total.pending).toBe(2000);
+    expect((await store.getCheckpoint('leads'))?.watermark).toBe('2026-03-01T10:00:00.000Z');
+    const r = await p.pollOnce();
+    expect(r.enqueued).toBe(500);
+  });
+
+  it('REQUEST_LIMIT_EXCEEDED surfaces as such and moves nothing', async () => {
+    leads(3, at('2026-03-01T10:00:00Z'));
+    const p = await poller();
+    const limits = emu.control.limits();
+    emu.control.setLimits({ used: limits.max });
+    const err = await p.pollOnce().catch((e: unknown) => e);
+    expect(isRequestLimitError(err)).toBe(true);
+    expect((await store.counts()).total.pending).toBe(0);
+    emu.control.setLimits({ used: 0 });
+    expect((await p.pollOnce()).enqueued).toBe(3);
+  });
+
+  it('an expired session is refreshed (client_credentials refreshFn) mid-run', async () => {
+    leads(3, at('2026-03-01T10:00:00Z'));
+    const p = await poller();
+    await p.pollOnce();
+    emu.control.expireSessions();
+    leads(2, at('2026-03-01T10:00:03Z'), 10);
+    expect((await p.pollOnce()).enqueued).toBe(2);
+  });
+
+  it('an expired query locator re-queries from the last checkpoint', async () => {
+    leads(2500, at('2026-03-01T10:00:00Z'));
+    const p = await poller();
+    emu.control.addFault({ path: '/query/', status: 400, errorCode: 'INVALID_QUERY_LOCATOR' });
+    const r = await p.pollOnce();
+    expect((await store.counts()).total.pending).toBe(2500);
+    expect(r.enqueued).toBe(2500);
+  });
+
+  it('a record whose template fails is dead-lettered alone', async () => {
+    const r = rule({
+      allowRecipients: ['*@example.com'],
+      select: ['LastName', 'Company', 'Email'],
+      email: { from: 'desk@example.com', to: '{{Email}}', subject: 'x', text: 'y' },
+    });
+    emu.org.insert('Lead', { LastName: 'A', Company: 'A', Email: 'a@example.com' }, { createdDate: '2026-03-01T10:00:00Z' });
+    emu.org.insert('Lead', { LastName: 'B', Company: 'B', Email: 'b@elsewhere.org' }, { createdDate: '2026-03-01T10:00:00Z' });
+    const p = await poller(r);
+    await p.pollOnce();
+    const c = await store.counts();
+    expect(c.total.pending).toBe(1);
+    expect(c.total.dead).toBe(1);
+  });
+
+  it('REST calls per poll: at most ceil(N/2000) + 1, none per record', async () => {
+    const p = await poller();
+    let base = '2026-03-01T10:00:00Z';
+    for (const n of [0, 1, 2500]) {
+      if (n > 0) leads(n, at(base));
+      const r = await p.pollOnce();
+      expect(r.apiCalls).toBeLessThanOrEqual(Math.ceil(n / 2000) + 1);
+      base = '2026-03-01T12:00:00Z';
+    }
+  });
+
+  it('stream enrichment: enqueueByIds applies the rule where and stores the replay id', async () => {
+    const r = rule({ where: "LeadSource = 'Web'" });
+    const web = emu.org.insert('Lead', { LastName: 'W', Company: 'W', LeadSource: 'Web' }, { createdDate: '2026-03-01T10:00:00Z' });
+    const phone = emu.org.insert('Lead', { LastName: 'P', Company: 'P', LeadSource: 'Phone' }, { createdDate: '2026-03-01T10:00:00Z' });
+    const p = await poller(r);
+    expect(await p.enqueueByIds([web.Id, phone.Id, "x' OR Id != '"], '42')).toBe(1);
+    const cp = await store.getCheckpoint('leads');
+    expect(cp?.replayId).toBe('42');
+    // a poll afterwards keeps the replay id and does not enqueue the record again
+    expect((await p.pollOnce()).enqueued).toBe(0);
+    expect((await store.getCheckpoint('leads'))?.replayId).toBe('42');
+  });
+});
