@@ -580,7 +580,7 @@ export class CometdServer {
     }
     if (channel.startsWith(TOPIC_PREFIX)) {
       const name = channel.slice(TOPIC_PREFIX.length);
-      if (!this.topics.has(name)) return undefined;
+      if (!this.liveTopic(name)) return undefined;
       return this.createLog(channel, this.topicCounter(name), this.retention.pushTopicMs);
     }
     return undefined;
@@ -666,8 +666,9 @@ export class CometdServer {
           : changeType === 'DELETE'
             ? 'deleted'
             : 'undeleted';
-    for (const topic of this.topics.values()) {
-      if (!topic.isActive || !topic.notifyFor[type] || topic.compiled.object !== r.object) continue;
+    for (const name of [...this.topics.keys()]) {
+      const topic = this.liveTopic(name);
+      if (!topic || !topic.isActive || !topic.notifyFor[type] || topic.compiled.object !== r.object) continue;
       if (!topic.compiled.matches(r)) continue;
       if (type === 'updated' && !updateNotifies(topic, change.changedFields)) continue;
       const log = this.logFor(`${TOPIC_PREFIX}${topic.name}`);
@@ -689,6 +690,16 @@ export class CometdServer {
     // A topic whose query does not compile is not a channel (the REST insert should have refused it).
     if (def instanceof Error || !def.name) return;
     this.topics.set(def.name, def);
+  }
+
+  /** The topic named `name` if its PushTopic record still exists (org.reset() emits nothing). */
+  private liveTopic(name: string): PushTopicDef | undefined {
+    const topic = this.topics.get(name);
+    if (!topic) return undefined;
+    const record = this.org.getById(topic.id);
+    if (record && record.values['IsDeleted'] !== true) return topic;
+    this.dropPushTopic(topic.id);
+    return undefined;
   }
 
   private dropPushTopic(id: string): void {
