@@ -1,0 +1,110 @@
+// Peak RSS of `lead-notifier run` while it works through a backlog of 100,000 Leads (polled,
+// rendered, stored and sent into a loopback SMTP server). Baseline, measured in the same run: the
+// same daemon with no backlog. Target: peak under 120 MB.
+// Run: node bench/backlog-rss.ts [N=100000]
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SMTPServer } from 'smtp-server';
+import { stringify } from 'yaml';
+import { startEmulator } from '../src/emulator/index.ts';
+
+for (const k of ['http_proxy', 'https_proxy', 'HTTP_PROXY', 'HTTPS_PROXY']) delete process.env[k];
+const N = Number(process.argv[2] ?? 100_000);
+const CLI = new URL('../bin/lead-notifier.js', import.meta.url).pathname;
+
+let received = 0;
+const smtp = new SMTPServer({
+  authOptional: true,
+  disabledCommands: ['STARTTLS'],
+  logger: false,
+  onData(stream, _session, cb) {
+    stream.on('data', () => undefined);
+    stream.on('end', () => {
+      received++;
+      cb();
+    });
+  },
+});
+await new Promise<void>((r) => smtp.listen(0, '127.0.0.1', r));
+const smtpPort = (smtp.server.address() as { port: number }).port;
+const emu = await startEmulator({ port: 0 });
+
+function peakRss(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+async function runDaemon(label: string, expected: number): Promise<{ peak: number; seconds: number }> {
+  const dir = mkdtempSync(join(tmpdir(), 'ln-bench-rss-'));
+  const config = {
+    salesforce: {
+      loginUrl: emu.url,
+      auth: { flow: 'client_credentials', clientId: 'emulator-client', clientSecret: 'emulator-secret' },
+    },
+    smtp: { host: '127.0.0.1', port: smtpPort, ignoreTLS: true, pool: { maxConnections: 5 } },
+    store: `sqlite:${join(dir, 'n.db')}`,
+    http: { enabled: false },
+    log: { level: 'warn' },
+    rules: [
+      {
+        name: 'backlog',
+        schedule: '*/2 * * * * *',
+        startFrom: '2026-01-01T00:00:00Z',
+        select: ['FirstName', 'LastName', 'Company', 'Email', 'Owner.Email'],
+        email: {
+          from: 'desk@example.com',
+          to: 'sales@example.com',
+          subject: 'New lead {{FirstName}} {{LastName}}',
+          text: '{{FirstName}} {{LastName}} from {{Company}} <{{Email}}>',
+          html: '<p>{{FirstName}} {{LastName}} from {{Company}}</p>',
+        },
+      },
+    ],
+  };
+  writeFileSync(join(dir, 'n.yaml'), stringify(config));
+  const env = { ...process.env };
+  const child = spawn(process.execPath, [CLI, 'run', '-c', join(dir, 'n.yaml')], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+  const start = Date.now();
+  const startReceived = received;
+  let peak = 0;
+  const deadline = Date.now() + 15 * 60_000;
+  const settleMs = expected === 0 ? 5000 : 0;
+  while (Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 250));
+    peak = Math.max(peak, peakRss(child.pid!));
+    if (received - startReceived >= expected && Date.now() - start > settleMs) break;
+  }
+  const seconds = (Date.now() - start) / 1000;
+  peak = Math.max(peak, peakRss(child.pid!));
+  child.kill('SIGTERM');
+  await new Promise((r) => child.on('exit', r));
+  rmSync(dir, { recursive: true, force: true });
+  console.log(`  ${label}: peak RSS ${(peak / 1048576).toFixed(1)} MB, ${received - startReceived} sent in ${seconds.toFixed(1)} s`);
+  return { peak, seconds };
+}
+
+try {
+  console.log(`Peak RSS of the daemon (VmHWM), ${N} Lead backlog`);
+  const idle = await runDaemon('baseline (no backlog)', 0);
+  emu.org.insertMany(
+    'Lead',
+    Array.from({ length: N }, (_, i) => ({
+      FirstName: `First${i}`,
+      LastName: `Last${i}`,
+      Company: `Company ${i} Ltd`,
+      Email: `lead${i}@prospect.example.org`,
+      LeadSource: 'Web',
+    })),
+    { createdDate: new Date('2026-06-01T00:00:00Z') },
+  );
+  const work = await runDaemon(`backlog of ${N}`, N);
+  const target = 120 * 1048576;
+  console.log(
+    `  ratio to baseline: ${(work.peak / idle.peak).toFixed(2)}x; ratio to the 120 MB target: ${(work.peak / target).toFixed(2)} (<= 1.00 meets it); ${(N / work.seconds).toFixed(0)} records/s end to end`,
+  );
+} finally {
+  await emu.close();
+  await new Promise<void>((r) => smtp.close(() => r()));
+}

@@ -1,0 +1,81 @@
+// REST calls per poll for 0, 1, 2,500 and 10,000 new records, against the emulator over HTTP.
+// Target: at most ceil(N / 2000) + 1 calls, none per record. Prints calls / target as a ratio.
+// Run: node bench/poll-calls.ts
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { ruleSchema } from '../src/config/schema.ts';
+import { startEmulator } from '../src/emulator/index.ts';
+import { connectSalesforce, createConnection } from '../src/sources/salesforce/connection.ts';
+import { RulePoller } from '../src/sources/salesforce/poller.ts';
+import { openStore } from '../src/store/index.ts';
+import { compileRule } from '../src/templates/index.ts';
+
+for (const k of ['http_proxy', 'https_proxy', 'HTTP_PROXY', 'HTTPS_PROXY']) delete process.env[k];
+
+const emu = await startEmulator({ port: 0 });
+const dir = mkdtempSync(join(tmpdir(), 'ln-bench-calls-'));
+const rows: string[] = [];
+try {
+  for (const n of [0, 1, 2500, 10_000]) {
+    emu.control.reset();
+    const store = await openStore(`sqlite:${join(dir, `calls-${n}.db`)}`, { exclusive: true });
+    await store.migrate();
+    const rule = ruleSchema.parse({
+      name: 'bench',
+      startFrom: '2026-01-01T00:00:00Z',
+      select: ['FirstName', 'LastName', 'Company', 'Email', 'Owner.Email'],
+      email: { from: 'desk@example.com', to: '{{Owner.Email}}', subject: 'New lead {{LastName}}', text: '{{Company}}' },
+    });
+    const sf = {
+      loginUrl: emu.url,
+      apiVersion: '62.0',
+      requestTimeoutMs: 60_000,
+      auth: { flow: 'client_credentials' as const, clientId: 'emulator-client', clientSecret: 'emulator-secret' },
+    };
+    const conn = createConnection(sf, dir);
+    await connectSalesforce(conn, sf, dir);
+    const poller = new RulePoller({
+      rule,
+      compiled: compileRule(rule, dir),
+      conn,
+      store,
+      apiVersion: '62.0',
+      logger: pino({ level: 'silent' }),
+    });
+    await poller.init();
+    emu.org.insertMany(
+      'Lead',
+      Array.from({ length: n }, (_, i) => ({
+        FirstName: `F${i}`,
+        LastName: `L${i}`,
+        Company: `C${i}`,
+        Email: `l${i}@example.com`,
+      })),
+      { createdDate: new Date('2026-06-01T00:00:00Z') },
+    );
+    const before = sum(emu.counters());
+    const t0 = performance.now();
+    const r = await poller.pollOnce();
+    const ms = performance.now() - t0;
+    const calls = sum(emu.counters()) - before;
+    const target = Math.ceil(n / 2000) + 1;
+    rows.push(
+      `N=${String(n).padStart(6)}  calls=${calls} (poller counted ${r.apiCalls})  target<=${target}  ratio=${(calls / target).toFixed(2)}  enqueued=${r.enqueued}  ${ms.toFixed(0)} ms`,
+    );
+    await store.close();
+  }
+} finally {
+  await emu.close();
+  rmSync(dir, { recursive: true, force: true });
+}
+console.log('REST calls per poll (ratio = calls / (ceil(N/2000)+1); <= 1.00 meets the target)');
+for (const r of rows) console.log('  ' + r);
+
+function sum(c: Record<string, number>): number {
+  // count only REST API calls, not OAuth token requests
+  return Object.entries(c)
+    .filter(([k]) => !/token|oauth|__emulator/i.test(k))
+    .reduce((a, [, v]) => a + v, 0);
+}
