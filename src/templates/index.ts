@@ -1,0 +1,442 @@
+// Handlebars rendering of a rule's email. Every template of a rule is compiled once
+// (compileRule); each record is then rendered into a complete RenderedMessage (renderMessage),
+// which the outbox stores and retries byte-for-byte.
+//
+// Template context: the record's fields by API name (relationships nested, so {{Owner.Email}}
+// works), plus Id/CreatedDate/SystemModstamp from the SourceRecord when the fields lack them,
+// plus `rule` ({ name, object }), `now` (ISO string of the render time) and `record` (the fields
+// again, for {{json record}}). A record field literally named `rule`, `now` or `record` is
+// shadowed by ours at the top level; it stays reachable as {{record.rule}}, {{record.now}},
+// {{record.record}}.
+//
+// Escaping: `html` is HTML-escaped (Handlebars default); every other template is rendered with
+// noEscape (it is not HTML) and then sanitised: single-line values (subject, from, replyTo,
+// header values, attachment file names) lose control characters; address fields are parsed
+// and validated; nothing a record holds can add a header.
+import fs from 'node:fs';
+import path from 'node:path';
+import Handlebars from 'handlebars';
+import type { RuleConfig } from '../config/schema.ts';
+import type { RenderedAttachment, RenderedMessage, SourceRecord } from '../types.ts';
+import {
+  compileAllowList,
+  formatMailbox,
+  InvalidAddressError,
+  parseMailboxes,
+  type Mailbox,
+} from '../rules/recipients.ts';
+import { RenderError, TemplateError } from './errors.ts';
+import { helpers, ROOT_FIELDS } from './helpers.ts';
+import { hasLineBreak, isHeaderName, multiLine, singleLine } from './sanitize.ts';
+
+export { RenderError, TemplateError } from './errors.ts';
+export type { RenderErrorCode } from './errors.ts';
+export { sampleRecord } from './sample.ts';
+export { helpers } from './helpers.ts';
+
+type Env = ReturnType<typeof Handlebars.create>;
+type Template = (context: unknown, options?: Handlebars.RuntimeOptions) => string;
+
+interface CompiledAttachment {
+  fileName: Template;
+  content: Template;
+  contentType: string | undefined;
+  base64: boolean;
+  cid: string | undefined;
+}
+
+/** A rule with every template compiled, ready to render any number of records. */
+export interface CompiledRule {
+  rule: RuleConfig;
+  /** recipients outside allowRecipients are refused (always true when the rule has none) */
+  isAllowed: (address: string) => boolean;
+  templates: {
+    from: Template;
+    to: Template;
+    cc: Template;
+    bcc: Template;
+    replyTo: Template;
+    subject: Template;
+    text: Template | undefined;
+    html: Template | undefined;
+    headers: [name: string, value: Template][];
+    attachments: CompiledAttachment[];
+  };
+}
+
+/**
+ * Headers that carry message structure or routing. Setting them from email.headers would bypass
+ * the address checks (Bcc) or break the MIME tree, so they are refused at config time.
+ */
+const RESERVED_HEADERS = new Set([
+  'from',
+  'to',
+  'cc',
+  'bcc',
+  'reply-to',
+  'sender',
+  'subject',
+  'date',
+  'message-id',
+  'mime-version',
+  'content-type',
+  'content-transfer-encoding',
+  'content-disposition',
+  'content-id',
+  'return-path',
+  'received',
+  'dkim-signature',
+  'in-reply-to',
+  'references',
+]);
+
+const BUILTIN_HELPERS = new Set(['if', 'unless', 'each', 'with', 'lookup', 'log']);
+
+/** A template value naming a file: ends in `.hbs`, one line, no `{{`. */
+function isFileTemplate(value: string): boolean {
+  const v = value.trim();
+  return v.endsWith('.hbs') && !v.includes('{{') && !/[\r\n]/.test(v);
+}
+
+function readTemplateFile(keyPath: string, file: string, baseDir: string): string {
+  const full = path.resolve(baseDir, file.trim());
+  try {
+    return fs.readFileSync(full, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'file not found' : `cannot read file (${code ?? String(err)})`;
+    throw new TemplateError(keyPath, `${why}: ${full}`, { cause: err });
+  }
+}
+
+/**
+ * Checks a parsed template against the environment: every helper call names a registered
+ * helper and every static partial is registered (Handlebars would only notice per record).
+ */
+function checkAst(node: unknown, env: Env, keyPath: string): void {
+  if (Array.isArray(node)) {
+    for (const n of node) checkAst(n, env, keyPath);
+    return;
+  }
+  if (node === null || typeof node !== 'object') return;
+  const n = node as {
+    type?: string;
+    path?: { type?: string; original?: unknown; parts?: unknown[]; data?: boolean };
+    name?: { type?: string; original?: unknown };
+    params?: unknown[];
+    hash?: unknown;
+    loc?: { start?: { line?: number } };
+  };
+  const line = n.loc?.start?.line;
+  const where = line === undefined ? '' : ` (line ${line})`;
+  if (n.type === 'MustacheStatement' || n.type === 'BlockStatement' || n.type === 'SubExpression') {
+    const p = n.path;
+    const isCall = n.type === 'SubExpression' || (n.params?.length ?? 0) > 0 || n.hash !== undefined;
+    if (isCall && p?.type === 'PathExpression' && !p.data && p.parts?.length === 1) {
+      const name = String(p.original);
+      if (!BUILTIN_HELPERS.has(name) && !(name in env.helpers)) {
+        throw new TemplateError(keyPath, `unknown helper "${name}"${where}`);
+      }
+    }
+  }
+  if (n.type === 'PartialStatement' && n.name?.type === 'PathExpression') {
+    const name = String(n.name.original);
+    if (!(name in env.partials)) throw new TemplateError(keyPath, `unknown partial "${name}"${where}`);
+  }
+  for (const [key, value] of Object.entries(n)) {
+    if (key !== 'loc' && typeof value === 'object') checkAst(value, env, keyPath);
+  }
+}
+
+/** Parses, fully compiles (so syntax errors surface now, not at the first record) and checks. */
+function compileSource(env: Env, keyPath: string, source: string, escapeHtml: boolean): Template {
+  const options = { strict: false, noEscape: !escapeHtml };
+  let ast: ReturnType<Env['parse']>;
+  try {
+    ast = env.parse(source);
+    // env.compile is lazy; precompile runs the whole compiler once to surface its errors
+    env.precompile(ast, options);
+  } catch (err) {
+    throw new TemplateError(keyPath, (err as Error).message, { cause: err });
+  }
+  checkAst(ast, env, keyPath);
+  return env.compile(ast, options) as Template;
+}
+
+function compileValue(env: Env, keyPath: string, value: string, baseDir: string, escapeHtml: boolean): Template {
+  const source = isFileTemplate(value) ? readTemplateFile(keyPath, value, baseDir) : value;
+  return compileSource(env, keyPath, source, escapeHtml);
+}
+
+/** Every `*.hbs` in `<baseDir>/partials/`, by file name without `.hbs` (`{{> footer}}`). */
+function registerPartials(env: Env, baseDir: string): void {
+  const dir = path.join(baseDir, 'partials');
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir).filter((f) => f.endsWith('.hbs'));
+  } catch {
+    return; // no partials directory
+  }
+  names.sort();
+  // register all names first so partials may use each other
+  const sources = names.map((file) => ({ file, name: file.slice(0, -'.hbs'.length) }));
+  for (const { name } of sources) env.registerPartial(name, '');
+  for (const { file, name } of sources) {
+    const keyPath = `partials/${file}`;
+    const source = readTemplateFile(keyPath, path.join(dir, file), baseDir);
+    // a partial inherits the escaping of the template that includes it, so it is registered as
+    // source; parse + check it here so a syntax error is a config error
+    try {
+      env.precompile(env.parse(source), { strict: false });
+    } catch (err) {
+      throw new TemplateError(keyPath, (err as Error).message, { cause: err });
+    }
+    env.registerPartial(name, source);
+  }
+  for (const { file, name } of sources) checkAst(env.parse(String(env.partials[name])), env, `partials/${file}`);
+}
+
+/**
+ * Compiles every template of the rule once. File templates (values ending in `.hbs`) are read
+ * relative to baseDir; partials from `<baseDir>/partials/*.hbs`. Throws TemplateError (with the
+ * rule-relative keyPath) on syntax errors, missing files/partials, unknown helpers, bad header
+ * names, reserved headers, bad attachment settings and bad allowRecipients patterns.
+ */
+export function compileRule(rule: RuleConfig, baseDir: string): CompiledRule {
+  const env = Handlebars.create();
+  for (const [name, fn] of Object.entries(helpers)) env.registerHelper(name, fn);
+  registerPartials(env, baseDir);
+
+  const e = rule.email;
+  const plain = (key: string, value: string | undefined): Template =>
+    compileValue(env, `email.${key}`, value ?? '', baseDir, false);
+
+  const headers: [string, Template][] = [];
+  for (const [name, value] of Object.entries(e.headers ?? {})) {
+    const keyPath = `email.headers.${name}`;
+    if (!isHeaderName(name)) {
+      throw new TemplateError(keyPath, 'header name must be printable ASCII without spaces or ":" (RFC 5322 3.6.8)');
+    }
+    if (RESERVED_HEADERS.has(name.toLowerCase())) {
+      throw new TemplateError(keyPath, `"${name}" is set by the notifier itself and cannot be overridden`);
+    }
+    headers.push([name, compileSource(env, keyPath, value, false)]);
+  }
+
+  const attachments = (e.attachments ?? []).map((a, i): CompiledAttachment => {
+    const keyPath = `email.attachments[${i}]`;
+    if (a.contentType !== undefined && !/^[\w.+-]+\/[\w.+-]+(\s*;[^\r\n]*)?$/.test(a.contentType)) {
+      throw new TemplateError(`${keyPath}.contentType`, `not a MIME type: "${a.contentType}"`);
+    }
+    let cid: string | undefined;
+    if (a.contentId !== undefined) {
+      cid = a.contentId.trim().replace(/^<(.*)>$/, '$1');
+      if (!/^[\x21-\x3b\x3d\x3f-\x7e]+$/.test(cid)) {
+        throw new TemplateError(`${keyPath}.contentId`, 'must be printable ASCII without spaces or angle brackets');
+      }
+    }
+    return {
+      fileName: compileSource(env, `${keyPath}.fileName`, a.fileName, false),
+      content: compileValue(env, `${keyPath}.content`, a.content, baseDir, false),
+      contentType: a.contentType,
+      base64: a.contentTransferEncoding === 'base64',
+      cid,
+    };
+  });
+
+  let isAllowed: (address: string) => boolean;
+  try {
+    isAllowed = compileAllowList(rule.allowRecipients);
+  } catch (err) {
+    const m = /^(allowRecipients\[\d+\]): (.*)$/s.exec((err as Error).message);
+    throw new TemplateError(m?.[1] ?? 'allowRecipients', m?.[2] ?? (err as Error).message, { cause: err });
+  }
+
+  return {
+    rule,
+    isAllowed,
+    templates: {
+      from: plain('from', e.from),
+      to: plain('to', e.to),
+      cc: plain('cc', e.cc),
+      bcc: plain('bcc', e.bcc),
+      replyTo: plain('replyTo', e.replyTo),
+      subject: plain('subject', e.subject),
+      text: e.text === undefined ? undefined : plain('text', e.text),
+      html: e.html === undefined ? undefined : compileValue(env, 'email.html', e.html, baseDir, true),
+      headers,
+      attachments,
+    },
+  };
+}
+
+/** The template context for one record (see the file comment). */
+function contextFor(compiled: CompiledRule, record: SourceRecord, now: Date): Record<string | symbol, unknown> {
+  const fields: Record<string, unknown> = {
+    Id: record.id,
+    CreatedDate: record.createdDate,
+    SystemModstamp: record.systemModstamp,
+  };
+  for (const [k, v] of Object.entries(record.fields ?? {})) {
+    if (k !== 'attributes') fields[k] = v;
+  }
+  const context: Record<string | symbol, unknown> = {
+    ...fields,
+    rule: { name: compiled.rule.name, object: compiled.rule.object },
+    now: now.toISOString(),
+    record: fields,
+  };
+  // non-enumerable: lets {{json this}} print the record, invisible to templates and #each
+  Object.defineProperty(context, ROOT_FIELDS, { value: fields, enumerable: false });
+  return context;
+}
+
+function run(template: Template, context: unknown, keyPath: string): string {
+  try {
+    return template(context);
+  } catch (err) {
+    throw new RenderError('TEMPLATE_ERROR', `${keyPath}: ${(err as Error).message}`, { keyPath, cause: err });
+  }
+}
+
+/** Parsed and validated mailboxes; display names made single-line like any header text. */
+function mailboxes(text: string, keyPath: string): Mailbox[] {
+  try {
+    return parseMailboxes(text).map((m) => ({ name: singleLine(m.name), address: m.address }));
+  } catch (err) {
+    if (err instanceof InvalidAddressError) {
+      throw new RenderError('INVALID_ADDRESS', `${keyPath}: ${err.message}`, { keyPath, address: err.address });
+    }
+    throw err;
+  }
+}
+
+/**
+ * Renders one record into a complete message. Throws RenderError (TEMPLATE_ERROR,
+ * INVALID_ADDRESS, NO_RECIPIENTS, RECIPIENT_NOT_ALLOWED, HEADER_INJECTION); the caller
+ * dead-letters that row only, with err.message as the reason.
+ */
+export function renderMessage(compiled: CompiledRule, record: SourceRecord, ctx?: { now?: Date }): RenderedMessage {
+  const now = ctx?.now ?? new Date();
+  const context = contextFor(compiled, record, now);
+  const t = compiled.templates;
+
+  // From: exactly one mailbox; its domain names the Message-ID
+  const fromList = mailboxes(singleLine(run(t.from, context, 'email.from')), 'email.from');
+  if (fromList.length !== 1 || fromList[0] === undefined) {
+    throw new RenderError('INVALID_ADDRESS', `email.from: must be exactly one address, got ${fromList.length}`, {
+      keyPath: 'email.from',
+    });
+  }
+  const fromBox = fromList[0];
+
+  // Recipients: validated, then deduplicated case-insensitively across to > cc > bcc
+  const seen = new Set<string>();
+  const lists = {} as Record<'to' | 'cc' | 'bcc', string[]>;
+  for (const key of ['to', 'cc', 'bcc'] as const) {
+    const keyPath = `email.${key}`;
+    // rendered with noEscape: no singleLine here, line breaks must fail (not be joined)
+    const boxes = mailboxes(run(t[key], context, keyPath), keyPath);
+    lists[key] = [];
+    for (const box of boxes) {
+      const lower = box.address.toLowerCase();
+      if (seen.has(lower)) continue;
+      if (!compiled.isAllowed(box.address)) {
+        throw new RenderError(
+          'RECIPIENT_NOT_ALLOWED',
+          `${keyPath}: recipient ${box.address} is not allowed by allowRecipients`,
+          { keyPath, address: box.address },
+        );
+      }
+      seen.add(lower);
+      lists[key].push(formatMailbox(box));
+    }
+  }
+  if (seen.size === 0) {
+    throw new RenderError('NO_RECIPIENTS', 'no recipients: to, cc and bcc all rendered empty', { keyPath: 'email.to' });
+  }
+
+  const replyToBoxes = mailboxes(singleLine(run(t.replyTo, context, 'email.replyTo')), 'email.replyTo');
+
+  // Importance per the de-facto Outlook headers; user headers may override them
+  const headers: Record<string, string> = {};
+  const importance = compiled.rule.email.importance ?? 'normal';
+  if (importance === 'high') {
+    headers['Importance'] = 'high';
+    headers['X-Priority'] = '1 (Highest)';
+  } else if (importance === 'low') {
+    headers['Importance'] = 'low';
+    headers['X-Priority'] = '5 (Lowest)';
+  }
+  for (const [name, template] of t.headers) {
+    for (const existing of Object.keys(headers)) {
+      if (existing.toLowerCase() === name.toLowerCase()) delete headers[existing];
+    }
+    headers[name] = singleLine(run(template, context, `email.headers.${name}`));
+  }
+
+  const attachments = t.attachments.map((a, i): RenderedAttachment => {
+    const keyPath = `email.attachments[${i}]`;
+    const filename = singleLine(run(a.fileName, context, `${keyPath}.fileName`), 255);
+    if (filename === '') {
+      throw new RenderError('TEMPLATE_ERROR', `${keyPath}.fileName: rendered empty`, { keyPath: `${keyPath}.fileName` });
+    }
+    let content = run(a.content, context, `${keyPath}.content`);
+    const out: RenderedAttachment = { filename, content: '' };
+    if (a.contentType !== undefined) out.contentType = a.contentType;
+    if (a.base64) {
+      content = content.replace(/\s+/g, '');
+      // RFC 4648 section 4 alphabet, padded to a multiple of 4
+      if (content.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(content)) {
+        throw new RenderError('TEMPLATE_ERROR', `${keyPath}.content: not valid base64`, {
+          keyPath: `${keyPath}.content`,
+        });
+      }
+      out.encoding = 'base64';
+    } else {
+      content = multiLine(content);
+    }
+    out.content = content;
+    if (a.cid !== undefined) out.cid = a.cid;
+    return out;
+  });
+
+  const domain = fromBox.address.slice(fromBox.address.lastIndexOf('@') + 1).toLowerCase();
+  const message: RenderedMessage = {
+    // stable across restarts and hosts (unlike os.hostname()), so a re-send is recognisable
+    messageId: `<${compiled.rule.name}.${record.id}@${domain}>`,
+    from: formatMailbox(fromBox),
+    to: lists.to,
+    cc: lists.cc,
+    bcc: lists.bcc,
+    subject: singleLine(run(t.subject, context, 'email.subject')),
+    headers,
+    attachments,
+  };
+  if (replyToBoxes.length > 0) message.replyTo = replyToBoxes.map(formatMailbox).join(', ');
+  if (t.text !== undefined) message.text = multiLine(run(t.text, context, 'email.text'));
+  if (t.html !== undefined) message.html = multiLine(run(t.html, context, 'email.html'));
+
+  assertSingleLine(message);
+  return message;
+}
+
+/** Defence in depth: nothing that becomes a header line may still carry a line break. */
+function assertSingleLine(m: RenderedMessage): void {
+  const values: [string, string][] = [
+    ['messageId', m.messageId],
+    ['from', m.from],
+    ['subject', m.subject],
+    ['replyTo', m.replyTo ?? ''],
+    ...m.to.map((v): [string, string] => ['to', v]),
+    ...m.cc.map((v): [string, string] => ['cc', v]),
+    ...m.bcc.map((v): [string, string] => ['bcc', v]),
+    ...Object.entries(m.headers).map(([k, v]): [string, string] => [`headers.${k}`, `${k}${v}`]),
+    ...m.attachments.map((a): [string, string] => ['attachments.filename', `${a.filename}${a.cid ?? ''}`]),
+  ];
+  for (const [key, value] of values) {
+    if (hasLineBreak(value)) {
+      throw new RenderError('HEADER_INJECTION', `email.${key}: contains a line break`, { keyPath: `email.${key}` });
+    }
+  }
+}
