@@ -192,7 +192,7 @@ describe('parser', () => {
         org.query(input);
       } catch (e) {
         if (!(e instanceof SalesforceError))
-          throw new Error(`non-Salesforce error for ${JSON.stringify(input)}: ${String(e)}`);
+          throw new Error(`non-Salesforce error for ${JSON.stringify(input)}: ${String(e)}`, { cause: e });
       }
     }
   });
