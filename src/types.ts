@@ -94,13 +94,18 @@ export interface Checkpoint {
   watermark: string;
   /** stream mode: last processed replay id */
   replayId: string | null;
+  /** when the last complete lookback sweep started (see poller.ts); null before the first */
+  sweptAt?: string | null;
   updatedAt: string;
 }
 
 export interface CheckpointUpdate {
   floor: string;
   watermark: string;
+  /** undefined keeps the stored value */
   replayId?: string | null;
+  /** undefined keeps the stored value */
+  sweptAt?: string;
 }
 
 export interface ClaimOptions {

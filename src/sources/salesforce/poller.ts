@@ -1,10 +1,13 @@
 // Polls Salesforce for one rule's new records and enqueues a rendered notification for each.
 //
-// The cursor ("watermark") is a CreatedDate taken from Salesforce's own records, so it never runs
-// ahead of Salesforce's clock. Each poll re-reads from watermark - lookback, so records whose
-// transaction committed late (CreatedDate earlier than records already seen) are still caught; the
-// outbox's UNIQUE(rule, record) ledger, not the cursor, decides what is new. Every page is enqueued
-// and the watermark advanced in ONE store transaction, so a crash re-reads at most one page.
+// The cursor ("watermark") is the newest CreatedDate Salesforce has returned, so it never runs
+// ahead of Salesforce's clock. A regular poll reads from the watermark's second on (CreatedDate
+// has one-second resolution, so that second is read again). Records whose transaction commits
+// late carry a CreatedDate behind the watermark; a lookback sweep catches them: at most every
+// `sweepEveryMs`, a poll re-reads from (start of the previous complete sweep - lookback), so a
+// record that becomes visible up to `lookback` after its CreatedDate is always read. The outbox's
+// UNIQUE(rule, record) ledger, not the cursor, decides what is new. Every page is enqueued and the
+// watermark advanced in ONE store transaction, so a crash re-reads at most one page.
 import type { Connection } from 'jsforce';
 import type { Logger } from 'pino';
 import type { RuleConfig } from '../../config/schema.ts';
@@ -19,6 +22,8 @@ import { buildEnrichmentQuery, buildPollQuery } from './soql.ts';
 export interface PollResult {
   read: number;
   enqueued: number;
+  /** this poll re-read the lookback window */
+  sweep: boolean;
   dead: number;
   pages: number;
   apiCalls: number;
@@ -40,6 +45,8 @@ export interface PollerOptions {
   logger: Logger;
   /** Sforce-Query-Options batchSize: 200..2000 */
   batchSize?: number;
+  /** how often a poll re-reads the lookback window; default min(60 s, lookback / 4) */
+  sweepEveryMs?: number;
   now?: () => Date;
   /** called after each committed page that enqueued rows (wakes the dispatcher) */
   onEnqueued?: (count: number) => void;
@@ -60,6 +67,7 @@ export class RulePoller {
   readonly rule: RuleConfig;
   private readonly o: PollerOptions;
   private readonly lookbackMs: number;
+  private readonly sweepEveryMs: number;
   private readonly log: Logger;
   /** checkpoint writes of this rule (poll pages, stream batches) happen one at a time */
   private commitChain: Promise<unknown> = Promise.resolve();
@@ -68,6 +76,7 @@ export class RulePoller {
     this.o = o;
     this.rule = o.rule;
     this.lookbackMs = parseDuration(o.rule.lookback);
+    this.sweepEveryMs = o.sweepEveryMs ?? Math.min(60_000, Math.floor(this.lookbackMs / 4));
     this.log = o.logger;
   }
 
@@ -95,7 +104,16 @@ export class RulePoller {
   /** One poll: query from watermark - lookback, page to the end, enqueue page by page. */
   async pollOnce(): Promise<PollResult> {
     const started = Date.now();
-    const result: PollResult = { read: 0, enqueued: 0, dead: 0, pages: 0, apiCalls: 0, watermark: '', durationMs: 0 };
+    const result: PollResult = {
+      read: 0,
+      enqueued: 0,
+      sweep: false,
+      dead: 0,
+      pages: 0,
+      apiCalls: 0,
+      watermark: '',
+      durationMs: 0,
+    };
     let restarts = 0;
     for (;;) {
       try {
@@ -120,7 +138,13 @@ export class RulePoller {
     const cp = await this.init();
     const floorMs = Date.parse(cp.floor);
     let watermarkMs = Date.parse(cp.watermark);
-    const from = new Date(Math.max(floorMs, watermarkMs - this.lookbackMs));
+    const startedAt = this.now().getTime();
+    // The sweep time is stored with the checkpoint, so a restart knows what the last sweep covered.
+    const lastSweepAt = cp.sweptAt ? Date.parse(cp.sweptAt) : null;
+    const sweep = lastSweepAt === null || startedAt - lastSweepAt >= this.sweepEveryMs;
+    const sweepBase = lastSweepAt === null ? watermarkMs : Math.min(lastSweepAt, startedAt);
+    const from = new Date(Math.max(floorMs, sweep ? sweepBase - this.lookbackMs : watermarkMs));
+    result.sweep = sweep;
     const soql = buildPollQuery(this.rule, from);
     const headers = { 'Sforce-Query-Options': `batchSize=${this.o.batchSize ?? 2000}` };
 
@@ -146,6 +170,8 @@ export class RulePoller {
         this.o.store.commitBatch(this.rule.name, rows, {
           floor: cp.floor,
           watermark: new Date(watermarkMs).toISOString(),
+          // the sweep counts once its last page is committed
+          ...(sweep && page.done ? { sweptAt: new Date(startedAt).toISOString() } : {}),
         }),
       );
       result.pages++;
