@@ -1,0 +1,49 @@
+// Helpers shared by the SQLite and PostgreSQL stores.
+import type { OutboxState } from '../types.ts';
+
+export const ABANDONED_ERROR = 'process stopped while sending; delivery uncertain';
+export const ABANDONED_RESEND = 'process stopped while sending; re-sending (onUncertain: resend)';
+export const DEFAULT_LIST_LIMIT = 100;
+export const ERROR_STATES: readonly OutboxState[] = ['dead', 'failed', 'unknown'];
+
+/**
+ * Every instant the stores keep is normalised to ISO-8601 UTC with milliseconds, so both backends
+ * return the same string for the same instant (Salesforce writes `2024-05-01T12:00:00.000+0000`,
+ * which becomes `2024-05-01T12:00:00.000Z`).
+ */
+export function normalizeInstant(value: string | Date, what: string): string {
+  const date = value instanceof Date ? value : new Date(value);
+  if (Number.isNaN(date.getTime()))
+    throw new TypeError(`${what} is not a valid instant: ${JSON.stringify(value)}`);
+  return date.toISOString();
+}
+
+export function isoOrNull(value: string | Date | null | undefined): string | null {
+  if (value === null || value === undefined) return null;
+  return value instanceof Date ? value.toISOString() : value;
+}
+
+/** Operator resolution note kept in last_error, after whatever was there. */
+export function resolutionNote(
+  previous: string | null,
+  as: 'sent' | 'dead',
+  note: string | undefined,
+): string {
+  const line = `resolved as ${as} by operator${note ? `: ${note}` : ''}`;
+  return previous ? `${previous}\n${line}` : line;
+}
+
+export function validateClaim(limit: number, leaseMs: number): void {
+  if (!Number.isInteger(limit) || limit < 0) throw new RangeError('limit must be a non-negative integer');
+  if (!Number.isFinite(leaseMs) || leaseMs <= 0) throw new RangeError('leaseMs must be a positive number');
+}
+
+export function listLimit(limit: number | undefined): number {
+  const n = limit ?? DEFAULT_LIST_LIMIT;
+  if (!Number.isInteger(n) || n < 0) throw new RangeError('limit must be a non-negative integer');
+  return n;
+}
+
+export function emptyTotals(): Record<OutboxState, number> {
+  return { pending: 0, sending: 0, sent: 0, failed: 0, dead: 0, unknown: 0 };
+}

@@ -1,0 +1,427 @@
+// SQLite store (node:sqlite, WAL): the default embedded store for a single daemon.
+import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
+import type {
+  Checkpoint,
+  CheckpointUpdate,
+  ClaimOptions,
+  NewOutboxRow,
+  Outcome,
+  OutboxCounts,
+  OutboxFilter,
+  OutboxRow,
+  OutboxState,
+  Store,
+} from '../types.ts';
+import { OUTBOX_STATES } from '../types.ts';
+import {
+  ABANDONED_ERROR,
+  ABANDONED_RESEND,
+  emptyTotals,
+  listLimit,
+  normalizeInstant,
+  resolutionNote,
+  validateClaim,
+} from './common.ts';
+import { StoreClosedError } from './errors.ts';
+import type { FileLock } from './lock.ts';
+import { loadMigrations } from './migrations.ts';
+
+type Row = Record<string, SQLInputValue>;
+
+export interface SqliteStoreOptions {
+  readOnly?: boolean;
+  /** held for the store's lifetime and released on close() */
+  lock?: FileLock;
+}
+
+export class SqliteStore implements Store {
+  readonly kind = 'sqlite' as const;
+  readonly path: string;
+  private readonly db: DatabaseSync;
+  private readonly readOnly: boolean;
+  private lock: FileLock | undefined;
+  private closed = false;
+  private readonly statements = new Map<string, StatementSync>();
+
+  constructor(path: string, opts: SqliteStoreOptions = {}) {
+    this.path = path;
+    this.readOnly = opts.readOnly ?? false;
+    this.lock = opts.lock;
+    // timeout = busy_timeout: wait up to 5 s for another connection's write lock instead of failing.
+    this.db = new DatabaseSync(path, {
+      readOnly: this.readOnly,
+      timeout: 5_000,
+      enableForeignKeyConstraints: true,
+    });
+    try {
+      this.db.exec('PRAGMA busy_timeout = 5000');
+      this.db.exec('PRAGMA foreign_keys = ON');
+      if (!this.readOnly) {
+        // WAL: readers (`status`, `outbox list`) never block the daemon's writer, nor it them.
+        this.db.exec('PRAGMA journal_mode = WAL');
+      }
+      // synchronous=FULL, not NORMAL: in WAL mode NORMAL survives a process crash but may lose the
+      // last commits on power loss or an OS crash. Losing a committed `sent` outcome would make the
+      // row look unsent after reboot and risk a duplicate email; FULL costs one fsync per
+      // transaction, and we commit per batch (claim, outcomes, enqueue), which is cheap next to SMTP.
+      this.db.exec('PRAGMA synchronous = FULL');
+    } catch (err) {
+      this.db.close();
+      throw err;
+    }
+  }
+
+  private stmt(sql: string): StatementSync {
+    let s = this.statements.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.statements.set(sql, s);
+    }
+    return s;
+  }
+
+  private check(method: string): void {
+    if (this.closed) throw new StoreClosedError('sqlite', method);
+  }
+
+  /** BEGIN IMMEDIATE takes the write lock up front, so the busy timeout applies (no upgrade deadlock). */
+  private tx<T>(fn: () => T): T {
+    this.db.exec('BEGIN IMMEDIATE');
+    try {
+      const out = fn();
+      this.db.exec('COMMIT');
+      return out;
+    } catch (err) {
+      if (this.db.isTransaction) this.db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+
+  async migrate(): Promise<void> {
+    this.check('migrate');
+    const migrations = loadMigrations('sqlite');
+    if (this.readOnly) {
+      const latest = this.appliedVersion();
+      const wanted = migrations.length;
+      if (latest < wanted) {
+        throw new Error(
+          `store ${this.path} has schema version ${latest}, expected ${wanted}: run the daemon once to upgrade it`,
+        );
+      }
+      return;
+    }
+    this.tx(() => {
+      this.db.exec(
+        'CREATE TABLE IF NOT EXISTS lead_notifier_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL) STRICT',
+      );
+      const latest = this.appliedVersion();
+      for (const m of migrations) {
+        if (m.version <= latest) continue;
+        this.db
+          .prepare('INSERT INTO lead_notifier_migrations (version, name, applied_at) VALUES (?, ?, ?)')
+          .run(m.version, m.name, new Date().toISOString());
+        this.db.exec(m.sql);
+      }
+    });
+    this.statements.clear();
+  }
+
+  private appliedVersion(): number {
+    const exists = this.db
+      .prepare("SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = 'lead_notifier_migrations'")
+      .get();
+    if (!exists) return 0;
+    const row = this.db.prepare('SELECT max(version) AS v FROM lead_notifier_migrations').get() as {
+      v: number | null;
+    };
+    return row.v ?? 0;
+  }
+
+  async getCheckpoint(rule: string): Promise<Checkpoint | null> {
+    this.check('getCheckpoint');
+    const row = this.stmt('SELECT * FROM checkpoints WHERE rule = ?').get(rule) as Row | undefined;
+    return row ? toCheckpoint(row) : null;
+  }
+
+  async listCheckpoints(): Promise<Checkpoint[]> {
+    this.check('listCheckpoints');
+    return (this.stmt('SELECT * FROM checkpoints ORDER BY rule').all() as Row[]).map(toCheckpoint);
+  }
+
+  async commitBatch(
+    rule: string,
+    rows: NewOutboxRow[],
+    checkpoint: CheckpointUpdate,
+  ): Promise<{ inserted: number }> {
+    this.check('commitBatch');
+    const floor = normalizeInstant(checkpoint.floor, 'checkpoint floor');
+    const watermark = normalizeInstant(checkpoint.watermark, 'checkpoint watermark');
+    const now = new Date().toISOString();
+    const setReplay = checkpoint.replayId !== undefined ? 1 : 0;
+    const insert = this.stmt(
+      `INSERT INTO outbox (rule, object, record_id, record_created_date, state, message, last_error, created_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (rule, record_id) DO NOTHING`,
+    );
+    const upsert = this.stmt(
+      `INSERT INTO checkpoints (rule, floor, watermark, replay_id, updated_at) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (rule) DO UPDATE SET floor = excluded.floor, watermark = excluded.watermark,
+         replay_id = CASE WHEN ? THEN excluded.replay_id ELSE checkpoints.replay_id END,
+         updated_at = excluded.updated_at`,
+    );
+    return this.tx(() => {
+      upsert.run(rule, floor, watermark, checkpoint.replayId ?? null, now, setReplay);
+      let inserted = 0;
+      for (const r of rows) {
+        const res = insert.run(
+          r.rule,
+          r.object,
+          r.recordId,
+          normalizeInstant(r.recordCreatedDate, `recordCreatedDate of ${r.recordId}`),
+          r.state,
+          r.message === null || r.message === undefined ? null : JSON.stringify(r.message),
+          r.lastError ?? null,
+          now,
+          now,
+        );
+        inserted += Number(res.changes);
+      }
+      return { inserted };
+    });
+  }
+
+  async claimDue(opts: ClaimOptions): Promise<OutboxRow[]> {
+    this.check('claimDue');
+    validateClaim(opts.limit, opts.leaseMs);
+    if (opts.limit === 0) return [];
+    const now = opts.now ?? new Date();
+    const nowIso = now.toISOString();
+    const leaseUntil = new Date(now.getTime() + opts.leaseMs).toISOString();
+    const rules = opts.rules && opts.rules.length > 0 ? JSON.stringify(opts.rules) : null;
+    const claim = this.stmt(
+      `UPDATE outbox SET state = 'sending', lease_owner = ?, lease_until = ?, attempts = attempts + 1, updated_at = ?
+       WHERE id IN (
+         SELECT id FROM outbox
+         WHERE state IN ('pending', 'failed') AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
+           AND (? IS NULL OR rule IN (SELECT value FROM json_each(?)))
+         ORDER BY id LIMIT ?)
+       RETURNING *`,
+    );
+    const rows = this.tx(
+      () => claim.all(opts.owner, leaseUntil, nowIso, nowIso, rules, rules, opts.limit) as Row[],
+    );
+    return rows.map(toOutboxRow).sort((a, b) => a.id - b.id);
+  }
+
+  async recordOutcomes(owner: string, outcomes: Outcome[]): Promise<void> {
+    this.check('recordOutcomes');
+    if (outcomes.length === 0) return;
+    const now = new Date().toISOString();
+    const guard = `WHERE id = ? AND state = 'sending' AND lease_owner = ?`;
+    const clear = `lease_owner = NULL, lease_until = NULL, updated_at = ?`;
+    const sent = this.stmt(`UPDATE outbox SET state = 'sent', result = ?, sent_at = ?, ${clear} ${guard}`);
+    const retry = this.stmt(
+      `UPDATE outbox SET state = 'failed', last_error = ?, next_attempt_at = ?, ${clear} ${guard}`,
+    );
+    const dead = this.stmt(`UPDATE outbox SET state = 'dead', last_error = ?, ${clear} ${guard}`);
+    const release = this.stmt(
+      `UPDATE outbox SET state = 'pending', attempts = max(attempts - 1, 0), last_error = ?, next_attempt_at = ?, ${clear} ${guard}`,
+    );
+    const uncertain = this.stmt(`UPDATE outbox SET state = 'unknown', last_error = ?, ${clear} ${guard}`);
+    this.tx(() => {
+      for (const o of outcomes) {
+        switch (o.kind) {
+          case 'sent':
+            sent.run(JSON.stringify(o.result), now, now, o.id, owner);
+            break;
+          case 'retry':
+            retry.run(o.error, o.nextAttemptAt.toISOString(), now, o.id, owner);
+            break;
+          case 'dead':
+            dead.run(o.error, now, o.id, owner);
+            break;
+          case 'release':
+            release.run(o.error, o.nextAttemptAt.toISOString(), now, o.id, owner);
+            break;
+          case 'uncertain':
+            uncertain.run(o.error, now, o.id, owner);
+            break;
+          default:
+            throw new TypeError(`unknown outcome kind: ${JSON.stringify((o as { kind: unknown }).kind)}`);
+        }
+      }
+    });
+  }
+
+  async recoverAbandoned(opts: { now?: Date; resendRules?: string[]; all?: boolean }): Promise<number[]> {
+    this.check('recoverAbandoned');
+    const now = (opts.now ?? new Date()).toISOString();
+    const all = opts.all ? 1 : 0;
+    const resend = JSON.stringify(opts.resendRules ?? []);
+    const recover = this.stmt(
+      `UPDATE outbox SET
+         state = CASE WHEN rule IN (SELECT value FROM json_each(?)) THEN 'pending' ELSE 'unknown' END,
+         last_error = CASE WHEN rule IN (SELECT value FROM json_each(?)) THEN ? ELSE ? END,
+         next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL, updated_at = ?
+       WHERE state = 'sending' AND (? OR lease_until < ?)
+       RETURNING id`,
+    );
+    const changedAt = new Date().toISOString();
+    const rows = this.tx(
+      () =>
+        recover.all(resend, resend, ABANDONED_RESEND, ABANDONED_ERROR, changedAt, all, now) as {
+          id: number;
+        }[],
+    );
+    return rows.map((r) => r.id).sort((a, b) => a - b);
+  }
+
+  async counts(): Promise<OutboxCounts> {
+    this.check('counts');
+    const rows = this.stmt('SELECT rule, state, count(*) AS n FROM outbox GROUP BY rule, state').all() as {
+      rule: string;
+      state: OutboxState;
+      n: number;
+    }[];
+    const out: OutboxCounts = { byRule: {}, total: emptyTotals() };
+    for (const r of rows) {
+      (out.byRule[r.rule] ??= {})[r.state] = r.n;
+      out.total[r.state] += r.n;
+    }
+    return out;
+  }
+
+  async list(filter: OutboxFilter): Promise<OutboxRow[]> {
+    this.check('list');
+    if (filter.state !== undefined && !OUTBOX_STATES.includes(filter.state)) {
+      throw new RangeError(`state must be one of ${OUTBOX_STATES.join(', ')}`);
+    }
+    const rows = this.stmt(
+      `SELECT * FROM outbox WHERE (? IS NULL OR state = ?) AND (? IS NULL OR rule = ?) ORDER BY id DESC LIMIT ?`,
+    ).all(
+      filter.state ?? null,
+      filter.state ?? null,
+      filter.rule ?? null,
+      filter.rule ?? null,
+      listLimit(filter.limit),
+    ) as Row[];
+    return rows.map(toOutboxRow);
+  }
+
+  async get(id: number): Promise<OutboxRow | null> {
+    this.check('get');
+    const row = this.stmt('SELECT * FROM outbox WHERE id = ?').get(id) as Row | undefined;
+    return row ? toOutboxRow(row) : null;
+  }
+
+  async retry(id: number): Promise<boolean> {
+    this.check('retry');
+    const now = new Date().toISOString();
+    // last_error is kept as history; rows without a message (render failed) cannot be sent.
+    const res = this.tx(() =>
+      this.stmt(
+        `UPDATE outbox SET state = 'pending', next_attempt_at = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?
+         WHERE id = ? AND state IN ('dead', 'failed', 'unknown') AND message IS NOT NULL`,
+      ).run(now, now, id),
+    );
+    return Number(res.changes) === 1;
+  }
+
+  async retryAllDead(): Promise<number> {
+    this.check('retryAllDead');
+    const now = new Date().toISOString();
+    const res = this.tx(() =>
+      this.stmt(
+        `UPDATE outbox SET state = 'pending', next_attempt_at = ?, updated_at = ?
+         WHERE state = 'dead' AND message IS NOT NULL`,
+      ).run(now, now),
+    );
+    return Number(res.changes);
+  }
+
+  async resolve(id: number, as: 'sent' | 'dead', note?: string): Promise<boolean> {
+    this.check('resolve');
+    if (as !== 'sent' && as !== 'dead') throw new RangeError("resolve: as must be 'sent' or 'dead'");
+    const now = new Date().toISOString();
+    return this.tx(() => {
+      const row = this.stmt(`SELECT last_error FROM outbox WHERE id = ? AND state = 'unknown'`).get(id) as
+        { last_error: string | null } | undefined;
+      if (!row) return false;
+      this.stmt(
+        `UPDATE outbox SET state = ?, last_error = ?, updated_at = ? WHERE id = ? AND state = 'unknown'`,
+      ).run(as, resolutionNote(row.last_error, as, note), now, id);
+      return true;
+    });
+  }
+
+  async lastErrors(limit: number): Promise<OutboxRow[]> {
+    this.check('lastErrors');
+    const rows = this.stmt(
+      `SELECT * FROM outbox WHERE state IN ('dead', 'failed', 'unknown') AND last_error IS NOT NULL
+       ORDER BY updated_at DESC, id DESC LIMIT ?`,
+    ).all(listLimit(limit)) as Row[];
+    return rows.map(toOutboxRow);
+  }
+
+  async nextDueAt(): Promise<Date | null> {
+    this.check('nextDueAt');
+    // pending rows carry next_attempt_at after a `release` (circuit open); claimDue honours it too.
+    const row = this.stmt(
+      `SELECT min(next_attempt_at) AS t FROM outbox WHERE state IN ('failed', 'pending') AND next_attempt_at IS NOT NULL`,
+    ).get() as { t: string | null };
+    return row.t ? new Date(row.t) : null;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.statements.clear();
+    try {
+      this.db.close();
+    } finally {
+      this.lock?.release();
+      this.lock = undefined;
+    }
+  }
+}
+
+function str(v: SQLInputValue | undefined): string {
+  return String(v);
+}
+function strOrNull(v: SQLInputValue | undefined): string | null {
+  return v === null || v === undefined ? null : String(v);
+}
+function json<T>(v: SQLInputValue | undefined): T | null {
+  return v === null || v === undefined ? null : (JSON.parse(String(v)) as T);
+}
+
+function toCheckpoint(r: Row): Checkpoint {
+  return {
+    rule: str(r.rule),
+    floor: str(r.floor),
+    watermark: str(r.watermark),
+    replayId: strOrNull(r.replay_id),
+    updatedAt: str(r.updated_at),
+  };
+}
+
+function toOutboxRow(r: Row): OutboxRow {
+  return {
+    id: Number(r.id),
+    rule: str(r.rule),
+    object: str(r.object),
+    recordId: str(r.record_id),
+    recordCreatedDate: str(r.record_created_date),
+    state: str(r.state) as OutboxState,
+    message: json(r.message),
+    attempts: Number(r.attempts),
+    nextAttemptAt: strOrNull(r.next_attempt_at),
+    leaseOwner: strOrNull(r.lease_owner),
+    leaseUntil: strOrNull(r.lease_until),
+    lastError: strOrNull(r.last_error),
+    result: json(r.result),
+    createdAt: str(r.created_at),
+    updatedAt: str(r.updated_at),
+    sentAt: strOrNull(r.sent_at),
+  };
+}
