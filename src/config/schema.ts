@@ -8,8 +8,8 @@ const nonEmpty = z.string().min(1, 'must not be empty');
 export const authSchema = z.discriminatedUnion('flow', [
   z.strictObject({
     flow: z.literal('client_credentials'),
-    clientId: nonEmpty,
-    clientSecret: nonEmpty,
+    clientId: nonEmpty.describe('connected app consumer key'),
+    clientSecret: nonEmpty.describe('connected app consumer secret (a secret: use ${ENV})'),
   }),
   z.strictObject({
     flow: z.literal('jwt'),
@@ -22,37 +22,43 @@ export const authSchema = z.discriminatedUnion('flow', [
     flow: z.literal('refresh_token'),
     clientId: nonEmpty,
     clientSecret: z.string().optional(),
-    refreshToken: nonEmpty,
+    refreshToken: nonEmpty.describe('a secret: use ${ENV}'),
   }),
   z.strictObject({
     flow: z.literal('password'),
     username: nonEmpty,
-    password: nonEmpty,
-    securityToken: z.string().optional(),
+    password: nonEmpty.describe('a secret: use ${ENV}'),
+    securityToken: z.string().optional().describe('appended to the password for SOAP login(); a secret'),
     clientId: z.string().optional().describe('with clientSecret: OAuth password grant; without: SOAP login()'),
     clientSecret: z.string().optional(),
   }),
   z.strictObject({
     flow: z.literal('access_token'),
-    accessToken: nonEmpty,
-    instanceUrl: z.url(),
+    accessToken: nonEmpty.describe('a session id or OAuth access token; a secret'),
+    instanceUrl: z.url({ protocol: /^https?$/ }).describe('the org URL the token belongs to'),
   }),
 ]);
 
 export const salesforceSchema = z.strictObject({
-  loginUrl: z.url().default('https://login.salesforce.com'),
+  loginUrl: z
+    .url({ protocol: /^https?$/ })
+    .default('https://login.salesforce.com')
+    .describe('https://login.salesforce.com, https://test.salesforce.com or the My Domain URL'),
   apiVersion: z
     .string()
     .regex(/^\d{2,3}\.0$/, 'must look like "62.0"')
     .default('62.0'),
-  auth: authSchema,
+  auth: authSchema.describe('flow: jwt | client_credentials | refresh_token | password | access_token'),
   requestTimeoutMs: z.number().int().positive().default(60_000),
 });
 
 export const smtpSchema = z.strictObject({
-  host: nonEmpty,
+  host: nonEmpty.describe('SMTP server host name'),
   port: z.number().int().min(1).max(65535).default(587),
-  secure: z.boolean().default(false).describe('true = implicit TLS (usually port 465)'),
+  secure: z
+    .boolean()
+    .default(false)
+    .describe('true = implicit TLS from the first byte (port 465); false = plain, upgraded by STARTTLS (587)'),
   requireTLS: z.boolean().default(false).describe('refuse to send unless STARTTLS succeeds'),
   ignoreTLS: z.boolean().default(false).describe('never use STARTTLS even when offered'),
   tls: z
@@ -62,7 +68,10 @@ export const smtpSchema = z.strictObject({
       servername: z.string().optional(),
     })
     .default({ rejectUnauthorized: true }),
-  auth: z.strictObject({ user: nonEmpty, pass: z.string() }).optional(),
+  auth: z
+    .strictObject({ user: nonEmpty, pass: z.string().describe('a secret: use ${ENV}') })
+    .optional()
+    .describe('omit for servers that accept mail without AUTH'),
   name: z.string().optional().describe('hostname announced in EHLO'),
   pool: z
     .strictObject({
@@ -112,9 +121,14 @@ export const ruleSchema = z.strictObject({
   name: z.string().regex(/^[a-z0-9][a-z0-9_.-]*$/i, 'letters, digits, ".", "_" and "-" only'),
   object: apiName.default('Lead'),
   mode: z.enum(['poll', 'stream']).default('poll'),
-  schedule: z.string().default('*/30 * * * * *').describe('node-cron expression (6 fields: with seconds)'),
+  schedule: z
+    .string()
+    .default('*/30 * * * * *')
+    .describe('node-cron expression: 6 fields (with seconds) or 5; poll cadence, reconcile cadence in stream mode'),
   startFrom: z
-    .union([z.literal('now'), z.iso.datetime({ offset: true })])
+    .union([z.literal('now'), z.iso.datetime({ offset: true })], {
+      error: 'must be "now" or an ISO-8601 instant with a time zone, such as 2024-05-01T00:00:00Z',
+    })
     .default('now')
     .describe('what the first run considers new: now, or an ISO-8601 instant'),
   lookback: z
@@ -122,8 +136,11 @@ export const ruleSchema = z.strictObject({
     .regex(/^\d+(ms|s|m|h)$/, 'must be a duration such as 10m, 90s or 1h')
     .default('10m')
     .describe('how far behind the cursor each poll re-reads, to catch late-committing records'),
-  select: z.array(fieldPath).default([]),
-  where: z.string().optional().describe('SOQL condition, pushed into the query'),
+  select: z.array(fieldPath).default([]).describe('fields read in addition to Id, CreatedDate and SystemModstamp'),
+  where: z
+    .string()
+    .optional()
+    .describe('SOQL condition only (no WHERE, ORDER BY or LIMIT), pushed into the query'),
   email: emailSchema,
   allowRecipients: z
     .array(z.string().min(1))
@@ -164,7 +181,8 @@ export const configSchema = z.strictObject({
   store: z
     .string()
     .regex(/^(sqlite:|postgres:|postgresql:)/, 'must start with sqlite: or postgres://')
-    .default('sqlite:./data/notifier.db'),
+    .default('sqlite:./data/notifier.db')
+    .describe('sqlite:<path relative to the config file>, sqlite::memory:, or postgres://user@host/db'),
   http: z
     .strictObject({
       host: z.string().default('0.0.0.0'),

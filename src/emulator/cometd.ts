@@ -68,6 +68,8 @@ interface Client {
   pending: PendingConnect | null;
   lastSeen: number;
   flushScheduled: boolean;
+  /** why the server let go of it: a held connect is answered accordingly */
+  gone: 'disconnected' | 'evicted' | null;
 }
 
 const BAYEUX_VERSION = '1.0';
@@ -286,7 +288,7 @@ export class CometdServer {
           replies.push(...this.unsubscribe(client, raw));
           break;
         case '/meta/disconnect':
-          this.forget(client);
+          this.forget(client, 'disconnected');
           replies.push(this.reply(raw, { successful: true, clientId: client.id }));
           break;
         default:
@@ -303,6 +305,8 @@ export class CometdServer {
     }
 
     if (!held || !this.clients.has(held.client.id)) {
+      // a connect followed by a disconnect in the same request is answered, not dropped
+      if (held) replies.push(this.connectReply(held.client, held.connect));
       this.send(res, status, replies);
       return;
     }
@@ -375,6 +379,7 @@ export class CometdServer {
       pending: null,
       lastSeen: this.nowMs(),
       flushScheduled: false,
+      gone: null,
     };
     this.clients.set(client.id, client);
     return this.reply(msg, {
@@ -498,38 +503,44 @@ export class CometdServer {
     clearTimeout(pending.timer);
     client.lastSeen = this.nowMs();
 
-    const now = this.nowMs();
-    const deliveries: Message[] = [];
-    let room = this.batchSize;
-    for (const [channel, sub] of client.subscriptions) {
-      if (room <= 0) break;
-      sub.log.prune(now);
-      const events = sub.log.after(sub.cursor, room);
-      for (const e of events) deliveries.push({ channel, data: e.data });
-      const last = events[events.length - 1];
-      if (last) sub.cursor = last.replayId;
-      room -= events.length;
-    }
     // The session may have expired while the connect was held: say so now (AuthFailure listens).
-    const connectReply =
-      this.clients.has(client.id) && !this.validateToken(client.token)
-        ? this.authFailure(pending.connect)
-        : this.connectReply(client, pending.connect);
-    if (connectReply['successful'] === false) deliveries.length = 0;
-    this.send(pending.res, connectReply['successful'] === false ? 401 : pending.status, [
-      ...pending.replies,
-      ...deliveries,
-      connectReply,
-    ]);
+    const expired = client.gone === null && !this.validateToken(client.token);
+    const connectReply = expired
+      ? this.authFailure(pending.connect)
+      : this.connectReply(client, pending.connect);
+    // A failed connect delivers nothing; a client that handshakes again resubscribes from its own
+    // last replayId, so nothing is lost.
+    const deliveries: Message[] = [];
+    if (connectReply['successful'] !== false) {
+      const now = this.nowMs();
+      let room = this.batchSize;
+      for (const [channel, sub] of client.subscriptions) {
+        if (room <= 0) break;
+        sub.log.prune(now);
+        const events = sub.log.after(sub.cursor, room);
+        for (const e of events) deliveries.push({ channel, data: e.data });
+        const last = events[events.length - 1];
+        if (last) sub.cursor = last.replayId;
+        room -= events.length;
+      }
+    }
+    this.send(pending.res, expired ? 401 : pending.status, [...pending.replies, ...deliveries, connectReply]);
   }
 
   private connectReply(client: Client, connect: Message): Message {
-    if (!this.clients.has(client.id)) {
-      // disconnected or closed while held
+    if (client.gone === 'disconnected') {
       return this.reply(connect, {
         successful: true,
         clientId: client.id,
         advice: { reconnect: 'none', interval: 0 },
+      });
+    }
+    if (client.gone === 'evicted' || !this.clients.has(client.id)) {
+      return this.reply(connect, {
+        successful: false,
+        clientId: client.id,
+        error: ERR.unknownClient,
+        advice: { reconnect: 'handshake', interval: 0 },
       });
     }
     return this.reply(connect, { successful: true, clientId: client.id, advice: this.advice() });
@@ -546,7 +557,8 @@ export class CometdServer {
     res.end(body);
   }
 
-  private forget(client: Client): void {
+  private forget(client: Client, why: 'disconnected' | 'evicted'): void {
+    client.gone = why;
     this.clients.delete(client.id);
     this.flush(client);
   }
@@ -561,7 +573,7 @@ export class CometdServer {
   private forgetLongestIdle(): void {
     let oldest: Client | undefined;
     for (const c of this.clients.values()) if (!oldest || c.lastSeen < oldest.lastSeen) oldest = c;
-    if (oldest) this.forget(oldest);
+    if (oldest) this.forget(oldest, 'evicted');
   }
 
   // ------------------------------------------------------------------------------ channels

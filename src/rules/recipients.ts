@@ -131,13 +131,14 @@ export function compileAllowList(patterns: string[] | undefined): (address: stri
     const pattern = p.trim().toLowerCase();
     if (pattern.startsWith('*@*.')) {
       const domain = pattern.slice(4);
-      if (!isValidAddress(`x@${domain}`)) throw new Error(`allowRecipients[${i}]: bad domain in pattern "${p}"`);
+      if (domain.includes('*') || !isValidAddress(`x@${domain}`)) throw new Error(`allowRecipients[${i}]: bad domain in pattern "${p}"`);
       parentDomains.push(`.${domain}`);
     } else if (pattern.startsWith('*@')) {
       const domain = pattern.slice(2);
-      if (!isValidAddress(`x@${domain}`)) throw new Error(`allowRecipients[${i}]: bad domain in pattern "${p}"`);
+      if (domain.includes('*') || !isValidAddress(`x@${domain}`)) throw new Error(`allowRecipients[${i}]: bad domain in pattern "${p}"`);
       domains.add(domain);
-    } else if (isValidAddress(pattern)) {
+    } else if (!pattern.includes('*') && isValidAddress(pattern)) {
+      // '*' is legal atext, but in a pattern it is always a wildcard the author meant
       exact.add(pattern);
     } else {
       throw new Error(

@@ -38,7 +38,8 @@ function secondsAgo(s: number): Date {
 
 describe('lead-notifier run, end to end', () => {
   it('emails 2,500 leads exactly once: late commits, a shared CreatedDate across a page boundary, nothing historic', async () => {
-    stack = await startStack();
+    // lookback 2m: sweeps every 30 s (min(60 s, lookback / 4))
+    stack = await startStack({ rule: { lookback: '2m' } });
     const { emu } = stack;
     // Historic leads: created before the first start, never notified (startFrom: now).
     const historic = emu.org.insertMany(
@@ -67,9 +68,9 @@ describe('lead-notifier run, end to end', () => {
     );
     ids.push(...first.map((r) => r.Id), ...shared.map((r) => r.Id));
     await waitFor(() => stack!.smtp.messages.length >= 1000, 60_000, 'the first deliveries');
-    // 100 late-committing records: CreatedDate minutes behind the cursor, inside the lookback.
+    // 100 late-committing records: CreatedDate a minute or more behind the cursor, inside the lookback.
     for (let i = 0; i < 100; i++) {
-      ids.push(emu.org.insert('Lead', leadFields(2200 + i), { createdDate: secondsAgo(180 + (i % 60)) }).Id);
+      ids.push(emu.org.insert('Lead', leadFields(2200 + i), { createdDate: secondsAgo(60 + (i % 50)) }).Id);
     }
     // 200 more over a few seconds, as a web form would.
     for (let b = 0; b < 10; b++) {

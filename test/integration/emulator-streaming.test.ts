@@ -6,6 +6,11 @@ import type { Connection } from 'jsforce';
 import { StreamingExtension } from 'jsforce/lib/api/streaming.js';
 import { startEmulator, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET } from '../../src/emulator/index.ts';
 import type { Emulator } from '../../src/emulator/index.ts';
+import { Org } from '../../src/emulator/org.ts';
+import { CometdServer } from '../../src/emulator/cometd.ts';
+import { createServer } from 'node:http';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 
 const CONNECT_TIMEOUT_MS = 1500;
 const LEAD_CDC = '/data/LeadChangeEvent';
@@ -499,5 +504,175 @@ describe('Bayeux protocol edges (raw HTTP)', () => {
     expect(bye.messages[0]).toMatchObject({ successful: true });
     const after = await bayeux(connectBody, token);
     expect(after.messages[0]).toMatchObject({ error: '403::Unknown client' });
+  });
+});
+
+describe('CometdServer on its own (fake clock, small limits)', () => {
+  const TOKEN = 'fixed-token';
+  let clock = Date.parse('2026-01-05T10:00:00.000Z');
+  let sessionValid = true;
+  let org: Org;
+  let cometd: CometdServer;
+  let server: Server;
+  let url: string;
+
+  beforeAll(async () => {
+    org = new Org();
+    cometd = new CometdServer({
+      org,
+      validateToken: (t) => t === TOKEN && sessionValid,
+      retention: { cdcMs: 60_000, pushTopicMs: 30_000 },
+      connectTimeoutMs: 600,
+      now: () => new Date(clock),
+      clientIdleMs: 1000,
+      maxClients: 1,
+    });
+    server = createServer((req, res) => {
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (c: string) => (body += c));
+      req.on('end', () => cometd.handle(req, res, body));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+
+  afterAll(async () => {
+    cometd.close();
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  });
+
+  async function post(messages: Bayeux[], token = TOKEN): Promise<Bayeux[]> {
+    const res = await fetch(`${url}/cometd/62.0`, {
+      method: 'POST',
+      headers: { authorization: `OAuth ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify(messages),
+    });
+    return (await res.json()) as Bayeux[];
+  }
+
+  async function handshake(): Promise<string> {
+    const [hs] = await post([
+      { channel: '/meta/handshake', version: '1.0', supportedConnectionTypes: ['long-polling'] },
+    ]);
+    return hs!['clientId'] as string;
+  }
+
+  const insertLead = (name: string): string => org.insert('Lead', { LastName: name, Company: 'Clock' }).Id;
+  const replayIdOf = (m: Bayeux): number => (m['data'] as CdcEvent).event.replayId;
+  const recordOf = (m: Bayeux): string =>
+    ((m['data'] as CdcEvent).payload.ChangeEventHeader['recordIds'] as string[])[0]!;
+
+  it('drops events past the retention window, and ageOut(ms) drops only the older ones', async () => {
+    const early = insertLead('Early');
+    clock += 30_000;
+    const later = insertLead('Later');
+
+    let clientId = await handshake();
+    // subscribe and connect in one request: the replayed events come back in the same reply
+    const first = await post([
+      { channel: '/meta/subscribe', clientId, subscription: LEAD_CDC, ext: { replay: { [LEAD_CDC]: -2 } } },
+      { channel: '/meta/connect', clientId, connectionType: 'long-polling' },
+    ]);
+    expect(first[0]).toMatchObject({ channel: '/meta/subscribe', successful: true });
+    expect(first.at(-1)).toMatchObject({ channel: '/meta/connect', successful: true });
+    const events = first.filter((m) => m['channel'] === LEAD_CDC);
+    expect(events.map(recordOf)).toEqual([early, later]);
+    const earlyReplay = replayIdOf(events[0]!);
+
+    cometd.ageOut(20_000); // only "Early" is older than 20 s
+    clientId = await handshake();
+    const [rejected] = await post([
+      {
+        channel: '/meta/subscribe',
+        clientId,
+        subscription: LEAD_CDC,
+        ext: { replay: { [LEAD_CDC]: earlyReplay } },
+      },
+    ]);
+    expect(rejected).toMatchObject({ successful: false, error: INVALID_REPLAY(earlyReplay) });
+
+    clock += 45_000; // "Later" is now 45 s old: inside the 60 s CDC window
+    const [accepted] = await post([
+      {
+        channel: '/meta/subscribe',
+        clientId,
+        subscription: LEAD_CDC,
+        ext: { replay: { [LEAD_CDC]: replayIdOf(events[1]!) } },
+      },
+    ]);
+    expect(accepted).toMatchObject({ successful: true });
+    clock += 20_000; // and now 65 s: gone
+    const [gone] = await post([
+      {
+        channel: '/meta/subscribe',
+        clientId,
+        subscription: LEAD_CDC,
+        ext: { replay: { [LEAD_CDC]: replayIdOf(events[1]!) } },
+      },
+    ]);
+    expect(gone).toMatchObject({ successful: false, error: INVALID_REPLAY(replayIdOf(events[1]!)) });
+  });
+
+  it('answers a held connect with 401 when the session expired meanwhile', async () => {
+    const clientId = await handshake();
+    const held = post([{ channel: '/meta/connect', clientId, connectionType: 'long-polling' }]);
+    await settle(100);
+    sessionValid = false;
+    try {
+      const reply = await held;
+      expect(reply.at(-1)).toMatchObject({
+        successful: false,
+        error: '401::Authentication invalid',
+        advice: { reconnect: 'none' },
+      });
+    } finally {
+      sessionValid = true;
+    }
+  });
+
+  it('forgets a client that stops connecting', async () => {
+    const clientId = await handshake();
+    clock += 5_000;
+    await settle(1_200); // one sweep of the idle timer
+    const [reply] = await post([{ channel: '/meta/connect', clientId, connectionType: 'long-polling' }]);
+    expect(reply).toMatchObject({
+      successful: false,
+      error: '403::Unknown client',
+      advice: { reconnect: 'handshake' },
+    });
+  });
+
+  it('a jsforce client that is forgotten handshakes again and resumes from its replay id, losing nothing', async () => {
+    const c = new jsforce.Connection({ instanceUrl: url, accessToken: TOKEN, version: '62.0' });
+    const l = listen<CdcEvent>(LEAD_CDC, -1, c);
+    await l.subscribed;
+    const one = insertLead('One');
+    await waitFor('One', () => l.events.length === 1);
+
+    await handshake(); // maxClients is 1: the jsforce client is evicted (403::Unknown client)
+    const two = insertLead('Two');
+    await waitFor('Two, after the re-handshake', () => l.events.length >= 2);
+    const three = insertLead('Three');
+    await waitFor('Three', () => l.events.length >= 3);
+    await settle();
+    expect(l.events.map((e) => (e.payload.ChangeEventHeader['recordIds'] as string[])[0])).toEqual([
+      one,
+      two,
+      three,
+    ]);
+    expect(l.subscribeReplies.filter((r) => r['successful'] === true).length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('close() answers held connects at once', async () => {
+    const clientId = await handshake();
+    const started = Date.now();
+    const held = post([{ channel: '/meta/connect', clientId, connectionType: 'long-polling' }]);
+    await settle(50);
+    cometd.close();
+    const reply = await held;
+    expect(Date.now() - started).toBeLessThan(500);
+    expect(reply.at(-1)).toMatchObject({ channel: '/meta/connect' });
   });
 });

@@ -27,6 +27,7 @@ afterAll(async () => {
   await emu.close();
 });
 beforeEach(async () => {
+  clock = Date.parse('2026-03-01T10:00:30Z');
   emu.control.reset();
   dir = mkdtempSync(join(tmpdir(), 'ln-poller-'));
   store = await openStore(`sqlite:${join(dir, 'n.db')}`, { exclusive: true });
@@ -48,6 +49,9 @@ function rule(over: Record<string, unknown> = {}): RuleConfig {
   });
 }
 
+/** the poller's clock (sweeps are timed by it); tests move it by hand */
+let clock = Date.parse('2026-03-01T10:00:30Z');
+
 async function poller(r: RuleConfig = rule(), batchSize?: number): Promise<RulePoller> {
   const sf = {
     loginUrl: emu.url,
@@ -64,6 +68,7 @@ async function poller(r: RuleConfig = rule(), batchSize?: number): Promise<RuleP
     store,
     apiVersion: '62.0',
     logger: silent,
+    now: () => new Date(clock),
     ...(batchSize ? { batchSize } : {}),
   });
 }
@@ -104,17 +109,30 @@ describe('RulePoller', () => {
   it('catches late-committing records inside the lookback and moves the watermark only to seen CreatedDates', async () => {
     leads(10, at('2026-03-01T10:00:00Z'));
     const p = await poller(rule({ lookback: '10m' }));
-    await p.pollOnce();
+    expect((await p.pollOnce()).sweep).toBe(true);
     expect((await store.getCheckpoint('leads'))?.watermark).toBe('2026-03-01T10:00:00.000Z');
     // committed late: CreatedDate 5 minutes before the watermark
     const late = leads(4, at('2026-03-01T09:55:00Z'), 100);
     // and one older than the lookback: out of reach by design
     leads(1, at('2026-03-01T09:40:00Z'), 200);
+    // a regular poll reads from the watermark's second only: one call, nothing late
+    clock += 10_000;
+    const regular = await p.pollOnce();
+    expect(regular.sweep).toBe(false);
+    expect(regular.read).toBe(10);
+    expect(regular.enqueued).toBe(0);
+    // a minute later the sweep re-reads from (last sweep - lookback)
+    clock += 60_000;
     const r = await p.pollOnce();
+    expect(r.sweep).toBe(true);
     expect(r.enqueued).toBe(4);
     const ids = new Set((await store.list({ limit: 100 })).map((x) => x.recordId));
     for (const l of late) expect(ids.has(l.Id)).toBe(true);
     expect((await store.getCheckpoint('leads'))?.watermark).toBe('2026-03-01T10:00:00.000Z');
+    // the sweep time survives a restart: a new poller does not sweep again at once
+    const restarted = await poller(rule({ lookback: '10m' }));
+    clock += 1000;
+    expect((await restarted.pollOnce()).sweep).toBe(false);
   });
 
   it('300 records sharing one CreatedDate second across a page boundary are all enqueued', async () => {

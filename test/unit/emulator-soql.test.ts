@@ -168,6 +168,9 @@ describe('parser', () => {
       return seed % n;
     };
     const inputs: string[] = [
+      `SELECT Id FROM Lead WHERE ${'('.repeat(20_000)}Name = 'x'${')'.repeat(20_000)}`,
+      `SELECT Id FROM Lead WHERE ${Array.from({ length: 5000 }, () => "Name = 'x'").join(' OR ')}`,
+      'SELECT Id FROM Lead WHERE Name = \'' + 'x'.repeat(200_000) + "'",
       '',
       ' ',
       "'",

@@ -2,7 +2,7 @@
 // SOSL Reference, "SOQL SELECT Syntax"). It produces an unbound AST: names are resolved against
 // the org's objects in compile.ts. Everything outside the subset is rejected with MALFORMED_QUERY.
 
-import { queryError, type Pos } from './errors.ts';
+import { queryError, SalesforceError, type Pos } from './errors.ts';
 
 // ---------------------------------------------------------------- tokens
 
@@ -94,7 +94,10 @@ export function tokenize(soql: string): Token[] {
           continue;
         }
         value += c;
-        like += c === '%' ? '.*' : c === '_' ? '.' : regexEscape(c);
+        // runs of % collapse to one .* (keeps the regex linear for patterns like '%%%%a')
+        if (c !== '%' || !like.endsWith('.*') || soql[i - 1] !== '%') {
+          like += c === '%' ? '.*' : c === '_' ? '.' : regexEscape(c);
+        }
         i++;
       }
       if (!closed)
@@ -438,12 +441,19 @@ class Parser {
     return { kind: op === 'AND' ? 'and' : 'or', items };
   }
 
+  private depth = 0;
+
   private simpleCondition(): Condition {
     if (this.isPunct('(')) {
       const open = this.next();
       if (this.isKeyword('SELECT')) this.unsupported(open, 'A semi-join subquery');
+      // bound the recursion so that hostile input gets an error, not a stack overflow
+      if (++this.depth > MAX_NESTING) {
+        throw queryError('MALFORMED_QUERY', this.soql, open.pos, `parentheses nested deeper than ${MAX_NESTING} levels`);
+      }
       const c = this.condition();
       this.expectPunct(')');
+      this.depth--;
       return c;
     }
     const t = this.peek();
@@ -526,7 +536,14 @@ class Parser {
   }
 }
 
+const MAX_NESTING = 100;
+/** SOQL and SOSL Limits: "SOQL statements can't exceed 100,000 characters" */
+export const MAX_SOQL_LENGTH = 100_000;
+
 /** Parses one SOQL statement; throws SalesforceError (MALFORMED_QUERY) on anything else. */
 export function parseSoql(soql: string): SelectQuery {
+  if (soql.length > MAX_SOQL_LENGTH) {
+    throw new SalesforceError('MALFORMED_QUERY', `SOQL statements cannot be longer than ${MAX_SOQL_LENGTH} characters`);
+  }
   return new Parser(soql).parse();
 }
