@@ -1,0 +1,367 @@
+// The dispatcher: claims due outbox rows with a lease, hands each to the SMTP sink, and records the
+// outcome. Sends happen outside any DB transaction; outcomes that complete close together are
+// written in one recordOutcomes call, and the same tick claims rows for the freed send slots.
+import type pino from 'pino';
+import type { DeliveryConfig } from '../config/schema.ts';
+import { SendError, type FailureKind, type SmtpSink } from '../sinks/smtp.ts';
+import type { Outcome, OutboxRow, Store } from '../types.ts';
+import { parseDuration } from '../util/duration.ts';
+import { coerceError } from '../util/errors.ts';
+import { backoffDelay, describeFailure } from './outcomes.ts';
+
+export interface DispatcherOptions {
+  store: Store;
+  sink: SmtpSink;
+  delivery: DeliveryConfig;
+  /** send slots; the pool's maxConnections */
+  concurrency: number;
+  leaseMs: number;
+  /** unique per process */
+  owner: string;
+  logger: pino.Logger;
+  /** metrics hook; must not throw (it is guarded anyway) */
+  onEvent?: (e: DispatchEvent) => void;
+  /** rules whose rows found `sending` with an expired lease go back to pending instead of unknown */
+  resendRules?: string[];
+  /** idle poll interval (default 1 s) */
+  pollIntervalMs?: number;
+}
+
+export type DispatchEvent =
+  | {
+      type: 'outcome';
+      outcome: Outcome['kind'];
+      /** the sink's classification when the send failed */
+      failure?: FailureKind;
+      id: number;
+      rule: string;
+      recordId: string;
+      attempts: number;
+      durationMs: number;
+      responseCode?: number;
+    }
+  | { type: 'circuit'; state: 'open' | 'closed'; reason?: string }
+  | { type: 'recovered'; ids: number[] }
+  | { type: 'loop-error'; error: Error };
+
+const DEFAULT_POLL_MS = 1000;
+const MAX_LOOP_BACKOFF_MS = 30_000;
+const MIN_WAKE_MS = 5;
+
+export class Dispatcher {
+  private readonly o: DispatcherOptions;
+  private readonly log: pino.Logger;
+  private readonly maxAgeMs: number;
+  private readonly pollMs: number;
+  private running = false;
+  private stopping = false;
+  private circuitState: 'closed' | 'open' = 'closed';
+  private sending = 0;
+  private outcomes: Outcome[] = [];
+  private tickScheduled = false;
+  private ticking = false;
+  private tickAgain = false;
+  private wakeTimer: NodeJS.Timeout | undefined;
+  private probeTimer: NodeJS.Timeout | undefined;
+  private contiguousErrors = 0;
+  private lastRecoverAt = 0;
+  private drainWaiters: (() => void)[] = [];
+
+  constructor(o: DispatcherOptions) {
+    if (!Number.isInteger(o.concurrency) || o.concurrency < 1)
+      throw new Error('concurrency must be an integer >= 1');
+    this.o = o;
+    this.log = o.logger;
+    this.maxAgeMs = parseDuration(o.delivery.maxAge);
+    this.pollMs = o.pollIntervalMs ?? DEFAULT_POLL_MS;
+  }
+
+  get circuit(): 'closed' | 'open' {
+    return this.circuitState;
+  }
+
+  /** sends handed to SMTP whose outcome is not yet written */
+  get inFlight(): number {
+    return this.sending;
+  }
+
+  start(): void {
+    if (this.running || this.stopping) return;
+    this.running = true;
+    this.lastRecoverAt = Date.now();
+    this.scheduleTick();
+  }
+
+  /** new rows were enqueued: claim now instead of at the next poll */
+  kick(): void {
+    if (this.running) this.scheduleTick();
+  }
+
+  /**
+   * Stops claiming, then waits for in-flight sends and their outcome writes, up to timeoutMs. Rows
+   * still in flight after that stay `sending` with their lease and are recovered as unknown later.
+   */
+  async stop(timeoutMs: number): Promise<void> {
+    this.running = false;
+    this.stopping = true;
+    this.clearWake();
+    if (this.probeTimer) clearTimeout(this.probeTimer);
+    this.probeTimer = undefined;
+    if (this.isDrained()) return;
+    this.scheduleTick();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new Promise<void>((resolve) => this.drainWaiters.push(resolve)),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, timeoutMs)))),
+    ]);
+    clearTimeout(timer);
+    if (!this.isDrained()) {
+      this.log.warn(
+        { inFlight: this.sending, unwritten: this.outcomes.length },
+        'stopped with sends still in flight: their rows stay leased and will be reported unknown',
+      );
+    }
+  }
+
+  private isDrained(): boolean {
+    return this.sending === 0 && this.outcomes.length === 0 && !this.ticking;
+  }
+
+  private emit(e: DispatchEvent): void {
+    if (!this.o.onEvent) return;
+    try {
+      this.o.onEvent(e);
+    } catch (err) {
+      this.log.error({ err: coerceError(err) }, 'dispatch event hook threw');
+    }
+  }
+
+  private clearWake(): void {
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    this.wakeTimer = undefined;
+  }
+
+  private scheduleTick(): void {
+    if (this.tickScheduled) return;
+    this.tickScheduled = true;
+    // setImmediate: outcomes of sends that complete in the same turn are flushed together
+    setImmediate(() => {
+      this.tickScheduled = false;
+      void this.tick();
+    });
+  }
+
+  private armWake(ms: number): void {
+    this.clearWake();
+    if (!this.running) return;
+    this.wakeTimer = setTimeout(
+      () => {
+        this.wakeTimer = undefined;
+        this.scheduleTick();
+      },
+      Math.max(0, ms),
+    );
+  }
+
+  /** One step of the loop: write finished outcomes, then claim rows for the free slots. */
+  private async tick(): Promise<void> {
+    if (this.ticking) {
+      this.tickAgain = true;
+      return;
+    }
+    this.ticking = true;
+    this.clearWake();
+    let idleFor: number | undefined;
+    try {
+      if (this.outcomes.length) {
+        const batch = this.outcomes;
+        this.outcomes = [];
+        try {
+          await this.o.store.recordOutcomes(this.o.owner, batch);
+        } catch (err) {
+          // keep them: written on the next tick (each applies only while we hold the lease)
+          this.outcomes = batch.concat(this.outcomes);
+          throw err;
+        }
+      }
+      if (this.running && Date.now() - this.lastRecoverAt >= this.o.leaseMs) await this.recoverExpired();
+      const free = this.o.concurrency - this.sending;
+      if (this.running && this.circuitState === 'closed' && free > 0) {
+        const rows = await this.o.store.claimDue({
+          owner: this.o.owner,
+          limit: free,
+          leaseMs: this.o.leaseMs,
+        });
+        for (const row of rows) void this.send(row);
+        if (rows.length < free) idleFor = await this.untilNextDue();
+      }
+      this.contiguousErrors = 0;
+    } catch (err) {
+      // store trouble is a loop-level error: log it, back off, keep going (never crash the loop)
+      this.contiguousErrors++;
+      const error = coerceError(err);
+      const delay = Math.min(MAX_LOOP_BACKOFF_MS, 250 * 2 ** Math.min(this.contiguousErrors - 1, 10));
+      this.log.error(
+        { err: error, contiguousErrors: this.contiguousErrors, retryInMs: delay },
+        'dispatcher loop error',
+      );
+      this.emit({ type: 'loop-error', error });
+      idleFor = delay;
+      this.tickAgain = false;
+    } finally {
+      this.ticking = false;
+    }
+    if (this.tickAgain || (this.outcomes.length && this.contiguousErrors === 0)) {
+      this.tickAgain = false;
+      this.scheduleTick();
+    } else if (idleFor !== undefined) {
+      if (this.stopping && this.outcomes.length) {
+        // a store error while draining: try the outcome write again after the backoff
+        this.wakeTimer = setTimeout(() => this.scheduleTick(), idleFor);
+      } else {
+        this.armWake(idleFor);
+      }
+    }
+    if (this.stopping && this.isDrained()) {
+      for (const w of this.drainWaiters.splice(0)) w();
+    }
+  }
+
+  private async untilNextDue(): Promise<number> {
+    const next = await this.o.store.nextDueAt();
+    if (!next) return this.pollMs;
+    // at least a few ms: a row due "now" that the claim just missed must not spin the loop
+    return Math.min(this.pollMs, Math.max(MIN_WAKE_MS, next.getTime() - Date.now()));
+  }
+
+  /** rows another (crashed) process left `sending` past their lease */
+  private async recoverExpired(): Promise<void> {
+    this.lastRecoverAt = Date.now();
+    const ids = await this.o.store.recoverAbandoned({ resendRules: this.o.resendRules ?? [] });
+    if (ids.length) {
+      this.log.warn(
+        { ids: ids.slice(0, 50), count: ids.length },
+        'rows abandoned mid-send by another process',
+      );
+      this.emit({ type: 'recovered', ids });
+    }
+  }
+
+  private async send(row: OutboxRow): Promise<void> {
+    this.sending++;
+    const started = Date.now();
+    let outcome: Outcome;
+    let failure: FailureKind | undefined;
+    let responseCode: number | undefined;
+    try {
+      if (!row.message) throw new SendError('row has no rendered message', { kind: 'dead' });
+      const result = await this.o.sink.send(row.message);
+      outcome = { id: row.id, kind: 'sent', result };
+    } catch (err) {
+      const e =
+        err instanceof SendError
+          ? err
+          : new SendError(coerceError(err).message, { kind: 'retry', cause: err });
+      failure = e.kind;
+      responseCode = e.responseCode;
+      outcome = this.failureOutcome(row, e);
+    }
+    this.sending--;
+    this.outcomes.push(outcome);
+    this.scheduleTick();
+    const durationMs = Date.now() - started;
+    const fields = {
+      rule: row.rule,
+      recordId: row.recordId,
+      outboxId: row.id,
+      attempt: row.attempts,
+      outcome: outcome.kind,
+      responseCode,
+      ms: durationMs,
+    };
+    if (outcome.kind === 'sent') {
+      this.log.info(
+        { ...fields, responseCode: Number(/^\d{3}/.exec(outcome.result.response)?.[0]) || undefined },
+        'sent',
+      );
+    } else {
+      const level = outcome.kind === 'retry' || outcome.kind === 'release' ? 'warn' : 'error';
+      this.log[level]({ ...fields, failure, error: outcome.error }, `send ${outcome.kind}`);
+    }
+    this.emit({
+      type: 'outcome',
+      outcome: outcome.kind,
+      ...(failure ? { failure } : {}),
+      id: row.id,
+      rule: row.rule,
+      recordId: row.recordId,
+      attempts: row.attempts,
+      durationMs,
+      ...(responseCode !== undefined ? { responseCode } : {}),
+    });
+  }
+
+  private failureOutcome(row: OutboxRow, e: SendError): Outcome {
+    const error = describeFailure(e);
+    switch (e.kind) {
+      case 'dead':
+        return { id: row.id, kind: 'dead', error };
+      case 'uncertain':
+        return { id: row.id, kind: 'uncertain', error };
+      case 'auth':
+        this.openCircuit(error);
+        return { id: row.id, kind: 'release', error, nextAttemptAt: new Date() };
+      case 'retry': {
+        // claimDue counted this attempt already
+        if (row.attempts >= this.o.delivery.maxAttempts) {
+          return { id: row.id, kind: 'dead', error: `gave up after ${row.attempts} attempts: ${error}` };
+        }
+        const age = Date.now() - Date.parse(row.createdAt);
+        if (age >= this.maxAgeMs) {
+          return {
+            id: row.id,
+            kind: 'dead',
+            error: `gave up after ${this.o.delivery.maxAge} (maxAge): ${error}`,
+          };
+        }
+        const delay = backoffDelay(row.attempts, this.o.delivery.backoffBaseMs, this.o.delivery.backoffMaxMs);
+        return { id: row.id, kind: 'retry', error, nextAttemptAt: new Date(Date.now() + delay) };
+      }
+    }
+  }
+
+  /** SMTP refuses us (auth, TLS): stop claiming, keep rows pending, probe until it works again. */
+  private openCircuit(reason: string): void {
+    if (this.circuitState === 'open') return;
+    this.circuitState = 'open';
+    this.log.error(
+      { reason, probeEveryMs: this.o.delivery.circuitRetryMs },
+      'SMTP circuit open: the server refuses our credentials or TLS settings; rows stay pending until a probe succeeds',
+    );
+    this.emit({ type: 'circuit', state: 'open', reason });
+    this.scheduleProbe();
+  }
+
+  private scheduleProbe(): void {
+    if (this.probeTimer || this.stopping) return;
+    this.probeTimer = setTimeout(() => {
+      this.probeTimer = undefined;
+      void this.probe();
+    }, this.o.delivery.circuitRetryMs);
+  }
+
+  private async probe(): Promise<void> {
+    if (this.stopping || this.circuitState === 'closed') return;
+    try {
+      await this.o.sink.verify();
+    } catch (err) {
+      this.log.debug({ err: coerceError(err) }, 'SMTP circuit probe failed');
+      this.scheduleProbe();
+      return;
+    }
+    this.circuitState = 'closed';
+    this.log.info('SMTP circuit closed: the probe connected and authenticated; sending resumes');
+    this.emit({ type: 'circuit', state: 'closed' });
+    this.scheduleTick();
+  }
+}

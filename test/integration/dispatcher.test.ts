@@ -1,0 +1,377 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { deliverySchema, smtpSchema, type DeliveryConfig } from '../../src/config/schema.ts';
+import { Dispatcher, type DispatchEvent } from '../../src/delivery/dispatcher.ts';
+import { backoffDelay } from '../../src/delivery/outcomes.ts';
+import { createSmtpSink, type SmtpSink } from '../../src/sinks/smtp.ts';
+import { openStore } from '../../src/store/index.ts';
+import type { NewOutboxRow, OutboxRow, Store } from '../../src/types.ts';
+import {
+  smtpError,
+  startCaptureServer,
+  type CaptureServer,
+  type CaptureServerOptions,
+} from '../helpers/smtp-server.ts';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const silent = pino({ level: 'silent' });
+
+async function waitUntil(
+  what: string,
+  fn: () => boolean | Promise<boolean>,
+  timeoutMs = 8000,
+): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await fn())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+async function newStore(): Promise<{ store: Store; path: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'dispatcher-'));
+  const path = join(dir, 'outbox.db');
+  const store = await openStore(`sqlite:${path}`);
+  await store.migrate();
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  cleanups.push(() => store.close());
+  return { store, path };
+}
+
+function rows(n: number, rule = 'new-leads', from = 0): NewOutboxRow[] {
+  return Array.from({ length: n }, (_, k) => {
+    const i = from + k;
+    const recordId = `00Q${String(i).padStart(15, '0')}`;
+    return {
+      rule,
+      object: 'Lead',
+      recordId,
+      recordCreatedDate: '2026-01-01T00:00:00.000Z',
+      state: 'pending' as const,
+      message: {
+        messageId: `<${rule}.${recordId}@notifier.test>`,
+        from: 'leads@example.com',
+        to: ['owner@example.com'],
+        cc: [],
+        bcc: [],
+        subject: `Lead ${i}`,
+        text: `lead ${i}`,
+        headers: {},
+        attachments: [],
+      },
+    };
+  });
+}
+
+async function enqueue(store: Store, list: NewOutboxRow[]): Promise<void> {
+  const t = new Date().toISOString();
+  await store.commitBatch(list[0]!.rule, list, { floor: '2026-01-01T00:00:00.000Z', watermark: t });
+}
+
+interface Rig {
+  server: CaptureServer;
+  store: Store;
+  sink: SmtpSink;
+  dispatcher: Dispatcher;
+  events: DispatchEvent[];
+  all(): Promise<OutboxRow[]>;
+}
+
+async function rig(
+  opts: {
+    server?: CaptureServerOptions;
+    smtp?: Record<string, unknown>;
+    delivery?: Partial<DeliveryConfig>;
+    store?: Store;
+    concurrency?: number;
+  } = {},
+): Promise<Rig> {
+  const server = await startCaptureServer(opts.server);
+  cleanups.push(() => server.close());
+  const store = opts.store ?? (await newStore()).store;
+  const smtp = smtpSchema.parse({ host: server.host, port: server.port, ...opts.smtp });
+  const sink = createSmtpSink(smtp, { baseDir: process.cwd() });
+  cleanups.push(() => sink.close());
+  const events: DispatchEvent[] = [];
+  const delivery = deliverySchema.parse({
+    backoffBaseMs: 20,
+    backoffMaxMs: 60,
+    circuitRetryMs: 100,
+    ...opts.delivery,
+  });
+  const dispatcher = new Dispatcher({
+    store,
+    sink,
+    delivery,
+    concurrency: opts.concurrency ?? smtp.pool.maxConnections,
+    leaseMs: 30_000,
+    owner: `test-${Math.random().toString(36).slice(2)}`,
+    logger: silent,
+    onEvent: (e) => events.push(e),
+    pollIntervalMs: 50,
+  });
+  cleanups.push(() => dispatcher.stop(2000));
+  return {
+    server,
+    store,
+    sink,
+    dispatcher,
+    events,
+    all: () => store.list({ limit: 10_000 }),
+  };
+}
+
+describe('dispatcher', () => {
+  it('delivers N rows exactly once, results kept', async () => {
+    const r = await rig();
+    await enqueue(r.store, rows(60));
+    r.dispatcher.start();
+    await waitUntil('all sent', async () => (await r.store.counts()).total.sent === 60);
+    await sleep(100);
+    expect(r.server.messages).toHaveLength(60);
+    const ids = r.server.messages.map((m) => m.messageId);
+    expect(new Set(ids).size).toBe(60);
+    const list = await r.all();
+    for (const row of list) {
+      expect(row.state).toBe('sent');
+      expect(row.attempts).toBe(1);
+      expect(row.result?.response).toMatch(/^250 /);
+      expect(row.result?.accepted).toEqual(['owner@example.com']);
+      expect(r.server.byMessageId(row.message!.messageId)).toHaveLength(1);
+    }
+    expect(r.dispatcher.inFlight).toBe(0);
+  });
+
+  it('never claims more rows than it has send slots', async () => {
+    let release: () => void = () => {};
+    const held = new Promise<void>((res) => (release = res));
+    const r = await rig({ server: { onData: () => held }, smtp: { pool: { maxConnections: 3 } } });
+    await enqueue(r.store, rows(10));
+    r.dispatcher.start();
+    await waitUntil('3 in flight', () => r.dispatcher.inFlight === 3);
+    await sleep(150);
+    const states = (await r.all()).map((x) => x.state);
+    expect(states.filter((s) => s === 'sending')).toHaveLength(3);
+    expect(states.filter((s) => s === 'pending')).toHaveLength(7);
+    release();
+    await waitUntil('all sent', async () => (await r.store.counts()).total.sent === 10);
+  });
+
+  it('kick() claims new rows at once instead of at the next poll', async () => {
+    const r = await rig();
+    r.dispatcher.start();
+    await sleep(30);
+    // the idle poll is 50 ms in these tests; make it long to see the kick work
+    (r.dispatcher as unknown as { pollMs: number }).pollMs = 60_000;
+    await sleep(80);
+    await enqueue(r.store, rows(2));
+    const t0 = Date.now();
+    r.dispatcher.kick();
+    await waitUntil('sent', async () => (await r.store.counts()).total.sent === 2);
+    expect(Date.now() - t0).toBeLessThan(1000);
+  });
+
+  it('451 then success: retried with backoff, delivered once', async () => {
+    let refusals = 0;
+    const r = await rig({
+      server: {
+        onRcpt: () => {
+          if (refusals++ < 2) throw smtpError(451, '4.3.0 greylisted');
+        },
+      },
+    });
+    await enqueue(r.store, rows(1));
+    r.dispatcher.start();
+    await waitUntil('sent', async () => (await r.store.counts()).total.sent === 1);
+    const [row] = await r.all();
+    expect(row!.attempts).toBe(3);
+    expect(r.server.messages).toHaveLength(1);
+    const outcomes = r.events.filter((e) => e.type === 'outcome').map((e) => e.outcome);
+    expect(outcomes).toEqual(['retry', 'retry', 'sent']);
+  });
+
+  it('a retried row waits for its backoff (next_attempt_at in the future)', async () => {
+    const r = await rig({
+      server: {
+        onRcpt: () => {
+          throw smtpError(451, '4.3.0 later');
+        },
+      },
+      delivery: { backoffBaseMs: 60_000, backoffMaxMs: 60_000 },
+    });
+    await enqueue(r.store, rows(1));
+    const t0 = Date.now();
+    r.dispatcher.start();
+    await waitUntil('failed', async () => (await r.store.counts()).total.failed === 1);
+    const [row] = await r.all();
+    expect(row!.lastError).toMatch(/451/);
+    expect(Date.parse(row!.nextAttemptAt!)).toBeGreaterThan(t0);
+    expect(Date.parse(row!.nextAttemptAt!)).toBeLessThanOrEqual(Date.now() + 60_000);
+    await sleep(200);
+    expect((await r.all())[0]!.attempts).toBe(1);
+  });
+
+  it('maxAttempts -> dead with the last reply', async () => {
+    const r = await rig({
+      server: {
+        onRcpt: () => {
+          throw smtpError(451, '4.3.0 still busy');
+        },
+      },
+      delivery: { maxAttempts: 3 },
+    });
+    await enqueue(r.store, rows(1));
+    r.dispatcher.start();
+    await waitUntil('dead', async () => (await r.store.counts()).total.dead === 1);
+    const [row] = await r.all();
+    expect(row!.attempts).toBe(3);
+    expect(row!.lastError).toMatch(/gave up after 3 attempts/);
+    expect(row!.lastError).toMatch(/451 4\.3\.0 still busy/);
+  });
+
+  it('550 for every recipient -> dead at once, reply kept; 550 for one -> sent with the refusal kept', async () => {
+    const r = await rig({
+      server: {
+        onRcpt: (addr) => {
+          if (addr.startsWith('gone')) throw smtpError(550, '5.1.1 no such user');
+        },
+      },
+    });
+    const [a, b] = rows(2);
+    a!.message!.to = ['gone@example.com'];
+    b!.message!.to = ['owner@example.com', 'gone2@example.com'];
+    await enqueue(r.store, [a!, b!]);
+    r.dispatcher.start();
+    await waitUntil('settled', async () => {
+      const c = (await r.store.counts()).total;
+      return c.dead === 1 && c.sent === 1;
+    });
+    const list = await r.all();
+    const dead = list.find((x) => x.state === 'dead')!;
+    expect(dead.attempts).toBe(1);
+    expect(dead.lastError).toMatch(/550 5\.1\.1 no such user/);
+    const sent = list.find((x) => x.state === 'sent')!;
+    expect(sent.result?.rejected).toEqual(['gone2@example.com']);
+    expect(
+      (sent.result as { rejectedReplies?: Record<string, string> }).rejectedReplies?.['gone2@example.com'],
+    ).toMatch(/^550/);
+  });
+
+  it('a reset after the data -> unknown, never re-sent', async () => {
+    const r = await rig({ server: { onData: (ctx) => ctx.destroySocket() } });
+    await enqueue(r.store, rows(1));
+    r.dispatcher.start();
+    await waitUntil('unknown', async () => (await r.store.counts()).total.unknown === 1);
+    await sleep(300);
+    expect(r.server.stats.dataCommands).toBe(1);
+    expect((await r.all())[0]!.lastError).toMatch(/^uncertain ECONNECTION/);
+  });
+
+  it('535 opens the circuit: rows stay pending; fixing auth closes it and all go out', async () => {
+    const r = await rig({
+      server: { auth: { user: 'notifier', pass: 'new-secret' } },
+      smtp: { auth: { user: 'notifier', pass: 'old-secret' } },
+    });
+    await enqueue(r.store, rows(8));
+    r.dispatcher.start();
+    await waitUntil('circuit open', () => r.dispatcher.circuit === 'open');
+    await waitUntil('in-flight released', () => r.dispatcher.inFlight === 0);
+    await sleep(350); // a few probe periods
+    const list = await r.all();
+    expect(list.map((x) => x.state)).toEqual(Array(8).fill('pending'));
+    // released attempts do not count
+    expect(list.every((x) => x.attempts === 0)).toBe(true);
+    expect(list.some((x) => /^auth EAUTH/.test(x.lastError ?? ''))).toBe(true);
+    expect(r.server.messages).toHaveLength(0);
+    const probesBefore = r.server.stats.authAttempts;
+    await sleep(250);
+    expect(r.server.stats.authAttempts).toBeGreaterThan(probesBefore); // it keeps probing
+    expect(r.server.stats.authAttempts - probesBefore).toBeLessThan(8); // but only by probing
+
+    r.server.setAuth({ user: 'notifier', pass: 'old-secret' });
+    await waitUntil('all sent', async () => (await r.store.counts()).total.sent === 8);
+    expect(r.dispatcher.circuit).toBe('closed');
+    expect(r.server.messages).toHaveLength(8);
+    const circuit = r.events.filter((e) => e.type === 'circuit').map((e) => e.state);
+    expect(circuit).toEqual(['open', 'closed']);
+  });
+
+  it('stop() waits for an in-flight send the server holds open, then stops claiming', async () => {
+    let release: () => void = () => {};
+    const held = new Promise<void>((res) => (release = res));
+    const r = await rig({ server: { onData: () => held }, smtp: { pool: { maxConnections: 1 } } });
+    await enqueue(r.store, rows(3));
+    r.dispatcher.start();
+    await waitUntil('in flight', () => r.dispatcher.inFlight === 1);
+    const t0 = Date.now();
+    setTimeout(release, 300);
+    await r.dispatcher.stop(5000);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+    const states = (await r.all()).map((x) => x.state).sort();
+    expect(states).toEqual(['pending', 'pending', 'sent']);
+    await sleep(150);
+    expect(r.server.messages).toHaveLength(1);
+  });
+
+  it('stop(timeout) gives up on a send held too long: the row stays leased', async () => {
+    const r = await rig({ server: { onData: () => sleep(1500) }, smtp: { pool: { maxConnections: 1 } } });
+    await enqueue(r.store, rows(1));
+    r.dispatcher.start();
+    await waitUntil('in flight', () => r.dispatcher.inFlight === 1);
+    const t0 = Date.now();
+    await r.dispatcher.stop(150);
+    expect(Date.now() - t0).toBeLessThan(1000);
+    expect((await r.all())[0]!.state).toBe('sending');
+  });
+
+  it('two dispatchers on one store never send a row twice', async () => {
+    const { store, path } = await newStore();
+    const a = await rig({ store, smtp: { pool: { maxConnections: 4 } } });
+    // the second dispatcher has its own connection to the same SQLite file
+    const store2 = await openStore(`sqlite:${path}`);
+    cleanups.push(() => store2.close());
+    const b = await rig({ store: store2, smtp: { pool: { maxConnections: 4 } } });
+    await enqueue(store, rows(120));
+    a.dispatcher.start();
+    b.dispatcher.start();
+    await waitUntil('all sent', async () => (await store.counts()).total.sent === 120, 15_000);
+    await sleep(100);
+    const got = [...a.server.messages, ...b.server.messages].map((m) => m.messageId);
+    expect(got).toHaveLength(120);
+    expect(new Set(got).size).toBe(120);
+    // both did work (otherwise the test proves nothing about concurrent claiming)
+    expect(a.server.messages.length).toBeGreaterThan(0);
+    expect(b.server.messages.length).toBeGreaterThan(0);
+  });
+
+  it('a store failure is a logged loop error, not a crash; the loop carries on', async () => {
+    const r = await rig();
+    await enqueue(r.store, rows(2));
+    const realClaim = r.store.claimDue.bind(r.store);
+    let failures = 0;
+    r.store.claimDue = async (o) => {
+      if (failures++ < 2) throw new Error('database is locked');
+      return realClaim(o);
+    };
+    r.dispatcher.start();
+    await waitUntil('sent', async () => (await r.store.counts()).total.sent === 2);
+    expect(r.events.filter((e) => e.type === 'loop-error')).toHaveLength(2);
+  });
+});
+
+describe('backoffDelay', () => {
+  it('is full jitter under an exponential cap', () => {
+    expect(backoffDelay(1, 100, 10_000, () => 0.999)).toBe(99);
+    expect(backoffDelay(3, 100, 10_000, () => 0.5)).toBe(200);
+    expect(backoffDelay(30, 100, 10_000, () => 0.999)).toBe(9990);
+    expect(backoffDelay(5, 100, 10_000, () => 0)).toBe(0);
+  });
+});
