@@ -170,7 +170,7 @@ describe('parser', () => {
     const inputs: string[] = [
       `SELECT Id FROM Lead WHERE ${'('.repeat(20_000)}Name = 'x'${')'.repeat(20_000)}`,
       `SELECT Id FROM Lead WHERE ${Array.from({ length: 5000 }, () => "Name = 'x'").join(' OR ')}`,
-      'SELECT Id FROM Lead WHERE Name = \'' + 'x'.repeat(200_000) + "'",
+      "SELECT Id FROM Lead WHERE Name = '" + 'x'.repeat(200_000) + "'",
       '',
       ' ',
       "'",
@@ -324,6 +324,9 @@ describe('evaluation', () => {
     expect(names(org, "WHERE Company LIKE '100\\%\\_x'")).toEqual([]);
     expect(names(org, "WHERE Company LIKE 'n.vy'")).toEqual([]);
     expect(names(org, "WHERE FirstName LIKE '%'")).toHaveLength(4);
+    expect(names(org, "WHERE LastName LIKE '%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%x'")).toEqual([]);
+    expect(names(org, "WHERE LastName LIKE 'Turin_%'")).toEqual(['Turing']);
+    expect(names(org, "WHERE LastName LIKE 'Turing_%'")).toEqual([]);
   });
 
   it('combines AND, OR, NOT and parentheses', () => {

@@ -449,7 +449,12 @@ class Parser {
       if (this.isKeyword('SELECT')) this.unsupported(open, 'A semi-join subquery');
       // bound the recursion so that hostile input gets an error, not a stack overflow
       if (++this.depth > MAX_NESTING) {
-        throw queryError('MALFORMED_QUERY', this.soql, open.pos, `parentheses nested deeper than ${MAX_NESTING} levels`);
+        throw queryError(
+          'MALFORMED_QUERY',
+          this.soql,
+          open.pos,
+          `parentheses nested deeper than ${MAX_NESTING} levels`,
+        );
       }
       const c = this.condition();
       this.expectPunct(')');
@@ -543,7 +548,10 @@ export const MAX_SOQL_LENGTH = 100_000;
 /** Parses one SOQL statement; throws SalesforceError (MALFORMED_QUERY) on anything else. */
 export function parseSoql(soql: string): SelectQuery {
   if (soql.length > MAX_SOQL_LENGTH) {
-    throw new SalesforceError('MALFORMED_QUERY', `SOQL statements cannot be longer than ${MAX_SOQL_LENGTH} characters`);
+    throw new SalesforceError(
+      'MALFORMED_QUERY',
+      `SOQL statements cannot be longer than ${MAX_SOQL_LENGTH} characters`,
+    );
   }
   return new Parser(soql).parse();
 }
