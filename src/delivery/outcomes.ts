@@ -22,7 +22,7 @@ export function backoffDelay(
  * part of any of these.
  */
 export function describeFailure(e: SendError): string {
-  const parts = [e.kind];
+  const parts: string[] = [e.kind];
   if (e.code) parts.push(e.code);
   if (e.command) parts.push(`at ${e.command}`);
   const head = parts.join(' ');

@@ -58,7 +58,7 @@ async function failure(p: Promise<unknown>): Promise<SendError> {
   return err as SendError;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 describe('smtp sink: success', () => {
   it('sends headers, attachments, the exact Message-ID, and bcc only in the envelope', async () => {
