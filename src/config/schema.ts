@@ -29,7 +29,10 @@ export const authSchema = z.discriminatedUnion('flow', [
     username: nonEmpty,
     password: nonEmpty.describe('a secret: use ${ENV}'),
     securityToken: z.string().optional().describe('appended to the password for SOAP login(); a secret'),
-    clientId: z.string().optional().describe('with clientSecret: OAuth password grant; without: SOAP login()'),
+    clientId: z
+      .string()
+      .optional()
+      .describe('with clientSecret: OAuth password grant; without: SOAP login()'),
     clientSecret: z.string().optional(),
   }),
   z.strictObject({
@@ -58,7 +61,9 @@ export const smtpSchema = z.strictObject({
   secure: z
     .boolean()
     .default(false)
-    .describe('true = implicit TLS from the first byte (port 465); false = plain, upgraded by STARTTLS (587)'),
+    .describe(
+      'true = implicit TLS from the first byte (port 465); false = plain, upgraded by STARTTLS (587)',
+    ),
   requireTLS: z.boolean().default(false).describe('refuse to send unless STARTTLS succeeds'),
   ignoreTLS: z.boolean().default(false).describe('never use STARTTLS even when offered'),
   tls: z
@@ -115,7 +120,10 @@ export const emailSchema = z
 const apiName = z.string().regex(/^[A-Za-z][A-Za-z0-9_]*$/, 'must be an sObject API name such as Lead');
 const fieldPath = z
   .string()
-  .regex(/^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$/, 'must be a field API name, or Relationship.Field');
+  .regex(
+    /^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$/,
+    'must be a field API name, or Relationship.Field',
+  );
 
 export const ruleSchema = z.strictObject({
   name: z.string().regex(/^[a-z0-9][a-z0-9_.-]*$/i, 'letters, digits, ".", "_" and "-" only'),
@@ -124,7 +132,9 @@ export const ruleSchema = z.strictObject({
   schedule: z
     .string()
     .default('*/30 * * * * *')
-    .describe('node-cron expression: 6 fields (with seconds) or 5; poll cadence, reconcile cadence in stream mode'),
+    .describe(
+      'node-cron expression: 6 fields (with seconds) or 5; poll cadence, reconcile cadence in stream mode',
+    ),
   startFrom: z
     .union([z.literal('now'), z.iso.datetime({ offset: true })], {
       error: 'must be "now" or an ISO-8601 instant with a time zone, such as 2024-05-01T00:00:00Z',
@@ -136,7 +146,10 @@ export const ruleSchema = z.strictObject({
     .regex(/^\d+(ms|s|m|h)$/, 'must be a duration such as 10m, 90s or 1h')
     .default('10m')
     .describe('how far behind the cursor each poll re-reads, to catch late-committing records'),
-  select: z.array(fieldPath).default([]).describe('fields read in addition to Id, CreatedDate and SystemModstamp'),
+  select: z
+    .array(fieldPath)
+    .default([])
+    .describe('fields read in addition to Id, CreatedDate and SystemModstamp'),
   where: z
     .string()
     .optional()
@@ -146,7 +159,10 @@ export const ruleSchema = z.strictObject({
     .array(z.string().min(1))
     .optional()
     .describe('patterns like *@example.com; recipients outside them dead-letter the row'),
-  onUncertain: z.enum(['report', 'resend']).optional().describe('overrides delivery.onUncertain for this rule'),
+  onUncertain: z
+    .enum(['report', 'resend'])
+    .optional()
+    .describe('overrides delivery.onUncertain for this rule'),
   enabled: z.boolean().default(true),
 });
 
@@ -162,8 +178,17 @@ export const deliverySchema = z
       .regex(/^\d+(ms|s|m|h|d)$/, 'must be a duration such as 24h')
       .default('24h'),
     backoffBaseMs: z.number().int().positive().default(5_000),
-    backoffMaxMs: z.number().int().positive().default(15 * 60_000),
-    circuitRetryMs: z.number().int().positive().default(60_000).describe('retry cadence while SMTP auth fails'),
+    backoffMaxMs: z
+      .number()
+      .int()
+      .positive()
+      .default(15 * 60_000),
+    circuitRetryMs: z
+      .number()
+      .int()
+      .positive()
+      .default(60_000)
+      .describe('retry cadence while SMTP auth fails'),
     leaseMs: z.number().int().positive().optional().describe('defaults to smtp.sendTimeoutMs + 30 s'),
   })
   .default({

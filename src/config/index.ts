@@ -1,0 +1,33 @@
+// The config module's public surface.
+export {
+  CONFIG_ENV_VAR,
+  DEFAULT_CONFIG_PATH,
+  formatKeyPath,
+  isTemplateFile,
+  loadConfig,
+  parseConfigText,
+  redactConfig,
+  resolveConfigPath,
+  secretsOf,
+  storeLocation,
+} from './load.ts';
+export type { StoreLocation } from './load.ts';
+export {
+  configSchema,
+  ruleSchema,
+  emailSchema,
+  smtpSchema,
+  salesforceSchema,
+  authSchema,
+  deliverySchema,
+} from './schema.ts';
+export type {
+  AuthConfig,
+  Config,
+  DeliveryConfig,
+  EmailConfig,
+  LoadedConfig,
+  RuleConfig,
+  SalesforceConfig,
+  SmtpConfig,
+} from './schema.ts';
