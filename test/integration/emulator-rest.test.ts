@@ -47,9 +47,8 @@ describe('query paging', () => {
     expect(first.nextRecordsUrl).toMatch(
       new RegExp(`/services/data/v${API_VERSION}/query/01g[0-9A-Za-z]{15}-1000$`),
     );
-    const second = await conn.queryMore<{ Id: string }>(first.nextRecordsUrl as string, {
-      headers: batch(1000),
-    });
+    // the cursor keeps the batch size it was opened with
+    const second = await conn.queryMore<{ Id: string }>(first.nextRecordsUrl as string);
     expect(second.records).toHaveLength(1000);
     expect(second.done).toBe(false);
     const third = await conn.queryMore<{ Id: string }>(second.nextRecordsUrl as string);
@@ -115,7 +114,7 @@ describe('query paging', () => {
     await expect(conn.queryMore(urls[0] as string)).rejects.toMatchObject({
       errorCode: 'INVALID_QUERY_LOCATOR',
     });
-    const latest = await conn.queryMore(urls[10] as string, { headers: batch(200) });
+    const latest = await conn.queryMore(urls[10] as string);
     expect(latest.records).toHaveLength(200);
   });
 
