@@ -28,6 +28,9 @@ export interface LockOptions {
   heartbeatMs?: number;
 }
 
+/** locks this process holds: a second exclusive open in the same process must fail, not take over */
+const heldHere = new Set<string>();
+
 export class FileLock {
   readonly path: string;
   private readonly token: string;
@@ -51,6 +54,9 @@ export class FileLock {
 
   static acquire(path: string, opts: LockOptions = {}): FileLock {
     const foreignStaleMs = opts.foreignStaleMs ?? 60_000;
+    if (heldHere.has(path)) {
+      throw new StoreLockedError(`store is already open exclusively in this process (pid ${process.pid}): ${path}`, path, process.pid);
+    }
     const token = randomUUID();
     const content: LockContent = {
       pid: process.pid,
@@ -59,7 +65,10 @@ export class FileLock {
       token,
     };
     for (let attempt = 0; attempt < 5; attempt++) {
-      if (tryCreate(path, content)) return new FileLock(path, token, opts.heartbeatMs ?? 10_000);
+      if (tryCreate(path, content)) {
+        heldHere.add(path);
+        return new FileLock(path, token, opts.heartbeatMs ?? 10_000);
+      }
       const holder = readLock(path);
       if (holder === 'missing') continue; // released between our create and read: try again
       const verdict = judge(holder, foreignStaleMs, path);
@@ -85,6 +94,7 @@ export class FileLock {
   release(): void {
     if (this.released) return;
     this.released = true;
+    heldHere.delete(this.path);
     clearInterval(this.heartbeat);
     this.heartbeat = undefined;
     const holder = readLock(this.path);

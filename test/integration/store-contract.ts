@@ -1,0 +1,598 @@
+// The Store contract: one suite, run against every backend (store-sqlite.test.ts, store-postgres.test.ts).
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { StoreClosedError } from '../../src/store/errors.ts';
+import type { NewOutboxRow, OutboxRow, RenderedMessage, Store } from '../../src/types.ts';
+import { OUTBOX_STATES } from '../../src/types.ts';
+
+/**
+ * `open(db)` opens a NEW handle on the database named `db`: the same name gives another handle on
+ * the same data (used for concurrency tests), a new name an empty, migrated database.
+ * `cleanup` runs once after the suite.
+ */
+export type OpenStore = (db: string) => Promise<Store>;
+
+const T0 = '2024-05-01T10:00:00.000Z';
+const ABANDONED = 'process stopped while sending; delivery uncertain';
+
+export function message(rule: string, recordId: string): RenderedMessage {
+  return {
+    messageId: `<${rule}.${recordId}@test.local>`,
+    from: 'Lead desk <leads@example.com>',
+    to: ['sales@example.com'],
+    cc: [],
+    bcc: [],
+    subject: `New lead ${recordId}`,
+    text: `Hello ${recordId}`,
+    // deliberately not in sorted order: the stored message must come back exactly as rendered
+    headers: { 'X-Priority': '1', Importance: 'high', 'A-Last': 'z' },
+    attachments: [{ filename: 'lead.json', contentType: 'application/json', content: '{"Id":"x"}' }],
+  };
+}
+
+export function row(rule: string, recordId: string, extra: Partial<NewOutboxRow> = {}): NewOutboxRow {
+  return {
+    rule,
+    object: 'Lead',
+    recordId,
+    recordCreatedDate: T0,
+    message: message(rule, recordId),
+    state: 'pending',
+    ...extra,
+  };
+}
+
+const cp = (watermark: string, extra: { replayId?: string | null; floor?: string } = {}) => ({
+  floor: extra.floor ?? '2024-05-01T00:00:00.000Z',
+  watermark,
+  ...(extra.replayId !== undefined ? { replayId: extra.replayId } : {}),
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export function storeContract(name: string, open: OpenStore, cleanup?: () => Promise<void>): void {
+  describe(`Store contract: ${name}`, () => {
+    const opened: Store[] = [];
+    let dbSeq = 0;
+
+    /** a fresh database and a handle on it; `again()` opens one more handle on the same database */
+    async function fresh(): Promise<{ store: Store; again: () => Promise<Store> }> {
+      const db = `c${++dbSeq}`;
+      const store = await open(db);
+      opened.push(store);
+      return {
+        store,
+        again: async () => {
+          const s = await open(db);
+          opened.push(s);
+          return s;
+        },
+      };
+    }
+
+    /** enqueue `n` pending rows for `rule` and return them (oldest first) */
+    async function seed(store: Store, rule: string, n: number, prefix = 'rec'): Promise<OutboxRow[]> {
+      const rows = Array.from({ length: n }, (_, i) => row(rule, `${prefix}${String(i).padStart(5, '0')}`));
+      await store.commitBatch(rule, rows, cp(T0));
+      return (await store.list({ rule, limit: n + 10 })).reverse();
+    }
+
+    /** one row in each state: pending, sending, sent, failed, dead, unknown (+ a dead row without message) */
+    async function everyState(store: Store) {
+      const rows = await seed(store, 'r', 6);
+      await store.commitBatch('r', [row('r', 'nomsg', { state: 'dead', message: null, lastError: 'render failed' })], cp(T0));
+      const [pending, sending, sent, failed, dead, unknown] = rows.map((r) => r.id) as number[];
+      const noMessage = (await store.list({ rule: 'r', limit: 1 }))[0]!.id;
+      await store.claimDue({ owner: 'o', limit: 6, leaseMs: 600_000 });
+      await store.recordOutcomes('o', [
+        { id: pending!, kind: 'release', error: 'circuit', nextAttemptAt: new Date(0) },
+        { id: sent!, kind: 'sent', result: { response: '250', accepted: [], rejected: [] } },
+        { id: failed!, kind: 'retry', error: '451 later', nextAttemptAt: new Date(Date.now() + 3_600_000) },
+        { id: dead!, kind: 'dead', error: '550 unknown user' },
+        { id: unknown!, kind: 'uncertain', error: 'reset after DATA' },
+      ]);
+      return { pending: pending!, sending: sending!, sent: sent!, failed: failed!, dead: dead!, unknown: unknown!, noMessage };
+    }
+
+    afterEach(async () => {
+      await Promise.all(opened.splice(0).map((s) => s.close()));
+    });
+    afterAll(async () => {
+      await cleanup?.();
+    });
+
+    describe('migrate and checkpoints', () => {
+      it('migrate() is idempotent', async () => {
+        const { store } = await fresh();
+        await store.migrate();
+        await store.migrate();
+        expect(await store.listCheckpoints()).toEqual([]);
+      });
+
+      it('a checkpoint round-trips exactly, replayId kept when omitted and cleared by null', async () => {
+        const { store } = await fresh();
+        expect(await store.getCheckpoint('r')).toBeNull();
+        await store.commitBatch('r', [], cp('2024-05-01T10:11:12.345Z', { replayId: '42' }));
+        const first = await store.getCheckpoint('r');
+        expect(first).toMatchObject({
+          rule: 'r',
+          floor: '2024-05-01T00:00:00.000Z',
+          watermark: '2024-05-01T10:11:12.345Z',
+          replayId: '42',
+        });
+        expect(first!.updatedAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+
+        await store.commitBatch('r', [], cp('2024-05-01T11:00:00.000Z'));
+        expect(await store.getCheckpoint('r')).toMatchObject({ watermark: '2024-05-01T11:00:00.000Z', replayId: '42' });
+
+        await store.commitBatch('r', [], cp('2024-05-01T12:00:00.000Z', { replayId: null }));
+        expect((await store.getCheckpoint('r'))!.replayId).toBeNull();
+
+        // Salesforce's offset spelling is normalised to UTC with ms
+        await store.commitBatch('a', [], cp('2024-05-01T12:00:00.000+0200'));
+        const all = await store.listCheckpoints();
+        expect(all.map((c) => c.rule)).toEqual(['a', 'r']);
+        expect(all[0]!.watermark).toBe('2024-05-01T10:00:00.000Z');
+      });
+
+      it('rejects a checkpoint that is not an instant, changing nothing', async () => {
+        const { store } = await fresh();
+        await expect(store.commitBatch('r', [row('r', 'a')], cp('yesterday'))).rejects.toThrow(/not a valid instant/);
+        expect(await store.getCheckpoint('r')).toBeNull();
+        expect(await store.list({})).toEqual([]);
+      });
+    });
+
+    describe('commitBatch', () => {
+      it('inserts rows with every field round-tripping', async () => {
+        const { store } = await fresh();
+        const before = Date.now();
+        const res = await store.commitBatch(
+          'r',
+          [row('r', '00Q1', { recordCreatedDate: '2024-05-01T09:59:58.000+0000' })],
+          cp(T0),
+        );
+        expect(res).toEqual({ inserted: 1 });
+        const [got] = await store.list({});
+        expect(got).toMatchObject({
+          rule: 'r',
+          object: 'Lead',
+          recordId: '00Q1',
+          recordCreatedDate: '2024-05-01T09:59:58.000Z',
+          state: 'pending',
+          attempts: 0,
+          nextAttemptAt: null,
+          leaseOwner: null,
+          leaseUntil: null,
+          lastError: null,
+          result: null,
+          sentAt: null,
+        });
+        expect(got!.message).toEqual(message('r', '00Q1'));
+        // key order too: a retry sends exactly what was rendered
+        expect(JSON.stringify(got!.message)).toBe(JSON.stringify(message('r', '00Q1')));
+        expect(Date.parse(got!.createdAt)).toBeGreaterThanOrEqual(before - 1000);
+        expect(got!.createdAt).toMatch(/Z$/);
+        expect(await store.get(got!.id)).toEqual(got);
+        expect(await store.get(got!.id + 1000)).toBeNull();
+      });
+
+      it('skips rows already in the ledger, in repeated batches and within one batch', async () => {
+        const { store } = await fresh();
+        expect(await store.commitBatch('r', [row('r', 'a'), row('r', 'b')], cp(T0))).toEqual({ inserted: 2 });
+        expect(await store.commitBatch('r', [row('r', 'b'), row('r', 'c'), row('r', 'c')], cp(T0))).toEqual({
+          inserted: 1,
+        });
+        expect(await store.commitBatch('r', [row('r', 'a'), row('r', 'b'), row('r', 'c')], cp(T0))).toEqual({
+          inserted: 0,
+        });
+        // the same record under another rule is a different ledger entry
+        expect(await store.commitBatch('other', [row('other', 'a')], cp(T0))).toEqual({ inserted: 1 });
+        expect((await store.list({ rule: 'r' })).map((r) => r.recordId).sort()).toEqual(['a', 'b', 'c']);
+      });
+
+      it('a sent row is never enqueued again', async () => {
+        const { store } = await fresh();
+        const [r1] = await seed(store, 'r', 1);
+        await store.claimDue({ owner: 'o', limit: 1, leaseMs: 60_000 });
+        await store.recordOutcomes('o', [{ id: r1!.id, kind: 'sent', result: { response: '250 ok', accepted: [], rejected: [] } }]);
+        expect(await store.commitBatch('r', [row('r', r1!.recordId)], cp(T0))).toEqual({ inserted: 0 });
+        expect((await store.get(r1!.id))!.state).toBe('sent');
+      });
+
+      it('inserts dead rows (render failed) with their error and no message', async () => {
+        const { store } = await fresh();
+        await store.commitBatch('r', [row('r', 'bad', { state: 'dead', message: null, lastError: 'template: x is not defined' })], cp(T0));
+        const [got] = await store.list({});
+        expect(got).toMatchObject({ state: 'dead', message: null, lastError: 'template: x is not defined' });
+        expect(await store.claimDue({ owner: 'o', limit: 10, leaseMs: 1000 })).toEqual([]);
+      });
+
+      it('overlapping batches committed at once insert each record exactly once', async () => {
+        const { store, again } = await fresh();
+        const other = await again();
+        const ids = (from: number, to: number) =>
+          Array.from({ length: to - from }, (_, i) => row('r', `id${String(from + i).padStart(4, '0')}`));
+        const batches = [ids(0, 300), ids(100, 400), ids(200, 500), ids(0, 500).reverse(), ids(250, 260)];
+        const results = await Promise.all(
+          batches.map((b, i) => (i % 2 ? other : store).commitBatch('r', b, cp(T0))),
+        );
+        expect(results.reduce((n, r) => n + r.inserted, 0)).toBe(500);
+        const counts = await store.counts();
+        expect(counts.total.pending).toBe(500);
+      });
+
+      it('is atomic: a failing row leaves both outbox and checkpoint unchanged', async () => {
+        const { store } = await fresh();
+        await store.commitBatch('r', [row('r', 'a')], cp('2024-05-01T10:00:00.000Z', { replayId: '1' }));
+        const cpBefore = await store.getCheckpoint('r');
+        const broken = row('r', 'z');
+        (broken as { recordId: unknown }).recordId = null; // violates NOT NULL in the database
+        await expect(
+          store.commitBatch('r', [row('r', 'b'), row('r', 'c'), broken], cp('2024-05-01T11:00:00.000Z', { replayId: '2' })),
+        ).rejects.toThrow();
+        expect(await store.getCheckpoint('r')).toEqual(cpBefore);
+        expect((await store.list({})).map((r) => r.recordId)).toEqual(['a']);
+      });
+
+      it('2,000 rows in one call are fast', async () => {
+        const { store } = await fresh();
+        const rows = Array.from({ length: 2000 }, (_, i) => row('bulk', `00Q${String(i).padStart(15, '0')}`));
+        const t0 = performance.now();
+        const first = await store.commitBatch('bulk', rows, cp(T0));
+        const t1 = performance.now();
+        const second = await store.commitBatch('bulk', rows, cp(T0));
+        const t2 = performance.now();
+        console.log(
+          `[${name}] commitBatch 2000 rows: ${(t1 - t0).toFixed(1)} ms new, ${(t2 - t1).toFixed(1)} ms all duplicates`,
+        );
+        expect(first.inserted).toBe(2000);
+        expect(second.inserted).toBe(0);
+        expect(t1 - t0).toBeLessThan(3000);
+      });
+    });
+
+    describe('claimDue', () => {
+      it('leases pending rows oldest first: sending, owner, lease, attempts+1', async () => {
+        const { store } = await fresh();
+        const rows = await seed(store, 'r', 5);
+        const now = new Date();
+        const claimed = await store.claimDue({ owner: 'w1', limit: 3, leaseMs: 90_000, now });
+        expect(claimed.map((r) => r.id)).toEqual(rows.slice(0, 3).map((r) => r.id));
+        for (const c of claimed) {
+          expect(c).toMatchObject({ state: 'sending', leaseOwner: 'w1', attempts: 1 });
+          expect(c.leaseUntil).toBe(new Date(now.getTime() + 90_000).toISOString());
+          expect(c.message).toEqual(message('r', c.recordId));
+        }
+        expect((await store.get(rows[0]!.id))!.state).toBe('sending');
+        const rest = await store.claimDue({ owner: 'w1', limit: 10, leaseMs: 90_000 });
+        expect(rest.map((r) => r.id)).toEqual(rows.slice(3).map((r) => r.id));
+        expect(await store.claimDue({ owner: 'w1', limit: 10, leaseMs: 90_000 })).toEqual([]);
+        expect(await store.claimDue({ owner: 'w1', limit: 0, leaseMs: 90_000 })).toEqual([]);
+      });
+
+      it('only the given rules', async () => {
+        const { store } = await fresh();
+        await seed(store, 'a', 2);
+        await seed(store, 'b', 2);
+        await seed(store, 'c', 2);
+        const got = await store.claimDue({ owner: 'o', limit: 10, leaseMs: 1000, rules: ['a', 'c'] });
+        expect(got.map((r) => r.rule).sort()).toEqual(['a', 'a', 'c', 'c']);
+        const all = await store.claimDue({ owner: 'o', limit: 10, leaseMs: 1000, rules: [] });
+        expect(all.map((r) => r.rule)).toEqual(['b', 'b']);
+      });
+
+      it('failed rows only once their next attempt is due; released rows likewise', async () => {
+        const { store } = await fresh();
+        const [r1, r2] = await seed(store, 'r', 2);
+        await store.claimDue({ owner: 'o', limit: 2, leaseMs: 60_000 });
+        const due = new Date(Date.now() + 60_000);
+        await store.recordOutcomes('o', [
+          { id: r1!.id, kind: 'retry', error: '421 try later', nextAttemptAt: due },
+          { id: r2!.id, kind: 'release', error: 'circuit open', nextAttemptAt: due },
+        ]);
+        expect(await store.claimDue({ owner: 'o', limit: 10, leaseMs: 1000 })).toEqual([]);
+        expect(await store.claimDue({ owner: 'o', limit: 10, leaseMs: 1000, now: new Date(due.getTime() - 1) })).toEqual(
+          [],
+        );
+        const got = await store.claimDue({ owner: 'o', limit: 10, leaseMs: 1000, now: due });
+        expect(got.map((r) => [r.id, r.attempts])).toEqual([
+          [r1!.id, 2],
+          [r2!.id, 1], // a release did not count as an attempt
+        ]);
+      });
+
+      it('never hands the same row to two claimers at once', async () => {
+        const { store, again } = await fresh();
+        const other = await again();
+        const total = 240;
+        await seed(store, 'r', total);
+        const seen: number[] = [];
+        const claimer = async (s: Store, owner: string) => {
+          for (;;) {
+            const got = await s.claimDue({ owner, limit: 7, leaseMs: 60_000 });
+            if (got.length === 0) return;
+            seen.push(...got.map((r) => r.id));
+          }
+        };
+        await Promise.all([claimer(store, 'a1'), claimer(other, 'b1'), claimer(store, 'a2'), claimer(other, 'b2')]);
+        expect(seen.length).toBe(total);
+        expect(new Set(seen).size).toBe(total);
+        const counts = await store.counts();
+        expect(counts.total.sending).toBe(total);
+        const rows = await store.list({ limit: total });
+        expect(rows.every((r) => r.attempts === 1)).toBe(true);
+      });
+    });
+
+    describe('recordOutcomes', () => {
+      it('applies each outcome kind and clears the lease', async () => {
+        const { store } = await fresh();
+        const rows = await seed(store, 'r', 5);
+        await store.claimDue({ owner: 'o', limit: 5, leaseMs: 60_000 });
+        const [sent, retry, dead, release, uncertain] = rows.map((r) => r.id) as [number, number, number, number, number];
+        const next = new Date('2030-01-01T00:00:00.123Z');
+        const result = { response: '250 2.0.0 OK queued', accepted: ['sales@example.com'], rejected: [], messageId: '<m@x>' };
+        const before = Date.now();
+        await store.recordOutcomes('o', [
+          { id: sent, kind: 'sent', result },
+          { id: retry, kind: 'retry', error: '451 greylisted', nextAttemptAt: next },
+          { id: dead, kind: 'dead', error: '550 no such user' },
+          { id: release, kind: 'release', error: 'circuit open: 535 auth failed', nextAttemptAt: next },
+          { id: uncertain, kind: 'uncertain', error: 'connection reset after DATA' },
+        ]);
+        const got = async (id: number) => (await store.get(id))!;
+        const s = await got(sent);
+        expect(s).toMatchObject({ state: 'sent', result, leaseOwner: null, leaseUntil: null, attempts: 1 });
+        expect(Date.parse(s.sentAt!)).toBeGreaterThanOrEqual(before - 1000);
+        expect(await got(retry)).toMatchObject({
+          state: 'failed',
+          lastError: '451 greylisted',
+          nextAttemptAt: '2030-01-01T00:00:00.123Z',
+          attempts: 1,
+          leaseOwner: null,
+          leaseUntil: null,
+          sentAt: null,
+        });
+        expect(await got(dead)).toMatchObject({ state: 'dead', lastError: '550 no such user', leaseOwner: null });
+        expect(await got(release)).toMatchObject({
+          state: 'pending',
+          attempts: 0,
+          lastError: 'circuit open: 535 auth failed',
+          nextAttemptAt: '2030-01-01T00:00:00.123Z',
+          leaseOwner: null,
+        });
+        expect(await got(uncertain)).toMatchObject({
+          state: 'unknown',
+          lastError: 'connection reset after DATA',
+          leaseOwner: null,
+          leaseUntil: null,
+        });
+        await store.recordOutcomes('o', []);
+      });
+
+      it('ignores outcomes from a process that does not hold the lease', async () => {
+        const { store } = await fresh();
+        const [r1, r2] = await seed(store, 'r', 2);
+        const now = new Date();
+        await store.claimDue({ owner: 'old', limit: 2, leaseMs: 1000, now });
+        // a stranger
+        await store.recordOutcomes('stranger', [{ id: r1!.id, kind: 'dead', error: 'x' }]);
+        expect((await store.get(r1!.id))!).toMatchObject({ state: 'sending', leaseOwner: 'old' });
+        // the lease expired, recovery moved r1 on, r2 was re-leased by another process (resend rule)
+        await store.recoverAbandoned({ now: new Date(now.getTime() + 5000), resendRules: ['r'] });
+        const again = await store.claimDue({ owner: 'new', limit: 2, leaseMs: 60_000, now: new Date(now.getTime() + 5000) });
+        expect(again.map((r) => r.id)).toEqual([r1!.id, r2!.id]);
+        await store.recordOutcomes('old', [
+          { id: r1!.id, kind: 'sent', result: { response: 'late', accepted: [], rejected: [] } },
+          { id: r2!.id, kind: 'dead', error: 'late' },
+        ]);
+        expect((await store.get(r1!.id))!).toMatchObject({ state: 'sending', leaseOwner: 'new', result: null });
+        expect((await store.get(r2!.id))!).toMatchObject({ state: 'sending', leaseOwner: 'new' });
+        // an outcome for a row that is no longer sending does nothing either
+        await store.recordOutcomes('new', [{ id: r1!.id, kind: 'dead', error: '550' }]);
+        await store.recordOutcomes('new', [{ id: r1!.id, kind: 'sent', result: { response: 'x', accepted: [], rejected: [] } }]);
+        expect((await store.get(r1!.id))!.state).toBe('dead');
+      });
+    });
+
+    describe('recoverAbandoned', () => {
+      it('expired leases become unknown (or pending for resend rules); live leases stay', async () => {
+        const { store } = await fresh();
+        const [a1, a2] = await seed(store, 'a', 2);
+        const [b1] = await seed(store, 'b', 1);
+        const now = new Date();
+        await store.claimDue({ owner: 'o', limit: 1, leaseMs: 1000, now, rules: ['a'] }); // a1, expires soon
+        await store.claimDue({ owner: 'o', limit: 1, leaseMs: 1000, now, rules: ['b'] }); // b1, expires soon
+        await store.claimDue({ owner: 'o', limit: 1, leaseMs: 600_000, now, rules: ['a'] }); // a2, long lease
+        expect(await store.recoverAbandoned({ now })).toEqual([]);
+        const later = new Date(now.getTime() + 2000);
+        const ids = await store.recoverAbandoned({ now: later, resendRules: ['b'] });
+        expect(ids).toEqual([a1!.id, b1!.id]);
+        expect(await store.get(a1!.id)).toMatchObject({ state: 'unknown', lastError: ABANDONED, leaseOwner: null, attempts: 1 });
+        expect(await store.get(b1!.id)).toMatchObject({ state: 'pending', leaseOwner: null, leaseUntil: null });
+        expect(await store.get(a2!.id)).toMatchObject({ state: 'sending', leaseOwner: 'o' });
+        // unknown is not re-sent; the pending one is claimable again
+        const re = await store.claimDue({ owner: 'p', limit: 10, leaseMs: 1000, now: later });
+        expect(re.map((r) => r.id)).toEqual([b1!.id]);
+        expect(re[0]!.attempts).toBe(2);
+      });
+
+      it(`'all' takes every sending row only for the single-process sqlite store`, async () => {
+        const { store } = await fresh();
+        const [r1] = await seed(store, 'r', 1);
+        await store.claimDue({ owner: 'o', limit: 1, leaseMs: 600_000 });
+        const ids = await store.recoverAbandoned({ all: true });
+        if (store.kind === 'sqlite') {
+          expect(ids).toEqual([r1!.id]);
+          expect((await store.get(r1!.id))!.state).toBe('unknown');
+        } else {
+          // other replicas may be alive: only expired leases count
+          expect(ids).toEqual([]);
+          expect((await store.get(r1!.id))!.state).toBe('sending');
+        }
+      });
+    });
+
+    describe('operator actions', () => {
+      it('retry: dead, failed, unknown -> pending and due now, keeping the error history', async () => {
+        const { store } = await fresh();
+        const ids = await everyState(store);
+        const before = Date.now();
+        for (const id of [ids.dead, ids.failed, ids.unknown]) {
+          const prior = (await store.get(id))!;
+          expect(await store.retry(id)).toBe(true);
+          const after = (await store.get(id))!;
+          expect(after).toMatchObject({ state: 'pending', lastError: prior.lastError, attempts: prior.attempts });
+          expect(Date.parse(after.nextAttemptAt!)).toBeGreaterThanOrEqual(before - 1000);
+          expect(Date.parse(after.nextAttemptAt!)).toBeLessThanOrEqual(Date.now() + 1000);
+        }
+        for (const id of [ids.pending, ids.sending, ids.sent, ids.noMessage, 999_999]) {
+          expect(await store.retry(id)).toBe(false);
+        }
+        expect((await store.get(ids.sent))!.state).toBe('sent');
+        const claimed = await store.claimDue({ owner: 'x', limit: 10, leaseMs: 1000, now: new Date(Date.now() + 1000) });
+        expect(claimed.map((r) => r.id).sort((a, b) => a - b)).toEqual(
+          [ids.pending, ids.failed, ids.dead, ids.unknown].sort((a, b) => a - b),
+        );
+      });
+
+      it('retryAllDead moves every dead row that has a message', async () => {
+        const { store } = await fresh();
+        const ids = await everyState(store);
+        const [extra] = await seed(store, 'z', 1);
+        await store.claimDue({ owner: 'o', limit: 1, leaseMs: 1000, rules: ['z'] });
+        await store.recordOutcomes('o', [{ id: extra!.id, kind: 'dead', error: '554' }]);
+        expect(await store.retryAllDead()).toBe(2);
+        expect((await store.get(ids.dead))!.state).toBe('pending');
+        expect((await store.get(extra!.id))!.state).toBe('pending');
+        expect((await store.get(ids.noMessage))!.state).toBe('dead');
+        expect((await store.get(ids.unknown))!.state).toBe('unknown');
+        expect(await store.retryAllDead()).toBe(0);
+      });
+
+      it('resolve: only unknown rows, to sent or dead, with the note kept', async () => {
+        const { store } = await fresh();
+        const ids = await everyState(store);
+        for (const id of [ids.pending, ids.sending, ids.sent, ids.failed, ids.dead, 999_999]) {
+          expect(await store.resolve(id, 'sent')).toBe(false);
+        }
+        expect(await store.resolve(ids.unknown, 'sent', 'customer confirmed receipt')).toBe(true);
+        const got = (await store.get(ids.unknown))!;
+        expect(got.state).toBe('sent');
+        expect(got.lastError).toContain('reset after DATA');
+        expect(got.lastError).toContain('resolved as sent by operator: customer confirmed receipt');
+        expect(await store.resolve(ids.unknown, 'dead')).toBe(false);
+
+        const [r] = await seed(store, 'q', 1);
+        await store.claimDue({ owner: 'o', limit: 1, leaseMs: 1, rules: ['q'], now: new Date(0) });
+        await store.recoverAbandoned({ now: new Date(1000) });
+        expect(await store.resolve(r!.id, 'dead')).toBe(true);
+        expect((await store.get(r!.id))!).toMatchObject({ state: 'dead' });
+        expect((await store.get(r!.id))!.lastError).toMatch(/resolved as dead by operator$/);
+      });
+    });
+
+    describe('reading', () => {
+      it('counts by rule and state, every state present in the total', async () => {
+        const { store } = await fresh();
+        const empty = await store.counts();
+        expect(empty).toEqual({ byRule: {}, total: { pending: 0, sending: 0, sent: 0, failed: 0, dead: 0, unknown: 0 } });
+        await everyState(store);
+        await seed(store, 'other', 3);
+        const c = await store.counts();
+        expect(Object.keys(c.total).sort()).toEqual([...OUTBOX_STATES].sort());
+        expect(c.total).toEqual({ pending: 4, sending: 1, sent: 1, failed: 1, dead: 2, unknown: 1 });
+        expect(c.byRule).toEqual({
+          r: { pending: 1, sending: 1, sent: 1, failed: 1, dead: 2, unknown: 1 },
+          other: { pending: 3 },
+        });
+      });
+
+      it('list: newest first, filters by state and rule, limit (default 100)', async () => {
+        const { store } = await fresh();
+        const a = await seed(store, 'a', 110);
+        const b = await seed(store, 'b', 3);
+        const all = await store.list({});
+        expect(all.length).toBe(100);
+        expect(all[0]!.id).toBe(b[2]!.id);
+        expect(all.map((r) => r.id)).toEqual([...all.map((r) => r.id)].sort((x, y) => y - x));
+        expect((await store.list({ rule: 'b' })).map((r) => r.id)).toEqual(b.map((r) => r.id).reverse());
+        expect((await store.list({ rule: 'a', limit: 200 })).length).toBe(110);
+        expect((await store.list({ limit: 2 })).length).toBe(2);
+        await store.claimDue({ owner: 'o', limit: 1, leaseMs: 1000 });
+        await store.recordOutcomes('o', [{ id: a[0]!.id, kind: 'dead', error: '550' }]);
+        expect((await store.list({ state: 'dead' })).map((r) => r.id)).toEqual([a[0]!.id]);
+        expect(await store.list({ state: 'dead', rule: 'b' })).toEqual([]);
+        expect(await store.list({ rule: 'nope' })).toEqual([]);
+      });
+
+      it('lastErrors: error rows only, most recently changed first', async () => {
+        const { store } = await fresh();
+        const [r1, r2, r3] = await seed(store, 'r', 3);
+        await store.claimDue({ owner: 'o', limit: 3, leaseMs: 60_000 });
+        await store.recordOutcomes('o', [{ id: r2!.id, kind: 'dead', error: 'second row, first error' }]);
+        await sleep(15);
+        await store.recordOutcomes('o', [
+          { id: r1!.id, kind: 'retry', error: 'first row, later error', nextAttemptAt: new Date(Date.now() + 60_000) },
+        ]);
+        await sleep(15);
+        await store.recordOutcomes('o', [{ id: r3!.id, kind: 'sent', result: { response: '250', accepted: [], rejected: [] } }]);
+        const errs = await store.lastErrors(10);
+        expect(errs.map((r) => r.id)).toEqual([r1!.id, r2!.id]);
+        expect((await store.lastErrors(1)).map((r) => r.id)).toEqual([r1!.id]);
+      });
+
+      it('nextDueAt: earliest next attempt of rows waiting for one', async () => {
+        const { store } = await fresh();
+        expect(await store.nextDueAt()).toBeNull();
+        const [r1, r2, r3] = await seed(store, 'r', 3);
+        expect(await store.nextDueAt()).toBeNull(); // fresh pending rows are due at once, not scheduled
+        await store.claimDue({ owner: 'o', limit: 3, leaseMs: 60_000 });
+        const t1 = new Date('2031-01-01T00:00:10.500Z');
+        const t2 = new Date('2031-01-01T00:00:05.250Z');
+        await store.recordOutcomes('o', [
+          { id: r1!.id, kind: 'retry', error: 'e', nextAttemptAt: t1 },
+          { id: r2!.id, kind: 'release', error: 'circuit', nextAttemptAt: t2 },
+          { id: r3!.id, kind: 'dead', error: 'd' },
+        ]);
+        expect((await store.nextDueAt())!.toISOString()).toBe(t2.toISOString());
+        await store.claimDue({ owner: 'o', limit: 1, leaseMs: 60_000, now: t2 });
+        expect((await store.nextDueAt())!.toISOString()).toBe(t1.toISOString());
+      });
+    });
+
+    describe('close', () => {
+      it('close() twice is fine; every method rejects clearly afterwards', async () => {
+        const { store } = await fresh();
+        await store.close();
+        await store.close();
+        const calls: [string, () => Promise<unknown>][] = [
+          ['migrate', () => store.migrate()],
+          ['getCheckpoint', () => store.getCheckpoint('r')],
+          ['listCheckpoints', () => store.listCheckpoints()],
+          ['commitBatch', () => store.commitBatch('r', [], cp(T0))],
+          ['claimDue', () => store.claimDue({ owner: 'o', limit: 1, leaseMs: 1 })],
+          ['recordOutcomes', () => store.recordOutcomes('o', [])],
+          ['recoverAbandoned', () => store.recoverAbandoned({})],
+          ['counts', () => store.counts()],
+          ['list', () => store.list({})],
+          ['get', () => store.get(1)],
+          ['retry', () => store.retry(1)],
+          ['retryAllDead', () => store.retryAllDead()],
+          ['resolve', () => store.resolve(1, 'sent')],
+          ['lastErrors', () => store.lastErrors(1)],
+          ['nextDueAt', () => store.nextDueAt()],
+        ];
+        for (const [method, call] of calls) {
+          const err = await call().then(
+            () => null,
+            (e: unknown) => e,
+          );
+          expect(err, method).toBeInstanceOf(StoreClosedError);
+          expect((err as Error).message).toContain(`${method}()`);
+        }
+      });
+    });
+
+  });
+}
