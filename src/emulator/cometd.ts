@@ -8,6 +8,19 @@
 // Developer Guide (event shape), Spring '18 release notes (401::Authentication invalid with
 // advice reconnect none, which jsforce's AuthFailure extension listens for).
 //
+// What a client sees:
+// - handshake advertises long-polling only, advice { timeout: connectTimeoutMs, interval: 0,
+//   reconnect: 'retry' } and ext { replay: true, 'payload.format': true }.
+// - subscribe takes `ext.replay = { [channel]: replayId }`: -1 new events only (also the default
+//   without a replay map), -2 everything retained, N everything after N. N must lie between the
+//   oldest retained event of that channel and the last id issued, else the subscribe fails with
+//   ERR.invalidReplay (faye rejects the subscription; its error's `message` is the whole string).
+// - CDC replay ids come from one counter for the whole bus (so /data/ChangeEvents and
+//   /data/LeadChangeEvent carry the same id for the same change); each PushTopic has its own.
+// - a bad session fails any message with 401::Authentication invalid and advice reconnect 'none'
+//   (a held connect is re-checked when it is answered); an unknown, idle (clientIdleMs) or evicted
+//   (maxClients) client gets 403::Unknown client with advice reconnect 'handshake'.
+//
 // Delivery keeps no per-client event copies: each subscription holds a cursor (the last replayId
 // delivered) into the channel's retained log, and a connect reply takes at most `batchSize`
 // events. A slow client therefore costs no memory; it can only fall behind retention.

@@ -336,6 +336,14 @@ describe('PushTopic through jsforce', () => {
     expect(l.events[1]!.event.type).toBe('updated');
     expect(l.events[1]!.sobject['Id']).toBe(phone);
     expect(l.events[1]!.event.replayId).toBeGreaterThan(l.events[0]!.event.replayId);
+
+    // NotifyForFields defaults to Referenced: a change to a field outside SELECT and WHERE is silent
+    await conn.sobject('Lead').update({ Id: web, Email: 'other@example.com' });
+    await settle();
+    expect(l.events).toHaveLength(2);
+    await conn.sobject('Lead').update({ Id: web, Company: 'Acme Two' });
+    await waitFor('the referenced-field update', () => l.events.length === 3);
+    expect(l.events[2]!.sobject).toMatchObject({ Id: web, Company: 'Acme Two' });
   });
 
   it('refuses subscriptions to topics and objects that do not exist', async () => {
