@@ -34,7 +34,8 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
 // RFC 5322 section 3.2.3 atext, as a dot-atom local part (quoted local parts are refused: no
 // legitimate lead address needs them, and they are where the "angle tricks" live).
 // Non-ASCII letters are allowed for RFC 6531 (SMTPUTF8) addresses.
-const LOCAL_PART = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\uffff-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\uffff-]+)*$/;
+const LOCAL_PART =
+  /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\uffff-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\uffff-]+)*$/;
 // RFC 1035 / RFC 5321 section 4.1.2 Domain: dot-separated labels of letters, digits and
 // hyphens, not starting or ending with a hyphen; IDN labels may carry non-ASCII letters
 // (nodemailer converts them to punycode). Address literals ([1.2.3.4]) are refused.
@@ -72,7 +73,10 @@ export function parseMailboxes(text: string): Mailbox[] {
   const out: Mailbox[] = [];
   for (const entry of addressparser(raw)) {
     if (entry.group !== undefined) {
-      throw new InvalidAddressError(raw, `group syntax ("${entry.name}: ...;") is not allowed in a recipient field`);
+      throw new InvalidAddressError(
+        raw,
+        `group syntax ("${entry.name}: ...;") is not allowed in a recipient field`,
+      );
     }
     const address = entry.address.trim();
     const name = entry.name.trim();
@@ -82,11 +86,15 @@ export function parseMailboxes(text: string): Mailbox[] {
     }
     if (!isValidAddress(address)) throw new InvalidAddressError(address, 'not a valid addr-spec');
     if (name !== '') {
-      if (/[<>]/.test(name)) throw new InvalidAddressError(`${name} <${address}>`, 'angle brackets in the display name');
+      if (/[<>]/.test(name))
+        throw new InvalidAddressError(`${name} <${address}>`, 'angle brackets in the display name');
       // addressparser turns "a b@x.com" into name "a" + address "b@x.com"; a real display
       // name always comes with the address in angle brackets.
       if (!new RegExp(`<\\s*${escapeRegExp(address)}\\s*>`, 'i').test(raw)) {
-        throw new InvalidAddressError(`${name} ${address}`, 'text around the address that is not a display name');
+        throw new InvalidAddressError(
+          `${name} ${address}`,
+          'text around the address that is not a display name',
+        );
       }
     }
     out.push({ name, address });
@@ -131,11 +139,13 @@ export function compileAllowList(patterns: string[] | undefined): (address: stri
     const pattern = p.trim().toLowerCase();
     if (pattern.startsWith('*@*.')) {
       const domain = pattern.slice(4);
-      if (domain.includes('*') || !isValidAddress(`x@${domain}`)) throw new Error(`allowRecipients[${i}]: bad domain in pattern "${p}"`);
+      if (domain.includes('*') || !isValidAddress(`x@${domain}`))
+        throw new Error(`allowRecipients[${i}]: bad domain in pattern "${p}"`);
       parentDomains.push(`.${domain}`);
     } else if (pattern.startsWith('*@')) {
       const domain = pattern.slice(2);
-      if (domain.includes('*') || !isValidAddress(`x@${domain}`)) throw new Error(`allowRecipients[${i}]: bad domain in pattern "${p}"`);
+      if (domain.includes('*') || !isValidAddress(`x@${domain}`))
+        throw new Error(`allowRecipients[${i}]: bad domain in pattern "${p}"`);
       domains.add(domain);
     } else if (!pattern.includes('*') && isValidAddress(pattern)) {
       // '*' is legal atext, but in a pattern it is always a wildcard the author meant

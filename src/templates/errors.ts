@@ -13,11 +13,7 @@ export class TemplateError extends Error {
 }
 
 export type RenderErrorCode =
-  | 'TEMPLATE_ERROR'
-  | 'RECIPIENT_NOT_ALLOWED'
-  | 'NO_RECIPIENTS'
-  | 'INVALID_ADDRESS'
-  | 'HEADER_INJECTION';
+  'TEMPLATE_ERROR' | 'RECIPIENT_NOT_ALLOWED' | 'NO_RECIPIENTS' | 'INVALID_ADDRESS' | 'HEADER_INJECTION';
 
 /** One record could not be rendered into a message we are willing to send. */
 export class RenderError extends Error {

@@ -135,7 +135,8 @@ export function formatDate(...all: unknown[]): string {
 /** default(value, fallback): value unless it is undefined, null, '' or an empty array. */
 export function defaultHelper(...all: unknown[]): unknown {
   const [value, fallback] = args(all);
-  const empty = value === undefined || value === null || value === '' || (Array.isArray(value) && value.length === 0);
+  const empty =
+    value === undefined || value === null || value === '' || (Array.isArray(value) && value.length === 0);
   return empty ? (fallback ?? '') : value;
 }
 

@@ -163,14 +163,20 @@ function compileSource(env: Env, keyPath: string, source: string, escapeHtml: bo
   return env.compile(ast, options) as Template;
 }
 
-function compileValue(env: Env, keyPath: string, value: string, baseDir: string, escapeHtml: boolean): Template {
+function compileValue(
+  env: Env,
+  keyPath: string,
+  value: string,
+  baseDir: string,
+  escapeHtml: boolean,
+): Template {
   const source = isFileTemplate(value) ? readTemplateFile(keyPath, value, baseDir) : value;
   return compileSource(env, keyPath, source, escapeHtml);
 }
 
 /** Every `*.hbs` in `<baseDir>/partials/`, by file name without `.hbs` (`{{> footer}}`). */
 function registerPartials(env: Env, baseDir: string): void {
-  const dir = path.join(baseDir, 'partials');
+  const dir = path.resolve(baseDir, 'partials');
   let names: string[];
   try {
     names = fs.readdirSync(dir).filter((f) => f.endsWith('.hbs'));
@@ -193,7 +199,8 @@ function registerPartials(env: Env, baseDir: string): void {
     }
     env.registerPartial(name, source);
   }
-  for (const { file, name } of sources) checkAst(env.parse(String(env.partials[name])), env, `partials/${file}`);
+  for (const { file, name } of sources)
+    checkAst(env.parse(String(env.partials[name])), env, `partials/${file}`);
 }
 
 /**
@@ -215,7 +222,10 @@ export function compileRule(rule: RuleConfig, baseDir: string): CompiledRule {
   for (const [name, value] of Object.entries(e.headers ?? {})) {
     const keyPath = `email.headers.${name}`;
     if (!isHeaderName(name)) {
-      throw new TemplateError(keyPath, 'header name must be printable ASCII without spaces or ":" (RFC 5322 3.6.8)');
+      throw new TemplateError(
+        keyPath,
+        'header name must be printable ASCII without spaces or ":" (RFC 5322 3.6.8)',
+      );
     }
     if (RESERVED_HEADERS.has(name.toLowerCase())) {
       throw new TemplateError(keyPath, `"${name}" is set by the notifier itself and cannot be overridden`);
@@ -232,7 +242,10 @@ export function compileRule(rule: RuleConfig, baseDir: string): CompiledRule {
     if (a.contentId !== undefined) {
       cid = a.contentId.trim().replace(/^<(.*)>$/, '$1');
       if (!/^[\x21-\x3b\x3d\x3f-\x7e]+$/.test(cid)) {
-        throw new TemplateError(`${keyPath}.contentId`, 'must be printable ASCII without spaces or angle brackets');
+        throw new TemplateError(
+          `${keyPath}.contentId`,
+          'must be printable ASCII without spaces or angle brackets',
+        );
       }
     }
     return {
@@ -271,7 +284,11 @@ export function compileRule(rule: RuleConfig, baseDir: string): CompiledRule {
 }
 
 /** The template context for one record (see the file comment). */
-function contextFor(compiled: CompiledRule, record: SourceRecord, now: Date): Record<string | symbol, unknown> {
+function contextFor(
+  compiled: CompiledRule,
+  record: SourceRecord,
+  now: Date,
+): Record<string | symbol, unknown> {
   const fields: Record<string, unknown> = {
     Id: record.id,
     CreatedDate: record.createdDate,
@@ -305,7 +322,10 @@ function mailboxes(text: string, keyPath: string): Mailbox[] {
     return parseMailboxes(text).map((m) => ({ name: singleLine(m.name), address: m.address }));
   } catch (err) {
     if (err instanceof InvalidAddressError) {
-      throw new RenderError('INVALID_ADDRESS', `${keyPath}: ${err.message}`, { keyPath, address: err.address });
+      throw new RenderError('INVALID_ADDRESS', `${keyPath}: ${err.message}`, {
+        keyPath,
+        address: err.address,
+      });
     }
     throw err;
   }
@@ -316,7 +336,11 @@ function mailboxes(text: string, keyPath: string): Mailbox[] {
  * INVALID_ADDRESS, NO_RECIPIENTS, RECIPIENT_NOT_ALLOWED, HEADER_INJECTION); the caller
  * dead-letters that row only, with err.message as the reason.
  */
-export function renderMessage(compiled: CompiledRule, record: SourceRecord, ctx?: { now?: Date }): RenderedMessage {
+export function renderMessage(
+  compiled: CompiledRule,
+  record: SourceRecord,
+  ctx?: { now?: Date },
+): RenderedMessage {
   const now = ctx?.now ?? new Date();
   const context = contextFor(compiled, record, now);
   const t = compiled.templates;
@@ -324,9 +348,13 @@ export function renderMessage(compiled: CompiledRule, record: SourceRecord, ctx?
   // From: exactly one mailbox; its domain names the Message-ID
   const fromList = mailboxes(singleLine(run(t.from, context, 'email.from')), 'email.from');
   if (fromList.length !== 1 || fromList[0] === undefined) {
-    throw new RenderError('INVALID_ADDRESS', `email.from: must be exactly one address, got ${fromList.length}`, {
-      keyPath: 'email.from',
-    });
+    throw new RenderError(
+      'INVALID_ADDRESS',
+      `email.from: must be exactly one address, got ${fromList.length}`,
+      {
+        keyPath: 'email.from',
+      },
+    );
   }
   const fromBox = fromList[0];
 
@@ -353,7 +381,9 @@ export function renderMessage(compiled: CompiledRule, record: SourceRecord, ctx?
     }
   }
   if (seen.size === 0) {
-    throw new RenderError('NO_RECIPIENTS', 'no recipients: to, cc and bcc all rendered empty', { keyPath: 'email.to' });
+    throw new RenderError('NO_RECIPIENTS', 'no recipients: to, cc and bcc all rendered empty', {
+      keyPath: 'email.to',
+    });
   }
 
   const replyToBoxes = mailboxes(singleLine(run(t.replyTo, context, 'email.replyTo')), 'email.replyTo');
@@ -379,7 +409,9 @@ export function renderMessage(compiled: CompiledRule, record: SourceRecord, ctx?
     const keyPath = `email.attachments[${i}]`;
     const filename = singleLine(run(a.fileName, context, `${keyPath}.fileName`), 255);
     if (filename === '') {
-      throw new RenderError('TEMPLATE_ERROR', `${keyPath}.fileName: rendered empty`, { keyPath: `${keyPath}.fileName` });
+      throw new RenderError('TEMPLATE_ERROR', `${keyPath}.fileName: rendered empty`, {
+        keyPath: `${keyPath}.fileName`,
+      });
     }
     let content = run(a.content, context, `${keyPath}.content`);
     const out: RenderedAttachment = { filename, content: '' };
@@ -436,7 +468,9 @@ function assertSingleLine(m: RenderedMessage): void {
   ];
   for (const [key, value] of values) {
     if (hasLineBreak(value)) {
-      throw new RenderError('HEADER_INJECTION', `email.${key}: contains a line break`, { keyPath: `email.${key}` });
+      throw new RenderError('HEADER_INJECTION', `email.${key}: contains a line break`, {
+        keyPath: `email.${key}`,
+      });
     }
   }
 }

@@ -86,7 +86,8 @@ function valueFor(field: string, owner: string, now: Date, counter: { n: number 
   if (/(Date|Stamp)$/.test(field)) {
     // Date fields (CloseDate, Birthdate) are calendar dates; DateTime fields end in Date too
     // (CreatedDate, LastActivityDate is a Date): dates for the known date-only ones.
-    if (/^(CloseDate|Birthdate|ActivityDate|LastActivityDate)$/.test(field)) return now.toISOString().slice(0, 10);
+    if (/^(CloseDate|Birthdate|ActivityDate|LastActivityDate)$/.test(field))
+      return now.toISOString().slice(0, 10);
     return sfDateTime(now);
   }
   if (/^(Is|Has|Do)[A-Z]/.test(field)) return false;
