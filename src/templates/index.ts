@@ -33,6 +33,8 @@ export { RenderError, TemplateError } from './errors.ts';
 export type { RenderErrorCode } from './errors.ts';
 export { sampleRecord } from './sample.ts';
 export { helpers } from './helpers.ts';
+// the recipient guards, for callers that only import the template layer (check, send-test)
+export { compileAllowList, parseAddressList, staticRecipientProblems } from '../rules/recipients.ts';
 
 type Env = ReturnType<typeof Handlebars.create>;
 type Template = (context: unknown, options?: Handlebars.RuntimeOptions) => string;

@@ -84,8 +84,8 @@ function valueFor(field: string, owner: string, now: Date, counter: { n: number 
   if (field in PLAIN) return PLAIN[field];
   if (/Email$/.test(field)) return 'ada.lovelace@example.com';
   if (/(Date|Stamp)$/.test(field)) {
-    // Date fields (CloseDate, Birthdate) are calendar dates; DateTime fields end in Date too
-    // (CreatedDate, LastActivityDate is a Date): dates for the known date-only ones.
+    // Date fields are calendar dates (YYYY-MM-DD); DateTime fields (CreatedDate, ...) end in
+    // Date too, so only the well-known Date fields get the short form.
     if (/^(CloseDate|Birthdate|ActivityDate|LastActivityDate)$/.test(field))
       return now.toISOString().slice(0, 10);
     return sfDateTime(now);
