@@ -11,7 +11,7 @@ import type { Document, Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, coerceError } from '../util/errors.ts';
 import { parseDuration } from '../util/duration.ts';
-import { configSchema, ruleSchema, salesforceSchema, smtpSchema } from './schema.ts';
+import { configSchema } from './schema.ts';
 import type { Config, LoadedConfig, RuleConfig } from './schema.ts';
 
 export const DEFAULT_CONFIG_PATH = './config/notifier.yaml';
@@ -91,7 +91,7 @@ function parseInternal(text: string, file: string, env: NodeJS.ProcessEnv): Pars
   }
 
   const issues: Issue[] = [];
-  const wholeRefs = new Set<string>();
+  const wholeRefs = new Map<string, string>();
   const badRefs: KeyPath[] = [];
   interpolateNode(doc.contents, [], env, issues, wholeRefs, badRefs);
 
@@ -123,7 +123,10 @@ function parseInternal(text: string, file: string, env: NodeJS.ProcessEnv): Pars
 function yamlErrors(doc: Document.Parsed, text: string, file: string, lines: LineCounter): string[] {
   const out: string[] = [];
   const seenLines = new Set<number>();
-  for (const err of doc.errors) {
+  for (const [n, err] of doc.errors.entries()) {
+    // after the first syntax error the parser is out of step: "unexpected token" errors that follow
+    // are that same mistake cascading, so only the first is shown
+    if (n > 0 && err.code === 'UNEXPECTED_TOKEN') continue;
     const { line, col } = lines.linePos(err.pos[0]);
     // one error per line: the rest are usually the same mistake cascading
     if (seenLines.has(line)) continue;
@@ -151,7 +154,7 @@ function interpolateNode(
   path: KeyPath,
   env: NodeJS.ProcessEnv,
   issues: Issue[],
-  wholeRefs: Set<string>,
+  wholeRefs: Map<string, string>,
   badRefs: KeyPath[],
 ): void {
   if (isMap(node)) {
@@ -169,7 +172,7 @@ function interpolateNode(
       node.value = '';
       return;
     }
-    if (r.whole) wholeRefs.add(pathKey(path));
+    if (r.whole) wholeRefs.set(pathKey(path), node.value.trim());
     node.value = r.value;
   }
 }
@@ -229,7 +232,7 @@ export function interpolate(
 /** Marks zod's own messages so that they are rewritten in plain words; schema messages pass through. */
 const DEFAULT_MSG = '\u0000default';
 
-function validate(data: unknown, wholeRefs: Set<string>): { config?: Config; issues: Issue[] } {
+function validate(data: unknown, wholeRefs: Map<string, string>): { config?: Config; issues: Issue[] } {
   // A whole `${VAR}` in a number/boolean field arrives as a string: coerce the fields zod complains
   // about and validate again (paths only come from the schema, so no guessing by value shape).
   for (let round = 0; round < 3; round++) {
@@ -248,10 +251,8 @@ function validate(data: unknown, wholeRefs: Set<string>): { config?: Config; iss
             changed = true;
             continue;
           }
-          issues.push({
-            path,
-            message: `must be ${article(iss.expected)} (the \${...} here gave something else)`,
-          });
+          const ref = wholeRefs.get(pathKey(path));
+          issues.push({ path, message: `must be ${article(iss.expected)}, and ${ref} is not one` });
           continue;
         }
       }
@@ -319,8 +320,12 @@ function describeIssue(iss: z.core.$ZodIssue, path: KeyPath, data: unknown): Iss
       if (iss.format === 'url')
         return [{ path, message: 'must be an http(s) URL such as https://login.salesforce.com' }];
       if (iss.format === 'datetime') {
+        const now = path.at(-1) === 'startFrom' ? '"now" or ' : '';
         return [
-          { path, message: 'must be an ISO-8601 instant with a time zone, such as 2024-05-01T00:00:00Z' },
+          {
+            path,
+            message: `must be ${now}an ISO-8601 instant with a time zone, such as 2024-05-01T00:00:00Z`,
+          },
         ];
       }
       return [{ path, message: `is not a valid ${iss.format}` }];
@@ -338,15 +343,9 @@ function describeIssue(iss: z.core.$ZodIssue, path: KeyPath, data: unknown): Iss
 function unknownKeyMessage(key: string, parentPath: KeyPath, data: unknown): string {
   const shape = schemaAt(configSchema, parentPath, data);
   const valid = shape ? objectKeys(shape) : [];
-  let hint = suggest(key, valid);
-  if (!hint && shape) {
-    // a key written one level too high, e.g. `subject` directly under a rule instead of under `email`
-    const home = valid.find((k) => {
-      const child = objectKeys(unwrap(objectShape(shape)[k]));
-      return child.includes(key);
-    });
-    if (home) hint = ` (it belongs under '${home}')`;
-  }
+  // a key written one level too high, e.g. `subject` directly under a rule instead of under `email`
+  const home = valid.find((k) => objectKeys(unwrap(objectShape(shape)[k])).includes(key));
+  const hint = home ? ` (it belongs under '${home}')` : suggest(key, valid);
   return `unknown key '${key}'${hint}`;
 }
 
@@ -414,10 +413,17 @@ function schemaAt(root: AnySchema, path: KeyPath, data: unknown): AnySchema | un
 function crossChecks(data: unknown, baseDir: string): Issue[] {
   const issues: Issue[] = [];
   if (!isRecord(data)) return issues;
+  // These read the raw values with type guards rather than the parsed config, so that a mistake
+  // elsewhere in the same section does not hide them: every problem is reported in one go.
 
-  const sf = salesforceSchema.safeParse(data.salesforce);
-  if (sf.success && sf.data.auth.flow === 'jwt') {
-    const file = resolve(baseDir, sf.data.auth.privateKeyFile);
+  const auth = isRecord(data.salesforce) ? data.salesforce.auth : undefined;
+  if (
+    isRecord(auth) &&
+    auth.flow === 'jwt' &&
+    typeof auth.privateKeyFile === 'string' &&
+    auth.privateKeyFile
+  ) {
+    const file = resolve(baseDir, auth.privateKeyFile);
     const path = ['salesforce', 'auth', 'privateKeyFile'];
     const pem = readText(file);
     if (pem === undefined) issues.push({ path, message: `private key file not found: ${file}` });
@@ -431,56 +437,46 @@ function crossChecks(data: unknown, baseDir: string): Issue[] {
     }
   }
 
-  const smtp = smtpSchema.safeParse(data.smtp);
-  if (smtp.success) issues.push(...smtpChecks(smtp.data, data.smtp, baseDir));
+  if (isRecord(data.smtp)) issues.push(...smtpChecks(data.smtp, baseDir));
 
   if (typeof data.store === 'string') {
     try {
       storeLocation(data.store, baseDir);
     } catch (err) {
-      issues.push({ path: ['store'], message: coerceError(err).message });
-    }
-  }
-
-  for (const [key, value] of [
-    ['shutdownTimeout', data.shutdownTimeout],
-    ['delivery.maxAge', isRecord(data.delivery) ? data.delivery.maxAge : undefined],
-  ] as const) {
-    if (typeof value === 'string' && /^\d+(ms|s|m|h|d)$/.test(value)) {
-      try {
-        parseDuration(value);
-      } catch (err) {
-        issues.push({ path: key.split('.'), message: coerceError(err).message });
+      // the schema's own message says the same about an unknown scheme
+      if (/^(sqlite|postgres|postgresql):/.test(data.store)) {
+        issues.push({ path: ['store'], message: coerceError(err).message });
       }
     }
   }
 
   if (Array.isArray(data.rules)) {
     const seen = new Map<string, number>();
-    data.rules.forEach((raw: unknown, i: number) => {
-      const r = ruleSchema.safeParse(raw);
-      if (!r.success) return;
-      const rule = r.data;
-      const prev = seen.get(rule.name);
-      if (prev !== undefined) {
-        issues.push({
-          path: ['rules', i, 'name'],
-          message: `duplicate rule name '${rule.name}' (also rules[${prev}])`,
-        });
-      } else seen.set(rule.name, i);
+    data.rules.forEach((rule: unknown, i: number) => {
+      if (!isRecord(rule)) return;
+      if (typeof rule.name === 'string') {
+        const prev = seen.get(rule.name);
+        if (prev !== undefined) {
+          issues.push({
+            path: ['rules', i, 'name'],
+            message: `duplicate rule name '${rule.name}' (also rules[${prev}])`,
+          });
+        } else seen.set(rule.name, i);
+      }
       issues.push(...ruleChecks(rule, i));
     });
   }
   return issues;
 }
 
-function smtpChecks(smtp: Config['smtp'], raw: unknown, baseDir: string): Issue[] {
+function smtpChecks(smtp: Record<string, unknown>, baseDir: string): Issue[] {
   const issues: Issue[] = [];
-  const written = isRecord(raw) ? raw : {};
-  const secureAt = 'secure' in written ? ['smtp', 'secure'] : ['smtp', 'port'];
+  const port = smtp.port === undefined ? 587 : smtp.port;
+  const secure = smtp.secure === undefined ? false : smtp.secure;
+  const secureAt = 'secure' in smtp ? ['smtp', 'secure'] : ['smtp', 'port'];
   // RFC 8314: 465 is "implicit TLS" (TLS from the first byte); RFC 6409 + RFC 3207: 587 is
   // submission, plain text upgraded by STARTTLS. Mixing them hangs or fails the TLS handshake.
-  if (smtp.secure && smtp.port === 587) {
+  if (secure === true && port === 587) {
     issues.push({
       path: ['smtp', 'secure'],
       at: secureAt,
@@ -489,7 +485,7 @@ function smtpChecks(smtp: Config['smtp'], raw: unknown, baseDir: string): Issue[
         'insist on the upgrade; secure: true (implicit TLS) is for port 465',
     });
   }
-  if (!smtp.secure && smtp.port === 465) {
+  if (secure === false && port === 465) {
     issues.push({
       path: ['smtp', 'secure'],
       at: secureAt,
@@ -498,15 +494,16 @@ function smtpChecks(smtp: Config['smtp'], raw: unknown, baseDir: string): Issue[
         'port 587 or 25, where STARTTLS upgrades a plain connection',
     });
   }
-  if (smtp.ignoreTLS && smtp.requireTLS) {
+  if (smtp.ignoreTLS === true && smtp.requireTLS === true) {
     issues.push({
       path: ['smtp', 'ignoreTLS'],
       message:
         'ignoreTLS and requireTLS contradict each other: requireTLS insists on STARTTLS, ignoreTLS never uses it',
     });
   }
-  if (smtp.tls.ca !== undefined) {
-    const file = resolve(baseDir, smtp.tls.ca);
+  const ca = isRecord(smtp.tls) ? smtp.tls.ca : undefined;
+  if (typeof ca === 'string' && ca !== '') {
+    const file = resolve(baseDir, ca);
     const pem = readText(file);
     if (pem === undefined)
       issues.push({ path: ['smtp', 'tls', 'ca'], message: `CA file not found: ${file}` });
@@ -517,59 +514,71 @@ function smtpChecks(smtp: Config['smtp'], raw: unknown, baseDir: string): Issue[
   return issues;
 }
 
-function ruleChecks(rule: RuleConfig, i: number): Issue[] {
+function ruleChecks(rule: Record<string, unknown>, i: number): Issue[] {
   const issues: Issue[] = [];
   const at = (...p: KeyPath): KeyPath => ['rules', i, ...p];
 
-  const cron = validateDetailed(rule.schedule.trim());
-  if (!cron.valid) {
-    const first = cron.errors[0];
-    let why: string;
-    if (!first || first.field === 'expression') {
-      const n = rule.schedule.trim().split(/\s+/).filter(Boolean).length;
-      why =
-        `has ${n} field(s); node-cron takes 6 (second minute hour day-of-month month day-of-week) ` +
-        'or 5 (without seconds)';
-    } else {
-      why = cron.errors.map((e) => `the ${e.field} field '${e.value ?? ''}' is invalid`).join('; ');
+  if (typeof rule.schedule === 'string') {
+    const schedule = rule.schedule.trim();
+    const cron = validateDetailed(schedule);
+    if (!cron.valid) {
+      const first = cron.errors[0];
+      let why: string;
+      if (!first || first.field === 'expression') {
+        const n = schedule.split(/\s+/).filter(Boolean).length;
+        why =
+          `has ${n} field(s); node-cron takes 6 (second minute hour day-of-month month day-of-week) ` +
+          'or 5 (without seconds)';
+      } else {
+        why = cron.errors.map((e) => `the ${e.field} field '${e.value ?? ''}' is invalid`).join('; ');
+      }
+      issues.push({ path: at('schedule'), message: `invalid cron expression "${rule.schedule}": ${why}` });
     }
-    issues.push({ path: at('schedule'), message: `invalid cron expression "${rule.schedule}": ${why}` });
   }
 
-  if (rule.startFrom !== 'now' && Number.isNaN(Date.parse(rule.startFrom))) {
-    issues.push({ path: at('startFrom'), message: 'is not a valid instant' });
+  // the schema checks the format; this catches what the format allows but no calendar has
+  if (typeof rule.startFrom === 'string' && rule.startFrom !== 'now' && /^\d{4}-/.test(rule.startFrom)) {
+    if (Number.isNaN(Date.parse(rule.startFrom))) {
+      issues.push({ path: at('startFrom'), message: 'is not a valid instant' });
+    }
   }
-  try {
-    parseDuration(rule.lookback);
-  } catch (err) {
-    issues.push({ path: at('lookback'), message: coerceError(err).message });
+  if (typeof rule.lookback === 'string' && /^\d+(ms|s|m|h)$/.test(rule.lookback)) {
+    try {
+      parseDuration(rule.lookback);
+    } catch (err) {
+      issues.push({ path: at('lookback'), message: coerceError(err).message });
+    }
   }
 
-  // SOQL field names are case-insensitive
-  const firstIndex = new Map<string, number>();
-  rule.select.forEach((field, j) => {
-    const k = field.toLowerCase();
-    const prev = firstIndex.get(k);
-    if (prev !== undefined) {
-      issues.push({ path: at('select', j), message: `repeats '${field}' (already select[${prev}])` });
-    } else firstIndex.set(k, j);
-  });
+  if (Array.isArray(rule.select)) {
+    // SOQL field names are case-insensitive
+    const firstIndex = new Map<string, number>();
+    rule.select.forEach((field: unknown, j: number) => {
+      if (typeof field !== 'string') return;
+      const k = field.toLowerCase();
+      const prev = firstIndex.get(k);
+      if (prev !== undefined) {
+        issues.push({ path: at('select', j), message: `repeats '${field}' (already select[${prev}])` });
+      } else firstIndex.set(k, j);
+    });
+  }
 
-  if (rule.where !== undefined) {
-    // look at the keywords outside string literals only ('it''s' and \' escapes, per the SOQL reference)
+  if (typeof rule.where === 'string') {
+    // look at keywords outside string literals only (quotes escaped with \', per the SOQL reference)
     const bare = rule.where.replace(/'(?:\\.|[^'\\])*'/g, "''");
+    if (bare.trim() === '')
+      issues.push({ path: at('where'), message: 'must not be empty (omit it instead)' });
     if (/^\s*WHERE\b/i.test(bare)) {
       issues.push({ path: at('where'), message: 'write the condition only, without the WHERE keyword' });
     }
     const clause = /\b(ORDER\s+BY|LIMIT|OFFSET|GROUP\s+BY|FOR\s+UPDATE)\b/i.exec(bare);
     if (clause) {
+      const word = clause[1]!.toUpperCase().replace(/\s+/g, ' ');
       issues.push({
         path: at('where'),
-        message: `must be a condition only: remove ${clause[1]!.toUpperCase().replace(/\s+/g, ' ')} (the worker orders and pages itself)`,
+        message: `must be a condition only: remove ${word} (the worker orders and pages itself)`,
       });
     }
-    if (bare.trim() === '')
-      issues.push({ path: at('where'), message: 'must not be empty (omit it instead)' });
   }
   return issues;
 }
