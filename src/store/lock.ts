@@ -55,7 +55,11 @@ export class FileLock {
   static acquire(path: string, opts: LockOptions = {}): FileLock {
     const foreignStaleMs = opts.foreignStaleMs ?? 60_000;
     if (heldHere.has(path)) {
-      throw new StoreLockedError(`store is already open exclusively in this process (pid ${process.pid}): ${path}`, path, process.pid);
+      throw new StoreLockedError(
+        `store is already open exclusively in this process (pid ${process.pid}): ${path}`,
+        path,
+        process.pid,
+      );
     }
     const token = randomUUID();
     const content: LockContent = {

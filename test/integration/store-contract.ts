@@ -79,7 +79,11 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
     /** one row in each state: pending, sending, sent, failed, dead, unknown (+ a dead row without message) */
     async function everyState(store: Store) {
       const rows = await seed(store, 'r', 6);
-      await store.commitBatch('r', [row('r', 'nomsg', { state: 'dead', message: null, lastError: 'render failed' })], cp(T0));
+      await store.commitBatch(
+        'r',
+        [row('r', 'nomsg', { state: 'dead', message: null, lastError: 'render failed' })],
+        cp(T0),
+      );
       const [pending, sending, sent, failed, dead, unknown] = rows.map((r) => r.id) as number[];
       const noMessage = (await store.list({ rule: 'r', limit: 1 }))[0]!.id;
       await store.claimDue({ owner: 'o', limit: 6, leaseMs: 600_000 });
@@ -90,7 +94,15 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
         { id: dead!, kind: 'dead', error: '550 unknown user' },
         { id: unknown!, kind: 'uncertain', error: 'reset after DATA' },
       ]);
-      return { pending: pending!, sending: sending!, sent: sent!, failed: failed!, dead: dead!, unknown: unknown!, noMessage };
+      return {
+        pending: pending!,
+        sending: sending!,
+        sent: sent!,
+        failed: failed!,
+        dead: dead!,
+        unknown: unknown!,
+        noMessage,
+      };
     }
 
     afterEach(async () => {
@@ -122,7 +134,10 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
         expect(first!.updatedAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
 
         await store.commitBatch('r', [], cp('2024-05-01T11:00:00.000Z'));
-        expect(await store.getCheckpoint('r')).toMatchObject({ watermark: '2024-05-01T11:00:00.000Z', replayId: '42' });
+        expect(await store.getCheckpoint('r')).toMatchObject({
+          watermark: '2024-05-01T11:00:00.000Z',
+          replayId: '42',
+        });
 
         await store.commitBatch('r', [], cp('2024-05-01T12:00:00.000Z', { replayId: null }));
         expect((await store.getCheckpoint('r'))!.replayId).toBeNull();
@@ -136,7 +151,9 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
 
       it('rejects a checkpoint that is not an instant, changing nothing', async () => {
         const { store } = await fresh();
-        await expect(store.commitBatch('r', [row('r', 'a')], cp('yesterday'))).rejects.toThrow(/not a valid instant/);
+        await expect(store.commitBatch('r', [row('r', 'a')], cp('yesterday'))).rejects.toThrow(
+          /not a valid instant/,
+        );
         expect(await store.getCheckpoint('r')).toBeNull();
         expect(await store.list({})).toEqual([]);
       });
@@ -194,14 +211,20 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
         const { store } = await fresh();
         const [r1] = await seed(store, 'r', 1);
         await store.claimDue({ owner: 'o', limit: 1, leaseMs: 60_000 });
-        await store.recordOutcomes('o', [{ id: r1!.id, kind: 'sent', result: { response: '250 ok', accepted: [], rejected: [] } }]);
+        await store.recordOutcomes('o', [
+          { id: r1!.id, kind: 'sent', result: { response: '250 ok', accepted: [], rejected: [] } },
+        ]);
         expect(await store.commitBatch('r', [row('r', r1!.recordId)], cp(T0))).toEqual({ inserted: 0 });
         expect((await store.get(r1!.id))!.state).toBe('sent');
       });
 
       it('inserts dead rows (render failed) with their error and no message', async () => {
         const { store } = await fresh();
-        await store.commitBatch('r', [row('r', 'bad', { state: 'dead', message: null, lastError: 'template: x is not defined' })], cp(T0));
+        await store.commitBatch(
+          'r',
+          [row('r', 'bad', { state: 'dead', message: null, lastError: 'template: x is not defined' })],
+          cp(T0),
+        );
         const [got] = await store.list({});
         expect(got).toMatchObject({ state: 'dead', message: null, lastError: 'template: x is not defined' });
         expect(await store.claimDue({ owner: 'o', limit: 10, leaseMs: 1000 })).toEqual([]);
@@ -228,7 +251,11 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
         const broken = row('r', 'z');
         (broken as { recordId: unknown }).recordId = null; // violates NOT NULL in the database
         await expect(
-          store.commitBatch('r', [row('r', 'b'), row('r', 'c'), broken], cp('2024-05-01T11:00:00.000Z', { replayId: '2' })),
+          store.commitBatch(
+            'r',
+            [row('r', 'b'), row('r', 'c'), broken],
+            cp('2024-05-01T11:00:00.000Z', { replayId: '2' }),
+          ),
         ).rejects.toThrow();
         expect(await store.getCheckpoint('r')).toEqual(cpBefore);
         expect((await store.list({})).map((r) => r.recordId)).toEqual(['a']);
@@ -291,9 +318,9 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
           { id: r2!.id, kind: 'release', error: 'circuit open', nextAttemptAt: due },
         ]);
         expect(await store.claimDue({ owner: 'o', limit: 10, leaseMs: 1000 })).toEqual([]);
-        expect(await store.claimDue({ owner: 'o', limit: 10, leaseMs: 1000, now: new Date(due.getTime() - 1) })).toEqual(
-          [],
-        );
+        expect(
+          await store.claimDue({ owner: 'o', limit: 10, leaseMs: 1000, now: new Date(due.getTime() - 1) }),
+        ).toEqual([]);
         const got = await store.claimDue({ owner: 'o', limit: 10, leaseMs: 1000, now: due });
         expect(got.map((r) => [r.id, r.attempts])).toEqual([
           [r1!.id, 2],
@@ -314,7 +341,12 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
             seen.push(...got.map((r) => r.id));
           }
         };
-        await Promise.all([claimer(store, 'a1'), claimer(other, 'b1'), claimer(store, 'a2'), claimer(other, 'b2')]);
+        await Promise.all([
+          claimer(store, 'a1'),
+          claimer(other, 'b1'),
+          claimer(store, 'a2'),
+          claimer(other, 'b2'),
+        ]);
         expect(seen.length).toBe(total);
         expect(new Set(seen).size).toBe(total);
         const counts = await store.counts();
@@ -329,9 +361,20 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
         const { store } = await fresh();
         const rows = await seed(store, 'r', 5);
         await store.claimDue({ owner: 'o', limit: 5, leaseMs: 60_000 });
-        const [sent, retry, dead, release, uncertain] = rows.map((r) => r.id) as [number, number, number, number, number];
+        const [sent, retry, dead, release, uncertain] = rows.map((r) => r.id) as [
+          number,
+          number,
+          number,
+          number,
+          number,
+        ];
         const next = new Date('2030-01-01T00:00:00.123Z');
-        const result = { response: '250 2.0.0 OK queued', accepted: ['sales@example.com'], rejected: [], messageId: '<m@x>' };
+        const result = {
+          response: '250 2.0.0 OK queued',
+          accepted: ['sales@example.com'],
+          rejected: [],
+          messageId: '<m@x>',
+        };
         const before = Date.now();
         await store.recordOutcomes('o', [
           { id: sent, kind: 'sent', result },
@@ -353,7 +396,11 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
           leaseUntil: null,
           sentAt: null,
         });
-        expect(await got(dead)).toMatchObject({ state: 'dead', lastError: '550 no such user', leaseOwner: null });
+        expect(await got(dead)).toMatchObject({
+          state: 'dead',
+          lastError: '550 no such user',
+          leaseOwner: null,
+        });
         expect(await got(release)).toMatchObject({
           state: 'pending',
           attempts: 0,
@@ -380,17 +427,28 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
         expect((await store.get(r1!.id))!).toMatchObject({ state: 'sending', leaseOwner: 'old' });
         // the lease expired, recovery moved r1 on, r2 was re-leased by another process (resend rule)
         await store.recoverAbandoned({ now: new Date(now.getTime() + 5000), resendRules: ['r'] });
-        const again = await store.claimDue({ owner: 'new', limit: 2, leaseMs: 60_000, now: new Date(now.getTime() + 5000) });
+        const again = await store.claimDue({
+          owner: 'new',
+          limit: 2,
+          leaseMs: 60_000,
+          now: new Date(now.getTime() + 5000),
+        });
         expect(again.map((r) => r.id)).toEqual([r1!.id, r2!.id]);
         await store.recordOutcomes('old', [
           { id: r1!.id, kind: 'sent', result: { response: 'late', accepted: [], rejected: [] } },
           { id: r2!.id, kind: 'dead', error: 'late' },
         ]);
-        expect((await store.get(r1!.id))!).toMatchObject({ state: 'sending', leaseOwner: 'new', result: null });
+        expect((await store.get(r1!.id))!).toMatchObject({
+          state: 'sending',
+          leaseOwner: 'new',
+          result: null,
+        });
         expect((await store.get(r2!.id))!).toMatchObject({ state: 'sending', leaseOwner: 'new' });
         // an outcome for a row that is no longer sending does nothing either
         await store.recordOutcomes('new', [{ id: r1!.id, kind: 'dead', error: '550' }]);
-        await store.recordOutcomes('new', [{ id: r1!.id, kind: 'sent', result: { response: 'x', accepted: [], rejected: [] } }]);
+        await store.recordOutcomes('new', [
+          { id: r1!.id, kind: 'sent', result: { response: 'x', accepted: [], rejected: [] } },
+        ]);
         expect((await store.get(r1!.id))!.state).toBe('dead');
       });
     });
@@ -408,8 +466,17 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
         const later = new Date(now.getTime() + 2000);
         const ids = await store.recoverAbandoned({ now: later, resendRules: ['b'] });
         expect(ids).toEqual([a1!.id, b1!.id]);
-        expect(await store.get(a1!.id)).toMatchObject({ state: 'unknown', lastError: ABANDONED, leaseOwner: null, attempts: 1 });
-        expect(await store.get(b1!.id)).toMatchObject({ state: 'pending', leaseOwner: null, leaseUntil: null });
+        expect(await store.get(a1!.id)).toMatchObject({
+          state: 'unknown',
+          lastError: ABANDONED,
+          leaseOwner: null,
+          attempts: 1,
+        });
+        expect(await store.get(b1!.id)).toMatchObject({
+          state: 'pending',
+          leaseOwner: null,
+          leaseUntil: null,
+        });
         expect(await store.get(a2!.id)).toMatchObject({ state: 'sending', leaseOwner: 'o' });
         // unknown is not re-sent; the pending one is claimable again
         const re = await store.claimDue({ owner: 'p', limit: 10, leaseMs: 1000, now: later });
@@ -442,7 +509,11 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
           const prior = (await store.get(id))!;
           expect(await store.retry(id)).toBe(true);
           const after = (await store.get(id))!;
-          expect(after).toMatchObject({ state: 'pending', lastError: prior.lastError, attempts: prior.attempts });
+          expect(after).toMatchObject({
+            state: 'pending',
+            lastError: prior.lastError,
+            attempts: prior.attempts,
+          });
           expect(Date.parse(after.nextAttemptAt!)).toBeGreaterThanOrEqual(before - 1000);
           expect(Date.parse(after.nextAttemptAt!)).toBeLessThanOrEqual(Date.now() + 1000);
         }
@@ -450,7 +521,12 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
           expect(await store.retry(id)).toBe(false);
         }
         expect((await store.get(ids.sent))!.state).toBe('sent');
-        const claimed = await store.claimDue({ owner: 'x', limit: 10, leaseMs: 1000, now: new Date(Date.now() + 1000) });
+        const claimed = await store.claimDue({
+          owner: 'x',
+          limit: 10,
+          leaseMs: 1000,
+          now: new Date(Date.now() + 1000),
+        });
         expect(claimed.map((r) => r.id).sort((a, b) => a - b)).toEqual(
           [ids.pending, ids.failed, ids.dead, ids.unknown].sort((a, b) => a - b),
         );
@@ -496,7 +572,10 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
       it('counts by rule and state, every state present in the total', async () => {
         const { store } = await fresh();
         const empty = await store.counts();
-        expect(empty).toEqual({ byRule: {}, total: { pending: 0, sending: 0, sent: 0, failed: 0, dead: 0, unknown: 0 } });
+        expect(empty).toEqual({
+          byRule: {},
+          total: { pending: 0, sending: 0, sent: 0, failed: 0, dead: 0, unknown: 0 },
+        });
         await everyState(store);
         await seed(store, 'other', 3);
         const c = await store.counts();
@@ -533,10 +612,17 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
         await store.recordOutcomes('o', [{ id: r2!.id, kind: 'dead', error: 'second row, first error' }]);
         await sleep(15);
         await store.recordOutcomes('o', [
-          { id: r1!.id, kind: 'retry', error: 'first row, later error', nextAttemptAt: new Date(Date.now() + 60_000) },
+          {
+            id: r1!.id,
+            kind: 'retry',
+            error: 'first row, later error',
+            nextAttemptAt: new Date(Date.now() + 60_000),
+          },
         ]);
         await sleep(15);
-        await store.recordOutcomes('o', [{ id: r3!.id, kind: 'sent', result: { response: '250', accepted: [], rejected: [] } }]);
+        await store.recordOutcomes('o', [
+          { id: r3!.id, kind: 'sent', result: { response: '250', accepted: [], rejected: [] } },
+        ]);
         const errs = await store.lastErrors(10);
         expect(errs.map((r) => r.id)).toEqual([r1!.id, r2!.id]);
         expect((await store.lastErrors(1)).map((r) => r.id)).toEqual([r1!.id]);
@@ -593,6 +679,5 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
         }
       });
     });
-
   });
 }

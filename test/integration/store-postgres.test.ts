@@ -1,7 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore } from '../../src/store/index.ts';
 import type { Store } from '../../src/types.ts';
-import { dropSchemas, randomSchema, startTestPostgres, withPgClient, withSchema, type TestPostgres } from '../helpers/postgres.ts';
+import {
+  dropSchemas,
+  randomSchema,
+  startTestPostgres,
+  withPgClient,
+  withSchema,
+  type TestPostgres,
+} from '../helpers/postgres.ts';
 import { storeContract } from './store-contract.ts';
 
 let pgServer: TestPostgres | undefined;
@@ -32,11 +39,16 @@ describe('postgres store specifics', () => {
     const stores: Store[] = await Promise.all(Array.from({ length: 4 }, () => openStore(schemaUrl)));
     try {
       const rows = await withPgClient(url, async (c) => {
-        const res = await c.query(`SELECT version, name FROM "${prefix}_race".lead_notifier_migrations ORDER BY version`);
+        const res = await c.query(
+          `SELECT version, name FROM "${prefix}_race".lead_notifier_migrations ORDER BY version`,
+        );
         return res.rows as { version: number; name: string }[];
       });
       expect(rows).toEqual([{ version: 1, name: 'init' }]);
-      await stores[0]!.commitBatch('r', [], { floor: '2024-01-01T00:00:00Z', watermark: '2024-01-01T00:00:00Z' });
+      await stores[0]!.commitBatch('r', [], {
+        floor: '2024-01-01T00:00:00Z',
+        watermark: '2024-01-01T00:00:00Z',
+      });
       expect(await stores[3]!.listCheckpoints()).toHaveLength(1);
     } finally {
       await Promise.all(stores.map((s) => s.close()));

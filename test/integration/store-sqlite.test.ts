@@ -28,7 +28,9 @@ async function holder(path: string): Promise<ChildProcess> {
     process.stdout.write('ready\\n');
     setInterval(() => {}, 1000);
   `;
-  const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--input-type=module', '-e', code], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   await new Promise<void>((resolve, reject) => {
@@ -72,7 +74,11 @@ describe('sqlite store specifics', () => {
     const path = join(dir, 'locked.db');
     const child = await holder(path);
     children.push(child);
-    const lock = JSON.parse(readFileSync(`${path}.lock`, 'utf8')) as { pid: number; hostname: string; startedAt: string };
+    const lock = JSON.parse(readFileSync(`${path}.lock`, 'utf8')) as {
+      pid: number;
+      hostname: string;
+      startedAt: string;
+    };
     expect(lock.pid).toBe(child.pid);
 
     const err = await openStore(`sqlite:${path}`, { exclusive: true }).catch((e: unknown) => e);
@@ -97,12 +103,17 @@ describe('sqlite store specifics', () => {
 
   it('exclusive: a lock naming a dead pid or our own pid (container restart) is taken over', async () => {
     const path = join(dir, 'stale.db');
-    const exited = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+    const exited = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], {
+      encoding: 'utf8',
+    });
     const deadPid = Number(exited.stdout);
     expect(deadPid).toBeGreaterThan(0);
     const { hostname } = await import('node:os');
     for (const pid of [deadPid, process.pid]) {
-      writeFileSync(`${path}.lock`, JSON.stringify({ pid, hostname: hostname(), startedAt: new Date().toISOString(), token: 't' }));
+      writeFileSync(
+        `${path}.lock`,
+        JSON.stringify({ pid, hostname: hostname(), startedAt: new Date().toISOString(), token: 't' }),
+      );
       const store = await openStore(`sqlite:${path}`, { exclusive: true });
       const now = JSON.parse(readFileSync(`${path}.lock`, 'utf8')) as { pid: number; token: string };
       expect(now.pid).toBe(process.pid);
@@ -123,13 +134,55 @@ describe('sqlite store specifics', () => {
   it('exclusive: a lock from another host counts while its heartbeat is fresh', async () => {
     const path = join(dir, 'foreign.db');
     const lockPath = `${path}.lock`;
-    writeFileSync(lockPath, JSON.stringify({ pid: 1, hostname: 'elsewhere.invalid', startedAt: new Date().toISOString() }));
-    await expect(openStore(`sqlite:${path}`, { exclusive: true })).rejects.toThrow(/pid 1 on host elsewhere\.invalid/);
+    writeFileSync(
+      lockPath,
+      JSON.stringify({ pid: 1, hostname: 'elsewhere.invalid', startedAt: new Date().toISOString() }),
+    );
+    await expect(openStore(`sqlite:${path}`, { exclusive: true })).rejects.toThrow(
+      /pid 1 on host elsewhere\.invalid/,
+    );
     const old = new Date(Date.now() - 5 * 60_000);
     utimesSync(lockPath, old, old);
     const store = keep(await openStore(`sqlite:${path}`, { exclusive: true }));
     expect(JSON.parse(readFileSync(lockPath, 'utf8')).pid).toBe(process.pid);
     await store.close();
+  });
+
+  it('several processes claiming from one file at once never share a row (IMMEDIATE + busy timeout)', async () => {
+    const path = join(dir, 'multi.db');
+    const seedStore = keep(await openStore(`sqlite:${path}`));
+    const total = 300;
+    const rows = Array.from({ length: total }, (_, i) => row('r', `m${String(i).padStart(4, '0')}`));
+    expect((await seedStore.commitBatch('r', rows, cp)).inserted).toBe(total);
+    const code = `
+      import { openStore } from ${JSON.stringify(storeModule)};
+      const store = await openStore(${JSON.stringify(`sqlite:${path}`)});
+      const ids = [];
+      for (;;) {
+        const got = await store.claimDue({ owner: 'p' + process.pid, limit: 3, leaseMs: 600000 });
+        if (got.length === 0) break;
+        ids.push(...got.map((r) => r.id));
+        await store.recordOutcomes('p' + process.pid, got.map((r) => ({ id: r.id, kind: 'sent', result: { response: '250', accepted: [], rejected: [] } })));
+      }
+      await store.close();
+      process.stdout.write(JSON.stringify(ids));
+    `;
+    const run = () =>
+      new Promise<number[]>((resolve, reject) => {
+        const child = spawn(process.execPath, ['--input-type=module', '-e', code], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let out = '';
+        let err = '';
+        child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+        child.on('exit', (c) => (c === 0 ? resolve(JSON.parse(out) as number[]) : reject(new Error(err))));
+      });
+    const results = await Promise.all([run(), run(), run()]);
+    const all = results.flat();
+    expect(all.length).toBe(total);
+    expect(new Set(all).size).toBe(total);
+    expect((await seedStore.counts()).total.sent).toBe(total);
   });
 
   it('readOnly: a missing file is StoreMissingError and is not created', async () => {
