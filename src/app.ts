@@ -137,6 +137,7 @@ export class App {
         conn: this.conn,
         store,
         apiVersion: cfg.salesforce.apiVersion,
+        http: { timeout: cfg.salesforce.requestTimeoutMs },
         logger: this.opts.logger.child({ component: 'poller', rule: rule.name }),
         onEnqueued: () => this.dispatcher?.kick(),
         onApiUsage: (u) => {

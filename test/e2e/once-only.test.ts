@@ -96,7 +96,7 @@ describe('lead-notifier run, end to end', () => {
     expect(status.code).toBe(0);
     const parsed = JSON.parse(status.stdout) as { outbox: { total: Record<string, number> } };
     expect(parsed.outbox.total.sent).toBe(2500);
-    expect(parsed.outbox.total.pending + parsed.outbox.total.failed + parsed.outbox.total.dead).toBe(0);
+    expect(parsed.outbox.total.pending! + parsed.outbox.total.failed! + parsed.outbox.total.dead!).toBe(0);
   }, 180_000);
 
   it('survives kill -9 ten times during 2,000 new leads: none missed, none twice, uncertain rows listed', async () => {

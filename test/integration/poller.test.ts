@@ -69,6 +69,8 @@ async function poller(r: RuleConfig = rule(), batchSize?: number): Promise<RuleP
     apiVersion: '62.0',
     logger: silent,
     now: () => new Date(clock),
+    // jsforce retries GETs on 5xx (0.5 s, doubling, 5 times); keep that short here
+    http: { timeout: 10_000, retry: { maxRetries: 2, minTimeout: 20 } },
     ...(batchSize ? { batchSize } : {}),
   });
 }
@@ -158,7 +160,8 @@ describe('RulePoller', () => {
     leads(2000, at('2026-03-01T10:00:00Z'));
     leads(500, at('2026-03-01T10:00:05Z'), 2000);
     const p = await poller();
-    emu.control.addFault({ path: '/query/', status: 503, errorCode: 'SERVER_UNAVAILABLE' });
+    // jsforce retries a GET on 5xx (here twice): the burst must outlast that
+    emu.control.addFault({ path: '/query/', status: 503, errorCode: 'SERVER_UNAVAILABLE', count: 3 });
     await expect(p.pollOnce()).rejects.toThrow();
     expect((await store.counts()).total.pending).toBe(2000);
     expect((await store.getCheckpoint('leads'))?.watermark).toBe('2026-03-01T10:00:00.000Z');

@@ -47,6 +47,8 @@ export interface PollerOptions {
   batchSize?: number;
   /** how often a poll re-reads the lookback window; default min(60 s, lookback / 4) */
   sweepEveryMs?: number;
+  /** per-request options for jsforce: `timeout` (ms), `retry` (jsforce retries GETs on 5xx) */
+  http?: { timeout?: number; retry?: { maxRetries?: number; minTimeout?: number } };
   now?: () => Date;
   /** called after each committed page that enqueued rows (wakes the dispatcher) */
   onEnqueued?: (count: number) => void;
@@ -150,7 +152,7 @@ export class RulePoller {
 
     let url: string | undefined = `/services/data/v${this.o.apiVersion}/query?q=${encodeURIComponent(soql)}`;
     while (url) {
-      const body: unknown = await this.o.conn.request({ method: 'GET', url, headers });
+      const body: unknown = await this.o.conn.request({ method: 'GET', url, headers }, this.o.http ?? {});
       result.apiCalls++;
       this.reportUsage();
       const page = asQueryPage(body);
@@ -198,7 +200,7 @@ export class RulePoller {
       const soql = buildEnrichmentQuery(this.rule, chunk);
       let url: string | undefined = `/services/data/v${this.o.apiVersion}/query?q=${encodeURIComponent(soql)}`;
       while (url) {
-        const page = asQueryPage(await this.o.conn.request({ method: 'GET', url }));
+        const page = asQueryPage(await this.o.conn.request({ method: 'GET', url }, this.o.http ?? {}));
         this.reportUsage();
         for (const raw of page.records) {
           const r = toSourceRecord(this.rule.object, raw);
