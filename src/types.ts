@@ -145,6 +145,8 @@ export interface Store {
    * the rule's checkpoint. Returns how many rows were new.
    */
   commitBatch(rule: string, rows: NewOutboxRow[], checkpoint: CheckpointUpdate): Promise<{ inserted: number }>;
+  /** which of these record ids the rule's ledger already holds (lets a re-read skip rendering) */
+  existingRecordIds(rule: string, recordIds: string[]): Promise<Set<string>>;
   /** pending rows, and failed rows whose next attempt is due -> sending, leased to `owner`; attempts+1 */
   claimDue(opts: ClaimOptions): Promise<OutboxRow[]>;
   /** outcome writes; each only applies while `owner` holds the lease. Several in one transaction. */

@@ -192,11 +192,19 @@ export class PostgresStore implements Store {
       // Checkpoint first: batches for one rule serialise on its row, and a failing insert below
       // rolls this back too.
       await c.query(
-        `INSERT INTO checkpoints (rule, floor, watermark, replay_id, updated_at) VALUES ($1, $2, $3, $4, now())
+        `INSERT INTO checkpoints (rule, floor, watermark, replay_id, swept_at, updated_at) VALUES ($1, $2, $3, $4, $6, now())
          ON CONFLICT (rule) DO UPDATE SET floor = excluded.floor, watermark = excluded.watermark,
            replay_id = CASE WHEN $5 THEN excluded.replay_id ELSE checkpoints.replay_id END,
+           swept_at = COALESCE(excluded.swept_at, checkpoints.swept_at),
            updated_at = excluded.updated_at`,
-        [rule, floor, watermark, checkpoint.replayId ?? null, checkpoint.replayId !== undefined],
+        [
+          rule,
+          floor,
+          watermark,
+          checkpoint.replayId ?? null,
+          checkpoint.replayId !== undefined,
+          checkpoint.sweptAt === undefined ? null : normalizeInstant(checkpoint.sweptAt, 'checkpoint sweptAt'),
+        ],
       );
       if (sorted.length === 0) return { inserted: 0 };
       // One statement for the whole batch (unnest of column arrays): one round trip for 2,000 rows.
@@ -321,6 +329,18 @@ export class PostgresStore implements Store {
     return (rows as Row[]).map(toOutboxRow);
   }
 
+  async existingRecordIds(rule: string, recordIds: string[]): Promise<Set<string>> {
+    this.check('existingRecordIds');
+    const found = new Set<string>();
+    if (recordIds.length === 0) return found;
+    const { rows } = await this.q('SELECT record_id FROM outbox WHERE rule = $1 AND record_id = ANY($2::text[])', [
+      rule,
+      recordIds,
+    ]);
+    for (const r of rows as Row[]) found.add(String(r.record_id));
+    return found;
+  }
+
   async get(id: number): Promise<OutboxRow | null> {
     this.check('get');
     const { rows } = await this.q('SELECT * FROM outbox WHERE id = $1', [id]);
@@ -406,6 +426,7 @@ function toCheckpoint(r: Row): Checkpoint {
     floor: iso(r.floor),
     watermark: iso(r.watermark),
     replayId: (r.replay_id as string | null) ?? null,
+    sweptAt: r.swept_at === null || r.swept_at === undefined ? null : iso(r.swept_at),
     updatedAt: iso(r.updated_at),
   };
 }

@@ -158,19 +158,21 @@ export class SqliteStore implements Store {
     const watermark = normalizeInstant(checkpoint.watermark, 'checkpoint watermark');
     const now = new Date().toISOString();
     const setReplay = checkpoint.replayId !== undefined ? 1 : 0;
+    const sweptAt = checkpoint.sweptAt === undefined ? null : normalizeInstant(checkpoint.sweptAt, 'checkpoint sweptAt');
     const insert = this.stmt(
       `INSERT INTO outbox (rule, object, record_id, record_created_date, state, message, last_error, created_at, updated_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (rule, record_id) DO NOTHING`,
     );
     const upsert = this.stmt(
-      `INSERT INTO checkpoints (rule, floor, watermark, replay_id, updated_at) VALUES (?, ?, ?, ?, ?)
+      `INSERT INTO checkpoints (rule, floor, watermark, replay_id, swept_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT (rule) DO UPDATE SET floor = excluded.floor, watermark = excluded.watermark,
          replay_id = CASE WHEN ? THEN excluded.replay_id ELSE checkpoints.replay_id END,
+         swept_at = COALESCE(excluded.swept_at, checkpoints.swept_at),
          updated_at = excluded.updated_at`,
     );
     return this.tx(() => {
-      upsert.run(rule, floor, watermark, checkpoint.replayId ?? null, now, setReplay);
+      upsert.run(rule, floor, watermark, checkpoint.replayId ?? null, sweptAt, now, setReplay);
       let inserted = 0;
       for (const r of rows) {
         const res = insert.run(
@@ -308,6 +310,17 @@ export class SqliteStore implements Store {
     return rows.map(toOutboxRow);
   }
 
+  async existingRecordIds(rule: string, recordIds: string[]): Promise<Set<string>> {
+    this.check('existingRecordIds');
+    const found = new Set<string>();
+    if (recordIds.length === 0) return found;
+    const stmt = this.stmt(
+      'SELECT record_id FROM outbox WHERE rule = ? AND record_id IN (SELECT value FROM json_each(?))',
+    );
+    for (const r of stmt.all(rule, JSON.stringify(recordIds)) as Row[]) found.add(String(r.record_id));
+    return found;
+  }
+
   async get(id: number): Promise<OutboxRow | null> {
     this.check('get');
     const row = this.stmt('SELECT * FROM outbox WHERE id = ?').get(id) as Row | undefined;
@@ -401,6 +414,7 @@ function toCheckpoint(r: Row): Checkpoint {
     floor: str(r.floor),
     watermark: str(r.watermark),
     replayId: strOrNull(r.replay_id),
+    sweptAt: strOrNull(r.swept_at),
     updatedAt: str(r.updated_at),
   };
 }

@@ -149,6 +149,26 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
         expect(all[0]!.watermark).toBe('2024-05-01T10:00:00.000Z');
       });
 
+      it('sweptAt is kept when omitted and replaced when given', async () => {
+        const { store } = await fresh();
+        await store.commitBatch('r', [], cp(T0));
+        expect((await store.getCheckpoint('r'))!.sweptAt).toBeNull();
+        await store.commitBatch('r', [], { ...cp(T0), sweptAt: '2024-05-01T10:05:00.000Z' });
+        await store.commitBatch('r', [], cp('2024-05-01T10:06:00.000Z'));
+        expect((await store.getCheckpoint('r'))!.sweptAt).toBe('2024-05-01T10:05:00.000Z');
+        await store.commitBatch('r', [], { ...cp(T0), sweptAt: '2024-05-01T10:07:00.000Z' });
+        expect((await store.getCheckpoint('r'))!.sweptAt).toBe('2024-05-01T10:07:00.000Z');
+      });
+
+      it('existingRecordIds names the record ids the rule already holds', async () => {
+        const { store } = await fresh();
+        await seed(store, 'r', 3);
+        await seed(store, 'other', 1, 'x');
+        const found = await store.existingRecordIds('r', ['rec00000', 'rec00002', 'nope', 'x00000']);
+        expect([...found].sort()).toEqual(['rec00000', 'rec00002']);
+        expect((await store.existingRecordIds('r', [])).size).toBe(0);
+      });
+
       it('rejects a checkpoint that is not an instant, changing nothing', async () => {
         const { store } = await fresh();
         await expect(store.commitBatch('r', [row('r', 'a')], cp('yesterday'))).rejects.toThrow(

@@ -158,8 +158,7 @@ export class RulePoller {
       const page = asQueryPage(body);
       // Parse the whole page before writing anything: a malformed record must not move the cursor.
       const records = page.records.map((r) => toSourceRecord(this.rule.object, r));
-      const inWindow = records.filter((r) => Date.parse(r.createdDate) >= floorMs);
-      const rows = inWindow.map((r) => this.toRow(r));
+      const rows = await this.newRows(records.filter((r) => Date.parse(r.createdDate) >= floorMs));
       // With ORDER BY CreatedDate every record before the page's last one has been read; the last
       // second itself may continue on the next page, so the watermark stops at it, not after it.
       // On the final page, everything up to the newest record seen is read.
@@ -194,7 +193,7 @@ export class RulePoller {
     const valid = [...new Set(ids)].filter((id) => /^[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?$/.test(id));
     const cp = await this.init();
     const floorMs = Date.parse(cp.floor);
-    const rows: NewOutboxRow[] = [];
+    const found: SourceRecord[] = [];
     for (let i = 0; i < valid.length; i += 200) {
       const chunk = valid.slice(i, i + 200);
       const soql = buildEnrichmentQuery(this.rule, chunk);
@@ -204,11 +203,12 @@ export class RulePoller {
         this.reportUsage();
         for (const raw of page.records) {
           const r = toSourceRecord(this.rule.object, raw);
-          if (Date.parse(r.createdDate) >= floorMs) rows.push(this.toRow(r));
+          if (Date.parse(r.createdDate) >= floorMs) found.push(r);
         }
         url = page.done ? undefined : page.nextRecordsUrl;
       }
     }
+    const rows = await this.newRows(found);
     const { inserted } = await this.serialized(async () => {
       const current = (await this.o.store.getCheckpoint(this.rule.name)) ?? cp;
       return this.o.store.commitBatch(this.rule.name, rows, {
@@ -225,6 +225,19 @@ export class RulePoller {
     const next = this.commitChain.then(fn, fn);
     this.commitChain = next.catch(() => undefined);
     return next;
+  }
+
+  /**
+   * Rows for the records the ledger does not hold yet. Re-read records (the watermark's second,
+   * lookback sweeps) are not rendered again; the insert would skip them anyway.
+   */
+  private async newRows(records: SourceRecord[]): Promise<NewOutboxRow[]> {
+    if (records.length === 0) return [];
+    const known = await this.o.store.existingRecordIds(
+      this.rule.name,
+      records.map((r) => r.id),
+    );
+    return records.filter((r) => !known.has(r.id)).map((r) => this.toRow(r));
   }
 
   private toRow(record: SourceRecord): NewOutboxRow {
