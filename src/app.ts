@@ -58,6 +58,12 @@ export class App {
     state: 'connecting',
     lastError: null,
   };
+  /** SMTP as last seen: verified at start, then updated by every send outcome and the circuit */
+  smtp: { state: 'unknown' | 'ok' | 'error'; lastError: string | null; checkedAt: string | null } = {
+    state: 'unknown',
+    lastError: null,
+    checkedAt: null,
+  };
   apiUsage: ApiUsage | null = null;
   readonly rules = new Map<string, RuleStatus>();
   private readonly log: Logger;
@@ -115,9 +121,13 @@ export class App {
       owner: this.owner,
       logger: this.opts.logger.child({ component: 'dispatcher' }),
       resendRules,
-      ...(this.opts.events?.onDispatch ? { onEvent: this.opts.events.onDispatch } : {}),
+      onEvent: (e) => {
+        this.trackSmtp(e);
+        this.opts.events?.onDispatch?.(e);
+      },
     });
     this.dispatcher.start();
+    void this.verifySmtp();
 
     this.conn = createConnection(cfg.salesforce, cfg.baseDir);
     for (const rule of enabled) {
@@ -242,6 +252,33 @@ export class App {
       }
     } finally {
       status.polling = false;
+    }
+  }
+
+  /** Connect, EHLO, STARTTLS, AUTH: readiness knows SMTP works before the first send. */
+  async verifySmtp(): Promise<void> {
+    try {
+      await this.sink?.verify();
+      this.smtp = { state: 'ok', lastError: null, checkedAt: new Date().toISOString() };
+    } catch (e) {
+      const err = coerceError(e);
+      this.smtp = { state: 'error', lastError: err.message, checkedAt: new Date().toISOString() };
+      this.log.warn({ err }, 'SMTP verification failed; sends will be retried');
+    }
+  }
+
+  private trackSmtp(e: DispatchEvent): void {
+    const at = new Date().toISOString();
+    if (e.type === 'circuit') {
+      this.smtp =
+        e.state === 'open'
+          ? { state: 'error', lastError: e.reason ?? 'authentication failed', checkedAt: at }
+          : { state: 'ok', lastError: null, checkedAt: at };
+    } else if (e.type === 'outcome') {
+      if (e.outcome === 'sent') this.smtp = { state: 'ok', lastError: null, checkedAt: at };
+      // A 4xx reply means the server is there and talking; no reply at all means it is not.
+      else if (e.failure === 'auth' || (e.failure === 'retry' && e.responseCode === undefined))
+        this.smtp = { state: 'error', lastError: `send failed (${e.responseCode ?? 'no connection'})`, checkedAt: at };
     }
   }
 
