@@ -789,11 +789,23 @@ function formatIssues(
   const out: string[] = [];
   for (const { iss, line } of located) {
     const where = iss.path.length > 0 ? `${formatKeyPath(iss.path)}: ` : '';
-    let text = `${file}:${line} ${where}${iss.message}`;
+    let text = `${file}:${line} ${where}${oneLine(iss.message)}`;
     for (const s of scrubbable) text = text.split(s).join(REDACTED);
     if (!out.includes(text)) out.push(text);
   }
   return out;
+}
+
+/**
+ * Issues are lines. Handlebars parse errors come as "Parse error on line N:\n<excerpt>\n---^\n<expected>";
+ * keep the excerpt, drop the caret drawing.
+ */
+function oneLine(message: string): string {
+  const parts = message.split(/\r?\n/).filter((l) => l.trim() !== '');
+  if (parts.length <= 1) return message.trim();
+  const hbs = /^Parse error on line \d+:$/.test(parts[0]!) && parts.length >= 4 && /^-*\^$/.test(parts[2]!);
+  if (hbs) return `${parts[0]} ${parts.slice(3).join(' ')} (near "${parts[1]}")`;
+  return parts.map((l) => l.trim()).join('; ');
 }
 
 /** The line of the deepest key of `path` present in the file (the key's own line, not its value's). */
