@@ -82,7 +82,8 @@ function parseInternal(text: string, file: string, env: NodeJS.ProcessEnv): Pars
   const lines = new LineCounter();
   // uniqueKeys (the default) makes a duplicate key an error; prettyErrors off so that messages carry
   // no source excerpt (which might hold a secret).
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const masked = maskReferences(text);
+  const doc = parseDocument(masked.text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) throw new ConfigError(yamlErrors(doc, text, file, lines));
   if (doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null)) {
     throw new ConfigError([
@@ -93,6 +94,7 @@ function parseInternal(text: string, file: string, env: NodeJS.ProcessEnv): Pars
   const issues: Issue[] = [];
   const wholeRefs = new Map<string, string>();
   const badRefs: KeyPath[] = [];
+  unmaskNode(doc.contents, masked.refs);
   interpolateNode(doc.contents, [], env, issues, wholeRefs, badRefs);
 
   let data: unknown;
@@ -135,10 +137,6 @@ function yamlErrors(doc: Document.Parsed, text: string, file: string, lines: Lin
     // yaml quotes the offending token; keep it only when it is punctuation, never a value
     msg = msg.replace(/: "([^"]*)"$/, (m, tok: string) => (/^[^\w]{1,3}$/.test(tok) ? m : ''));
     if (err.code === 'DUPLICATE_KEY') msg = 'duplicate key (each key may appear once per mapping)';
-    const source = text.split(/\r?\n/)[line - 1] ?? '';
-    if (source.includes('${') && /[{[]/.test(source.replace(/\$\{[^}]*\}/g, ''))) {
-      msg += ' (a ${...} inside { } or [ ] must be quoted: "${NAME}")';
-    }
     out.push(`${file}:${line}:${col} ${msg}`);
   }
   return out;
@@ -148,6 +146,37 @@ function yamlErrors(doc: Document.Parsed, text: string, file: string, lines: Lin
 // ${ENV} interpolation, on parsed scalars so that line numbers stay right
 
 const REF = /^([A-Za-z_][A-Za-z0-9_]*)(?::-([\s\S]*))?$/;
+
+// `auth: { user: ${SMTP_USER}, pass: ${SMTP_PASS} }` is what people write (DESIGN.md does), but
+// `{` and `}` are flow indicators, so that is not valid YAML. Before parsing, each `${...}` is
+// replaced by a placeholder of the SAME length made of characters that are plain-scalar safe (so
+// lines and columns in error messages stay right); the parsed values get the original text back.
+const MASK_START = '\uE000';
+const MASK_PAD = '\uE001';
+const MASKED = /\uE000([0-9a-z]+)\uE001*/g;
+
+function maskReferences(text: string): { text: string; refs: string[] } {
+  const refs: string[] = [];
+  const out = text.replace(/(\$?)\$\{[^}\n]*\}/g, (match: string, escaped: string) => {
+    if (escaped) return match; // $${ is a literal ${
+    const id = refs.length.toString(36);
+    if (id.length + 1 > match.length) return match;
+    refs.push(match);
+    return MASK_START + id + MASK_PAD.repeat(match.length - 1 - id.length);
+  });
+  return { text: out, refs };
+}
+
+function unmaskNode(node: unknown, refs: string[]): void {
+  if (refs.length === 0) return;
+  if (isMap(node)) {
+    for (const pair of node.items) unmaskNode(pair.value, refs);
+  } else if (isSeq(node)) {
+    for (const item of node.items) unmaskNode(item, refs);
+  } else if (isScalar(node) && typeof node.value === 'string' && node.value.includes(MASK_START)) {
+    node.value = node.value.replace(MASKED, (m: string, id: string) => refs[parseInt(id, 36)] ?? m);
+  }
+}
 
 function interpolateNode(
   node: unknown,
