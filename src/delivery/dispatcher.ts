@@ -48,6 +48,12 @@ const DEFAULT_POLL_MS = 1000;
 const MAX_LOOP_BACKOFF_MS = 30_000;
 const MIN_WAKE_MS = 5;
 
+/** two event-loop turns: nodemailer's pool assigns queued mail on setImmediate, then writes MAIL FROM */
+async function yieldToIo(): Promise<void> {
+  await new Promise<void>((r) => setImmediate(r));
+  await new Promise<void>((r) => setImmediate(r));
+}
+
 export class Dispatcher {
   private readonly o: DispatcherOptions;
   private readonly log: pino.Logger;
@@ -173,7 +179,24 @@ export class Dispatcher {
     this.clearWake();
     let idleFor: number | undefined;
     try {
+      if (this.running && Date.now() - this.lastRecoverAt >= this.o.leaseMs) await this.recoverExpired();
+      // Claim first: freed slots are refilled without waiting for the outcome write (the write
+      // only has to happen while we hold the leases), and the new sends reach the wire before
+      // the write's commit (an fsync with SQLite) blocks the event loop.
+      const free = this.o.concurrency - this.sending;
+      let claimed = 0;
+      if (this.running && this.circuitState === 'closed' && free > 0) {
+        const rows = await this.o.store.claimDue({
+          owner: this.o.owner,
+          limit: free,
+          leaseMs: this.o.leaseMs,
+        });
+        claimed = rows.length;
+        for (const row of rows) void this.send(row);
+        if (rows.length < free) idleFor = await this.untilNextDue();
+      }
       if (this.outcomes.length) {
+        if (claimed) await yieldToIo();
         const batch = this.outcomes;
         this.outcomes = [];
         try {
@@ -183,17 +206,6 @@ export class Dispatcher {
           this.outcomes = batch.concat(this.outcomes);
           throw err;
         }
-      }
-      if (this.running && Date.now() - this.lastRecoverAt >= this.o.leaseMs) await this.recoverExpired();
-      const free = this.o.concurrency - this.sending;
-      if (this.running && this.circuitState === 'closed' && free > 0) {
-        const rows = await this.o.store.claimDue({
-          owner: this.o.owner,
-          limit: free,
-          leaseMs: this.o.leaseMs,
-        });
-        for (const row of rows) void this.send(row);
-        if (rows.length < free) idleFor = await this.untilNextDue();
       }
       this.contiguousErrors = 0;
     } catch (err) {

@@ -2,13 +2,14 @@
 // classification of every failure into what the outbox should do with the row.
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { Transform, pipeline } from 'node:stream';
+import { Transform } from 'node:stream';
 import nodemailer from 'nodemailer';
 import type { SendMailOptions } from 'nodemailer';
 import type pino from 'pino';
 import type { SmtpConfig } from '../config/schema.ts';
 import type { RenderedMessage, SendResult } from '../types.ts';
 import { coerceError } from '../util/errors.ts';
+import { createThreadedSmtpSink } from './smtp-thread.ts';
 
 /**
  * What the outbox does with a failed send:
@@ -21,6 +22,15 @@ import { coerceError } from '../util/errors.ts';
  */
 export type FailureKind = 'retry' | 'dead' | 'auth' | 'uncertain';
 
+export interface SendErrorInit {
+  kind: FailureKind;
+  code?: string;
+  responseCode?: number;
+  response?: string;
+  command?: string;
+  originalCode?: string;
+}
+
 export class SendError extends Error {
   override name = 'SendError';
   kind: FailureKind;
@@ -28,23 +38,29 @@ export class SendError extends Error {
   responseCode?: number;
   response?: string;
   command?: string;
-  constructor(
-    message: string,
-    init: {
-      kind: FailureKind;
-      code?: string;
-      responseCode?: number;
-      response?: string;
-      command?: string;
-      cause?: unknown;
-    },
-  ) {
+  /** the system or TLS code behind an ESOCKET, e.g. DEPTH_ZERO_SELF_SIGNED_CERT */
+  originalCode?: string;
+  constructor(message: string, init: SendErrorInit & { cause?: unknown }) {
     super(message, { cause: init.cause });
     this.kind = init.kind;
     this.code = init.code;
     this.responseCode = init.responseCode;
     this.response = init.response;
     this.command = init.command;
+    this.originalCode = init.originalCode;
+  }
+
+  /** plain data (crosses the worker-thread boundary) */
+  toJSON(): SendErrorInit & { message: string } {
+    return {
+      message: this.message,
+      kind: this.kind,
+      code: this.code,
+      responseCode: this.responseCode,
+      response: this.response,
+      command: this.command,
+      originalCode: this.originalCode,
+    };
   }
 }
 
@@ -124,17 +140,37 @@ interface SendTracker {
   dataWritten: boolean;
 }
 
-export function createSmtpSink(cfg: SmtpConfig, opts: { baseDir: string; logger?: pino.Logger }): SmtpSink {
-  const log = opts.logger;
+export interface SmtpSinkOptions {
+  /** tls.ca is read relative to this (the config file's directory) */
+  baseDir: string;
+  logger?: pino.Logger;
+  /**
+   * Run nodemailer on the calling thread instead of a worker thread (default false). The worker
+   * keeps SMTP sockets moving while the main thread is blocked in SQLite's synchronous commits
+   * (an fsync each), and keeps MIME building off the loop that polls and serves HTTP.
+   */
+  inProcess?: boolean;
+}
+
+export function createSmtpSink(cfg: SmtpConfig, opts: SmtpSinkOptions): SmtpSink {
   if (cfg.tls.rejectUnauthorized === false) {
-    log?.warn(
+    opts.logger?.warn(
       { host: cfg.host, port: cfg.port },
       'SMTP TLS certificate verification is DISABLED (smtp.tls.rejectUnauthorized: false): ' +
         'anyone on the network path can read the mail and the SMTP password',
     );
   }
+  // read here so that a missing CA file fails at start-up, on the caller's thread
+  if (cfg.tls.ca) readFileSync(resolve(opts.baseDir, cfg.tls.ca));
+  return opts.inProcess
+    ? createInProcessSmtpSink(cfg, opts.baseDir)
+    : createThreadedSmtpSink(cfg, opts.baseDir);
+}
+
+/** The nodemailer pool on the current thread (what the worker thread runs). */
+export function createInProcessSmtpSink(cfg: SmtpConfig, baseDir: string): SmtpSink {
   const tls: Record<string, unknown> = { rejectUnauthorized: cfg.tls.rejectUnauthorized };
-  if (cfg.tls.ca) tls.ca = readFileSync(resolve(opts.baseDir, cfg.tls.ca));
+  if (cfg.tls.ca) tls.ca = readFileSync(resolve(baseDir, cfg.tls.ca));
   if (cfg.tls.servername) tls.servername = cfg.tls.servername;
 
   const transport = nodemailer.createTransport({
@@ -184,7 +220,10 @@ export function createSmtpSink(cfg: SmtpConfig, opts: { baseDir: string; logger?
         pass.once('end', () => {
           tracker.dataWritten = true;
         });
-        pipeline(input, pass, () => {});
+        // pipe + error forwarding rather than stream.pipeline, whose AbortController costs a
+        // DOMException (with a stack) per message
+        input.once('error', (err) => pass.destroy(err));
+        input.pipe(pass);
         return pass;
       });
     }
@@ -200,6 +239,7 @@ export function createSmtpSink(cfg: SmtpConfig, opts: { baseDir: string; logger?
       responseCode: typeof e.responseCode === 'number' ? e.responseCode : undefined,
       response: typeof e.response === 'string' ? e.response : undefined,
       command: typeof e.command === 'string' ? e.command : undefined,
+      originalCode: typeof e.originalCode === 'string' ? e.originalCode : undefined,
       cause: e,
     });
   };
