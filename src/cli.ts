@@ -113,6 +113,19 @@ const commands: Record<string, Command> = {
       return printStatus(config, { json: Boolean(values.json), out });
     },
   },
+  demo: {
+    summary: 'try it without credentials: org emulator + Lead generator + capture inbox + worker',
+    usage: 'lead-notifier demo [--inbox-port N] [--interval SECONDS] [--no-generator]',
+    options: {
+      'inbox-port': { type: 'string' },
+      interval: { type: 'string' },
+      'no-generator': { type: 'boolean' },
+    },
+    async run(values) {
+      const { runDemoCommand } = await import('./demo/demo.ts');
+      return runDemoCommand(values);
+    },
+  },
   emulator: {
     summary: 'run the local Salesforce org emulator alone and print its URL',
     usage: 'lead-notifier emulator [--port N] [--host ADDR]',
