@@ -61,6 +61,8 @@ export class Dispatcher {
   private readonly pollMs: number;
   private running = false;
   private stopping = false;
+  /** stop() has returned: nothing runs any more (the store may be closed) */
+  private halted = false;
   private circuitState: 'closed' | 'open' = 'closed';
   private sending = 0;
   private outcomes: Outcome[] = [];
@@ -113,7 +115,10 @@ export class Dispatcher {
     this.clearWake();
     if (this.probeTimer) clearTimeout(this.probeTimer);
     this.probeTimer = undefined;
-    if (this.isDrained()) return;
+    if (this.isDrained()) {
+      this.halted = true;
+      return;
+    }
     this.scheduleTick();
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
@@ -121,6 +126,8 @@ export class Dispatcher {
       new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, timeoutMs)))),
     ]);
     clearTimeout(timer);
+    this.halted = true;
+    this.clearWake();
     if (!this.isDrained()) {
       this.log.warn(
         { inFlight: this.sending, unwritten: this.outcomes.length },
@@ -148,7 +155,7 @@ export class Dispatcher {
   }
 
   private scheduleTick(): void {
-    if (this.tickScheduled) return;
+    if (this.tickScheduled || this.halted) return;
     this.tickScheduled = true;
     // setImmediate: outcomes of sends that complete in the same turn are flushed together
     setImmediate(() => {
@@ -230,6 +237,7 @@ export class Dispatcher {
       if (this.stopping && this.outcomes.length) {
         // a store error while draining: try the outcome write again after the backoff
         this.wakeTimer = setTimeout(() => this.scheduleTick(), idleFor);
+        this.wakeTimer.unref();
       } else {
         this.armWake(idleFor);
       }

@@ -64,6 +64,8 @@ export interface CaptureServer {
   /** replace (or with undefined remove) a fault hook while running */
   setHandler<K extends keyof CaptureHooks>(name: K, fn: CaptureHooks[K] | undefined): void;
   setAuth(auth: { user: string; pass: string }): void;
+  /** forget what was captured so far (stats stay) */
+  clear(): void;
   /** drop the TCP connection of a session without a reply (use from any hook to simulate a reset) */
   destroySession(sessionId: string): void;
   readonly stats: { connections: number; authAttempts: number; authFailures: number; dataCommands: number };
@@ -225,6 +227,9 @@ export async function startCaptureServer(opts: CaptureServerOptions = {}): Promi
       auth = a;
     },
     destroySession,
+    clear() {
+      messages.length = 0;
+    },
     async close() {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
