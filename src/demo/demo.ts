@@ -51,8 +51,8 @@ export interface Demo {
   app: App;
   /** Ids of the sample sales reps (Lead owners) */
   ownerIds: string[];
-  /** create one generated Lead now; returns its Id */
-  addLead(): string;
+  /** create one generated Lead now */
+  addLead(): { id: string; lead: Record<string, unknown> };
   /** stop everything; safe twice */
   stop(): Promise<void>;
 }
@@ -184,12 +184,12 @@ export async function startDemo(opts: DemoOptions = {}): Promise<Demo> {
 
     emails.onAdd((e) => out(forTerminal(`  mail  ${e.to}: ${e.subject}`)));
 
-    const addLead = (): string => {
+    const addLead = (): { id: string; lead: Record<string, unknown> } => {
       const lead = nextLead();
       const [id] = emulator.control.insert('Lead', [lead]);
       const owner = SAMPLE_USERS[ownerIds.indexOf(String(lead.OwnerId))];
       out(forTerminal(`  lead  ${id} ${describeLead(lead)}, owner ${owner?.email ?? '?'}`));
-      return id!;
+      return { id: id!, lead };
     };
 
     const intervalMs = opts.intervalMs ?? DEFAULT_INTERVAL_MS;
