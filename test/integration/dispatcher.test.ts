@@ -9,6 +9,7 @@ import { backoffDelay } from '../../src/delivery/outcomes.ts';
 import { createSmtpSink, type SmtpSink } from '../../src/sinks/smtp.ts';
 import { openStore } from '../../src/store/index.ts';
 import type { NewOutboxRow, OutboxRow, Store } from '../../src/types.ts';
+import { dropSchemas, randomSchema, withSchema } from '../helpers/postgres.ts';
 import {
   smtpError,
   startCaptureServer,
@@ -351,6 +352,33 @@ describe('dispatcher', () => {
     expect(a.server.messages.length).toBeGreaterThan(0);
     expect(b.server.messages.length).toBeGreaterThan(0);
   });
+
+  // PostgreSQL is the store replicas share: two dispatchers, each with its own pool, one schema.
+  it.skipIf(!process.env.TEST_DATABASE_URL)(
+    'two dispatchers on one PostgreSQL store never send a row twice',
+    async () => {
+      const base = process.env.TEST_DATABASE_URL!;
+      const schema = randomSchema('t_dispatch');
+      cleanups.push(() => dropSchemas(base, schema));
+      const url = withSchema(base, schema);
+      const store1 = await openStore(url);
+      cleanups.push(() => store1.close());
+      const store2 = await openStore(url);
+      cleanups.push(() => store2.close());
+      const a = await rig({ store: store1, smtp: { pool: { maxConnections: 4 } } });
+      const b = await rig({ store: store2, smtp: { pool: { maxConnections: 4 } } });
+      await enqueue(store1, rows(120));
+      a.dispatcher.start();
+      b.dispatcher.start();
+      await waitUntil('all sent', async () => (await store1.counts()).total.sent === 120, 15_000);
+      await sleep(100);
+      const got = [...a.server.messages, ...b.server.messages].map((m) => m.messageId);
+      expect(got).toHaveLength(120);
+      expect(new Set(got).size).toBe(120);
+      expect(a.server.messages.length).toBeGreaterThan(0);
+      expect(b.server.messages.length).toBeGreaterThan(0);
+    },
+  );
 
   it('a store failure is a logged loop error, not a crash; the loop carries on', async () => {
     const r = await rig();
