@@ -38,24 +38,24 @@ function secondsAgo(s: number): Date {
 
 describe('lead-notifier run, end to end', () => {
   it('emails 2,500 leads exactly once: late commits, a shared CreatedDate across a page boundary, nothing historic', async () => {
-    // lookback 2m: sweeps every 30 s (min(60 s, lookback / 4))
-    stack = await startStack({ rule: { lookback: '2m' } });
+    // startFrom 5 minutes back: late commits must land between the floor and the cursor.
+    // lookback 2m: sweeps every 30 s (min(60 s, lookback / 4)).
+    const startFrom = secondsAgo(300);
+    stack = await startStack({ rule: { lookback: '2m', startFrom: startFrom.toISOString() } });
     const { emu } = stack;
-    // Historic leads: created before the first start, never notified (startFrom: now).
+    // Historic leads: created before startFrom, never notified.
     const historic = emu.org.insertMany(
       'Lead',
       Array.from({ length: 50 }, (_, i) => leadFields(-i - 1)),
-      { createdDate: secondsAgo(120) },
+      { createdDate: secondsAgo(360) },
     );
-    await new Promise((r) => setTimeout(r, 1100)); // the floor is fixed at the first start, to the second
     proc = stack.run();
     await started(proc);
 
     const ids: string[] = [];
     // 1,900 leads then 300 sharing one CreatedDate second: one poll reads 2,200 records and the
     // page boundary at 2,000 falls inside the shared second.
-    // (Both batches carry timestamps from just after the first start: committed a moment late.)
-    await new Promise((r) => setTimeout(r, 2500));
+    // (Both batches carry timestamps a second or two old: committed a moment late.)
     const first = emu.org.insertMany(
       'Lead',
       Array.from({ length: 1900 }, (_, i) => leadFields(i)),
@@ -79,7 +79,14 @@ describe('lead-notifier run, end to end', () => {
     }
     expect(ids).toHaveLength(2500);
 
-    await waitFor(() => stack!.smtp.messages.length >= 2500, 90_000, '2,500 deliveries');
+    await waitFor(() => stack!.smtp.messages.length >= 2500, 90_000, '2,500 deliveries').catch((e: unknown) => {
+      const got = deliveriesByRecord(stack!);
+      const lost = ids.filter((id) => !got.has(id));
+      throw new Error(
+        `${String(e)}: ${stack!.smtp.messages.length} received; missing ${lost.length}, e.g. ${lost.slice(0, 3).join(' ')}\n` +
+          proc!.lines.filter((l) => !l.includes('"msg":"sent"')).slice(-12).join('\n'),
+      );
+    });
     // A few more poll cycles: the lookback re-reads everything again and must send nothing new.
     await new Promise((r) => setTimeout(r, 3000));
     const counts = deliveriesByRecord(stack);
