@@ -135,7 +135,9 @@ export async function startDemo(opts: DemoOptions = {}): Promise<Demo> {
         port: inboxPort,
         hints: [
           'Every few seconds a new Lead appears in the local Salesforce org emulator. The worker polls it every 2 s and emails each new Lead once per matching rule (config/demo.yaml):',
-          'new-web-lead: LeadSource = Web, to web-desk@example.com, with an HTML card and the record as JSON attachment. lead-owner: every Lead, to its owner (the address comes from the record; allowRecipients fences it to *@example.com). hot-lead: Rating = Hot, importance high, to the owner and the sales manager.',
+          '• new-web-lead: LeadSource = Web, to web-desk@example.com, with an HTML card and the record as a JSON attachment.',
+          '• lead-owner: every Lead, to the sales rep who owns it. The address comes from the record, so allowRecipients fences it to *@example.com.',
+          '• hot-lead: Rating = Hot, importance high, to the owner with the sales manager in Cc.',
           'Some Leads carry hostile data, as web forms do (<b>, <script>, line breaks in a company name): look how the emails show it as text.',
         ],
         links: [

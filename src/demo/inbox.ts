@@ -130,7 +130,8 @@ aside p{margin:0 0 10px;color:#3e4c59;overflow-wrap:anywhere}
 aside code{background:#f0f2f5;padding:1px 4px;border-radius:3px;font-size:12px}
 table{border-collapse:collapse;width:100%}
 th{text-align:left;font-weight:600;color:#5a6872;font-size:12px;text-transform:uppercase;letter-spacing:.04em;padding:8px 12px;border-bottom:1px solid #dde1e6;background:#fafbfc}
-td{padding:9px 12px;border-bottom:1px solid #eef0f3;vertical-align:top;overflow-wrap:anywhere}
+td{padding:9px 12px;border-bottom:1px solid #eef0f3;vertical-align:top;overflow-wrap:break-word}
+td.subject{overflow-wrap:anywhere}
 tr.msg{cursor:pointer}
 tr.msg:hover td{background:#f0f6ff}
 td.time{white-space:nowrap;color:#5a6872;font-variant-numeric:tabular-nums;width:80px}
