@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import nodemailer from 'nodemailer';
+import type { SendMailOptions } from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createEmailStore, startCaptureSmtp } from '../../src/demo/capture.ts';
 import type { CaptureSmtp, EmailStore } from '../../src/demo/capture.ts';
@@ -123,7 +124,7 @@ describe('demo inbox', () => {
     inbox = smtp = undefined;
   });
 
-  async function deliver(mail: nodemailer.SendMailOptions): Promise<void> {
+  async function deliver(mail: SendMailOptions): Promise<void> {
     const transport = nodemailer.createTransport({
       host: '127.0.0.1',
       port: smtp!.port,
