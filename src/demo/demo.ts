@@ -195,17 +195,19 @@ export async function startDemo(opts: DemoOptions = {}): Promise<Demo> {
     };
 
     const intervalMs = opts.intervalMs ?? DEFAULT_INTERVAL_MS;
-    let timer: NodeJS.Timeout | undefined;
+    const timers: NodeJS.Timeout[] = [];
     if (opts.generator !== false) {
-      timer = setInterval(() => {
+      const generate = (): void => {
         try {
           addLead();
         } catch (e) {
           out(`  generator: ${coerceError(e).message}`);
         }
-      }, intervalMs);
+      };
+      // the first Lead soon after the banner, so the inbox is not empty for long
+      timers.push(setTimeout(generate, Math.min(intervalMs, 1500)), setInterval(generate, intervalMs));
       // pushed last, so undone first: no new Leads while the worker drains
-      cleanups.push(() => clearInterval(timer));
+      cleanups.push(() => timers.forEach((t) => clearTimeout(t)));
     }
 
     printBanner(out, {
