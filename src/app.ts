@@ -44,8 +44,10 @@ export interface AppOptions {
   pollOnStart?: boolean;
 }
 
-const LIMIT_BACKOFF_MIN_MS = 60_000;
-const LIMIT_BACKOFF_MAX_MS = 15 * 60_000;
+// Once the org's allocation is used up, polls pause (cursor unmoved) and probe again after 15 s,
+// doubling up to 5 minutes: a probe costs one call, and the allocation is a rolling 24 h window.
+const LIMIT_BACKOFF_MIN_MS = 15_000;
+const LIMIT_BACKOFF_MAX_MS = 5 * 60_000;
 
 export class App {
   readonly config: LoadedConfig;

@@ -159,6 +159,56 @@ describe('lead-notifier run, end to end', () => {
     );
   }, 240_000);
 
+  it('Salesforce faults mid-run (expired session, REQUEST_LIMIT_EXCEEDED, 503 bursts, non-JSON reply): nothing lost, nothing twice', async () => {
+    stack = await startStack();
+    const { emu } = stack;
+    proc = stack.run();
+    await started(proc);
+    const ids: string[] = [];
+    const batch = (n: number, from: number) => {
+      for (let i = 0; i < n; i++) ids.push(emu.org.insert('Lead', leadFields(from + i)).Id);
+    };
+    const pollsSoFar = () => proc!.lines.filter((l) => l.includes('"msg":"poll"')).length;
+    const nextPolls = async (n: number) => {
+      const target = pollsSoFar() + n;
+      await waitFor(() => pollsSoFar() >= target, 30_000, `${n} more polls`);
+    };
+
+    batch(50, 0);
+    emu.control.expireSessions(); // jsforce refreshes through our refreshFn
+    await nextPolls(2);
+    batch(50, 100);
+    // a 503 burst longer than jsforce's own retries: the poll fails, the next one catches up
+    emu.control.addFault({ path: '/query', status: 503, errorCode: 'SERVER_UNAVAILABLE', count: 8 });
+    await proc.waitForLine((_l, j) => j?.msg === 'poll failed; cursor unchanged, retried on the next tick', 30_000);
+    batch(50, 200);
+    // a maintenance page instead of JSON
+    emu.control.addFault({ path: '/query', status: 200, body: '<html><body>Down for maintenance</body></html>', contentType: 'text/html', count: 2 });
+    await nextPolls(1);
+    batch(50, 300);
+    // the org's API allocation runs out: polling pauses with the cursor unmoved
+    const limits = emu.control.limits();
+    emu.control.setLimits({ used: limits.max });
+    await proc.waitForLine((_l, j) => typeof j?.msg === 'string' && j.msg.includes('REQUEST_LIMIT_EXCEEDED'), 30_000);
+    batch(50, 400);
+    await new Promise((r) => setTimeout(r, 2000));
+    emu.control.setLimits({ used: 0 });
+    // resumes after its back-off (15 s) and catches up
+    await waitFor(() => stack!.smtp.messages.length >= 250, 60_000, '250 deliveries');
+    await nextPolls(3);
+    const counts = deliveriesByRecord(stack);
+    expect(ids.filter((id) => !counts.has(id))).toEqual([]);
+    expect([...counts].filter(([, n]) => n > 1)).toEqual([]);
+    expect(stack.smtp.messages).toHaveLength(250);
+    // the cursor never passed a record it had not enqueued: it is at the newest CreatedDate seen
+    // (the org keeps datetimes as epoch milliseconds)
+    const newest = Math.max(...ids.map((id) => Number(emu.org.get('Lead', id)!.values.CreatedDate)));
+    const status = JSON.parse((await stack.cli(['status', '--json'])).stdout) as {
+      checkpoints: Array<{ watermark: string }>;
+    };
+    expect(Date.parse(status.checkpoints[0]!.watermark)).toBe(newest);
+  }, 120_000);
+
   it('hostile record data: HTML escaped, no injected header, foreign recipient blocked', async () => {
     stack = await startStack({
       rule: {
