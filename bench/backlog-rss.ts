@@ -65,7 +65,10 @@ async function runDaemon(label: string, expected: number): Promise<{ peak: numbe
   };
   writeFileSync(join(dir, 'n.yaml'), stringify(config));
   const env = { ...process.env };
-  const child = spawn(process.execPath, [CLI, 'run', '-c', join(dir, 'n.yaml')], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(process.execPath, [CLI, 'run', '-c', join(dir, 'n.yaml')], {
+    env,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   const start = Date.now();
   const startReceived = received;
   let peak = 0;
@@ -81,7 +84,9 @@ async function runDaemon(label: string, expected: number): Promise<{ peak: numbe
   child.kill('SIGTERM');
   await new Promise((r) => child.on('exit', r));
   rmSync(dir, { recursive: true, force: true });
-  console.log(`  ${label}: peak RSS ${(peak / 1048576).toFixed(1)} MB, ${received - startReceived} sent in ${seconds.toFixed(1)} s`);
+  console.log(
+    `  ${label}: peak RSS ${(peak / 1048576).toFixed(1)} MB, ${received - startReceived} sent in ${seconds.toFixed(1)} s`,
+  );
   return { peak, seconds };
 }
 

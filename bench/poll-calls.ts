@@ -26,13 +26,22 @@ try {
       name: 'bench',
       startFrom: '2026-01-01T00:00:00Z',
       select: ['FirstName', 'LastName', 'Company', 'Email', 'Owner.Email'],
-      email: { from: 'desk@example.com', to: '{{Owner.Email}}', subject: 'New lead {{LastName}}', text: '{{Company}}' },
+      email: {
+        from: 'desk@example.com',
+        to: '{{Owner.Email}}',
+        subject: 'New lead {{LastName}}',
+        text: '{{Company}}',
+      },
     });
     const sf = {
       loginUrl: emu.url,
       apiVersion: '62.0',
       requestTimeoutMs: 60_000,
-      auth: { flow: 'client_credentials' as const, clientId: 'emulator-client', clientSecret: 'emulator-secret' },
+      auth: {
+        flow: 'client_credentials' as const,
+        clientId: 'emulator-client',
+        clientSecret: 'emulator-secret',
+      },
     };
     const conn = createConnection(sf, dir);
     await connectSalesforce(conn, sf, dir);

@@ -8,8 +8,12 @@ const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
 if (process.features.typescript) {
   await import(cli);
 } else {
-  const r = spawnSync(process.execPath, ['--experimental-strip-types', '--no-warnings', cli, ...process.argv.slice(2)], {
-    stdio: 'inherit',
-  });
+  const r = spawnSync(
+    process.execPath,
+    ['--experimental-strip-types', '--no-warnings', cli, ...process.argv.slice(2)],
+    {
+      stdio: 'inherit',
+    },
+  );
   process.exit(r.status ?? 1);
 }

@@ -112,7 +112,10 @@ export class App {
     const enabled = cfg.rules.filter((r) => r.enabled);
     const compiled = new Map(enabled.map((r) => [r.name, compileRule(r, cfg.baseDir)]));
 
-    this.sink = createSmtpSink(cfg.smtp, { baseDir: cfg.baseDir, logger: this.opts.logger.child({ component: 'smtp' }) });
+    this.sink = createSmtpSink(cfg.smtp, {
+      baseDir: cfg.baseDir,
+      logger: this.opts.logger.child({ component: 'smtp' }),
+    });
     const leaseMs = cfg.delivery.leaseMs ?? cfg.smtp.sendTimeoutMs + 30_000;
     this.dispatcher = new Dispatcher({
       store,
@@ -280,7 +283,11 @@ export class App {
       if (e.outcome === 'sent') this.smtp = { state: 'ok', lastError: null, checkedAt: at };
       // A 4xx reply means the server is there and talking; no reply at all means it is not.
       else if (e.failure === 'auth' || (e.failure === 'retry' && e.responseCode === undefined))
-        this.smtp = { state: 'error', lastError: `send failed (${e.responseCode ?? 'no connection'})`, checkedAt: at };
+        this.smtp = {
+          state: 'error',
+          lastError: `send failed (${e.responseCode ?? 'no connection'})`,
+          checkedAt: at,
+        };
     }
   }
 
@@ -295,7 +302,7 @@ export class App {
       } catch (e) {
         const err = coerceError(e);
         this.salesforce = { state: 'error', lastError: err.message };
-        throw new Error(`Salesforce authentication failed: ${err.message}`, { cause: err });
+        throw new Error(`Salesforce authentication failed: ${err.message}`, { cause: e });
       } finally {
         this.connecting = undefined;
       }
@@ -312,7 +319,10 @@ export class App {
     this.tasks = [];
     for (const s of this.streamers.values()) await s.stop();
     // A poll commits page by page; waiting for it is bounded like the sends.
-    await Promise.race([Promise.allSettled([...this.inFlightPolls]), sleep(Math.max(0, deadline - Date.now()))]);
+    await Promise.race([
+      Promise.allSettled([...this.inFlightPolls]),
+      sleep(Math.max(0, deadline - Date.now())),
+    ]);
     await this.dispatcher?.stop(Math.max(0, deadline - Date.now()));
     await this.sink?.close();
     await this.store?.close();

@@ -7,7 +7,12 @@ import { buildPollQuery } from './sources/salesforce/soql.ts';
 import { coerceError } from './util/errors.ts';
 
 /** errorCodes that mean the rule, not the network, is wrong */
-const RULE_ERRORS = new Set(['INVALID_FIELD', 'MALFORMED_QUERY', 'INVALID_TYPE', 'INVALID_QUERY_FILTER_OPERATOR']);
+const RULE_ERRORS = new Set([
+  'INVALID_FIELD',
+  'MALFORMED_QUERY',
+  'INVALID_TYPE',
+  'INVALID_QUERY_FILTER_OPERATOR',
+]);
 
 export async function checkConnections(config: LoadedConfig, out: (line: string) => void): Promise<number> {
   let code = 0;
@@ -18,7 +23,9 @@ export async function checkConnections(config: LoadedConfig, out: (line: string)
     for (const rule of config.rules.filter((r) => r.enabled)) {
       const soql = `${buildPollQuery(rule, new Date())} LIMIT 1`;
       try {
-        await conn.request(`/services/data/v${config.salesforce.apiVersion}/query?q=${encodeURIComponent(soql)}`);
+        await conn.request(
+          `/services/data/v${config.salesforce.apiVersion}/query?q=${encodeURIComponent(soql)}`,
+        );
         out(`  rule ${rule.name}: query ok`);
       } catch (e) {
         const err = coerceError(e) as Error & { errorCode?: string };

@@ -31,7 +31,9 @@ export async function dryRun(config: LoadedConfig, o: DryRunOptions): Promise<nu
       `SELECT ${selectList(rule).join(', ')} FROM ${rule.object} WHERE ${where.join(' AND ')}` +
       ` ORDER BY CreatedDate DESC, Id DESC LIMIT ${o.limit}`;
     const page = asQueryPage(
-      await conn.request(`/services/data/v${config.salesforce.apiVersion}/query?q=${encodeURIComponent(soql)}`),
+      await conn.request(
+        `/services/data/v${config.salesforce.apiVersion}/query?q=${encodeURIComponent(soql)}`,
+      ),
     );
     if (!o.json) o.out(`rule ${rule.name}: ${page.records.length} record(s) since ${o.since.toISOString()}`);
     for (const raw of page.records) {

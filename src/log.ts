@@ -73,7 +73,8 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
     (process.env.LOG_FORMAT === 'pretty' || (process.env.LOG_FORMAT !== 'json' && process.stdout.isTTY)
       ? 'pretty'
       : 'json');
-  const stream = format === 'pretty' ? pinoPretty({ destination: scrubbed, sync: true, colorize: false }) : scrubbed;
+  const stream =
+    format === 'pretty' ? pinoPretty({ destination: scrubbed, sync: true, colorize: false }) : scrubbed;
   return pino(
     {
       level: process.env.LOG_LEVEL ?? opts.level ?? 'info',

@@ -21,7 +21,12 @@ export async function printStatus(
           {
             checkpoints,
             outbox: counts,
-            uncertain: unknown.map((r) => ({ id: r.id, rule: r.rule, recordId: r.recordId, lastError: r.lastError })),
+            uncertain: unknown.map((r) => ({
+              id: r.id,
+              rule: r.rule,
+              recordId: r.recordId,
+              lastError: r.lastError,
+            })),
             lastErrors: errors.map((r) => ({
               id: r.id,
               rule: r.rule,
@@ -38,21 +43,27 @@ export async function printStatus(
       return 0;
     }
     o.out('Checkpoints');
-    for (const c of checkpoints) o.out(`  ${c.rule}: watermark ${c.watermark} (floor ${c.floor}, updated ${c.updatedAt})`);
+    for (const c of checkpoints)
+      o.out(`  ${c.rule}: watermark ${c.watermark} (floor ${c.floor}, updated ${c.updatedAt})`);
     if (checkpoints.length === 0) o.out('  (none yet)');
     o.out('Outbox');
     o.out(`  ${'rule'.padEnd(24)} ${OUTBOX_STATES.map((s) => s.padStart(8)).join(' ')}`);
     for (const [rule, byState] of Object.entries(counts.byRule)) {
-      o.out(`  ${rule.padEnd(24)} ${OUTBOX_STATES.map((s) => String(byState[s] ?? 0).padStart(8)).join(' ')}`);
+      o.out(
+        `  ${rule.padEnd(24)} ${OUTBOX_STATES.map((s) => String(byState[s] ?? 0).padStart(8)).join(' ')}`,
+      );
     }
-    o.out(`  ${'total'.padEnd(24)} ${OUTBOX_STATES.map((s) => String(counts.total[s]).padStart(8)).join(' ')}`);
+    o.out(
+      `  ${'total'.padEnd(24)} ${OUTBOX_STATES.map((s) => String(counts.total[s]).padStart(8)).join(' ')}`,
+    );
     if (unknown.length > 0) {
       o.out(`Uncertain (state unknown: may or may not have been delivered; resolve with 'outbox resolve')`);
       for (const r of unknown) o.out(`  #${r.id} ${r.rule} ${r.recordId}: ${r.lastError ?? ''}`);
     }
     if (errors.length > 0) {
       o.out('Last errors');
-      for (const r of errors) o.out(`  #${r.id} ${r.rule} ${r.recordId} [${r.state}] ${r.updatedAt}: ${r.lastError}`);
+      for (const r of errors)
+        o.out(`  #${r.id} ${r.rule} ${r.recordId} [${r.state}] ${r.updatedAt}: ${r.lastError}`);
     }
     return 0;
   } finally {

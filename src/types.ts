@@ -46,7 +46,14 @@ export interface RenderedMessage {
  * unknown: found `sending` after a crash, not re-sent unless onUncertain is resend ("uncertain").
  */
 export type OutboxState = 'pending' | 'sending' | 'sent' | 'failed' | 'dead' | 'unknown';
-export const OUTBOX_STATES: readonly OutboxState[] = ['pending', 'sending', 'sent', 'failed', 'dead', 'unknown'];
+export const OUTBOX_STATES: readonly OutboxState[] = [
+  'pending',
+  'sending',
+  'sent',
+  'failed',
+  'dead',
+  'unknown',
+];
 
 /** A row to enqueue. A row whose render failed is enqueued as dead with the reason. */
 export interface NewOutboxRow {
@@ -144,7 +151,11 @@ export interface Store {
    * ONE transaction: insert rows (a row whose rule+recordId exists already is skipped) and set
    * the rule's checkpoint. Returns how many rows were new.
    */
-  commitBatch(rule: string, rows: NewOutboxRow[], checkpoint: CheckpointUpdate): Promise<{ inserted: number }>;
+  commitBatch(
+    rule: string,
+    rows: NewOutboxRow[],
+    checkpoint: CheckpointUpdate,
+  ): Promise<{ inserted: number }>;
   /** which of these record ids the rule's ledger already holds (lets a re-read skip rendering) */
   existingRecordIds(rule: string, recordIds: string[]): Promise<Set<string>>;
   /** pending rows, and failed rows whose next attempt is due -> sending, leased to `owner`; attempts+1 */

@@ -203,7 +203,9 @@ export class PostgresStore implements Store {
           watermark,
           checkpoint.replayId ?? null,
           checkpoint.replayId !== undefined,
-          checkpoint.sweptAt === undefined ? null : normalizeInstant(checkpoint.sweptAt, 'checkpoint sweptAt'),
+          checkpoint.sweptAt === undefined
+            ? null
+            : normalizeInstant(checkpoint.sweptAt, 'checkpoint sweptAt'),
         ],
       );
       if (sorted.length === 0) return { inserted: 0 };
@@ -333,10 +335,10 @@ export class PostgresStore implements Store {
     this.check('existingRecordIds');
     const found = new Set<string>();
     if (recordIds.length === 0) return found;
-    const { rows } = await this.q('SELECT record_id FROM outbox WHERE rule = $1 AND record_id = ANY($2::text[])', [
-      rule,
-      recordIds,
-    ]);
+    const { rows } = await this.q(
+      'SELECT record_id FROM outbox WHERE rule = $1 AND record_id = ANY($2::text[])',
+      [rule, recordIds],
+    );
     for (const r of rows as Row[]) found.add(String(r.record_id));
     return found;
   }

@@ -158,7 +158,8 @@ export class SqliteStore implements Store {
     const watermark = normalizeInstant(checkpoint.watermark, 'checkpoint watermark');
     const now = new Date().toISOString();
     const setReplay = checkpoint.replayId !== undefined ? 1 : 0;
-    const sweptAt = checkpoint.sweptAt === undefined ? null : normalizeInstant(checkpoint.sweptAt, 'checkpoint sweptAt');
+    const sweptAt =
+      checkpoint.sweptAt === undefined ? null : normalizeInstant(checkpoint.sweptAt, 'checkpoint sweptAt');
     const insert = this.stmt(
       `INSERT INTO outbox (rule, object, record_id, record_created_date, state, message, last_error, created_at, updated_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)

@@ -79,14 +79,19 @@ describe('lead-notifier run, end to end', () => {
     }
     expect(ids).toHaveLength(2500);
 
-    await waitFor(() => stack!.smtp.messages.length >= 2500, 90_000, '2,500 deliveries').catch((e: unknown) => {
-      const got = deliveriesByRecord(stack!);
-      const lost = ids.filter((id) => !got.has(id));
-      throw new Error(
-        `${String(e)}: ${stack!.smtp.messages.length} received; missing ${lost.length}, e.g. ${lost.slice(0, 3).join(' ')}\n` +
-          proc!.lines.filter((l) => !l.includes('"msg":"sent"')).slice(-12).join('\n'),
-      );
-    });
+    await waitFor(() => stack!.smtp.messages.length >= 2500, 90_000, '2,500 deliveries').catch(
+      (e: unknown) => {
+        const got = deliveriesByRecord(stack!);
+        const lost = ids.filter((id) => !got.has(id));
+        throw new Error(
+          `${String(e)}: ${stack!.smtp.messages.length} received; missing ${lost.length}, e.g. ${lost.slice(0, 3).join(' ')}\n` +
+            proc!.lines
+              .filter((l) => !l.includes('"msg":"sent"'))
+              .slice(-12)
+              .join('\n'),
+        );
+      },
+    );
     // A few more poll cycles: the lookback re-reads everything again and must send nothing new.
     await new Promise((r) => setTimeout(r, 3000));
     const counts = deliveriesByRecord(stack);
@@ -180,16 +185,28 @@ describe('lead-notifier run, end to end', () => {
     batch(50, 100);
     // a 503 burst longer than jsforce's own retries: the poll fails, the next one catches up
     emu.control.addFault({ path: '/query', status: 503, errorCode: 'SERVER_UNAVAILABLE', count: 8 });
-    await proc.waitForLine((_l, j) => j?.msg === 'poll failed; cursor unchanged, retried on the next tick', 30_000);
+    await proc.waitForLine(
+      (_l, j) => j?.msg === 'poll failed; cursor unchanged, retried on the next tick',
+      30_000,
+    );
     batch(50, 200);
     // a maintenance page instead of JSON
-    emu.control.addFault({ path: '/query', status: 200, body: '<html><body>Down for maintenance</body></html>', contentType: 'text/html', count: 2 });
+    emu.control.addFault({
+      path: '/query',
+      status: 200,
+      body: '<html><body>Down for maintenance</body></html>',
+      contentType: 'text/html',
+      count: 2,
+    });
     await nextPolls(1);
     batch(50, 300);
     // the org's API allocation runs out: polling pauses with the cursor unmoved
     const limits = emu.control.limits();
     emu.control.setLimits({ used: limits.max });
-    await proc.waitForLine((_l, j) => typeof j?.msg === 'string' && j.msg.includes('REQUEST_LIMIT_EXCEEDED'), 30_000);
+    await proc.waitForLine(
+      (_l, j) => typeof j?.msg === 'string' && j.msg.includes('REQUEST_LIMIT_EXCEEDED'),
+      30_000,
+    );
     batch(50, 400);
     await new Promise((r) => setTimeout(r, 2000));
     emu.control.setLimits({ used: 0 });
@@ -239,10 +256,16 @@ describe('lead-notifier run, end to end', () => {
       Email: 'victim@attacker.example',
     });
     await waitFor(() => stack!.smtp.messages.length >= 1, 20_000, 'the good lead');
-    await waitFor(async () => {
-      const s = JSON.parse((await stack!.cli(['status', '--json'])).stdout) as { outbox: { total: Record<string, number> } };
-      return s.outbox.total.dead === 1;
-    }, 20_000, 'the foreign recipient to be dead-lettered');
+    await waitFor(
+      async () => {
+        const s = JSON.parse((await stack!.cli(['status', '--json'])).stdout) as {
+          outbox: { total: Record<string, number> };
+        };
+        return s.outbox.total.dead === 1;
+      },
+      20_000,
+      'the foreign recipient to be dead-lettered',
+    );
     expect(stack.smtp.messages).toHaveLength(1);
     const m = stack.smtp.messages[0]!;
     expect(m.messageId).toContain(good.Id);

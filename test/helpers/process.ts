@@ -12,7 +12,10 @@ export interface CliProcess {
   stderr: string[];
   exit: Promise<number | null>;
   /** resolves with the first line matching, or rejects after timeoutMs */
-  waitForLine(pred: (line: string, json: Record<string, unknown> | null) => boolean, timeoutMs?: number): Promise<string>;
+  waitForLine(
+    pred: (line: string, json: Record<string, unknown> | null) => boolean,
+    timeoutMs?: number,
+  ): Promise<string>;
   kill(signal?: NodeJS.Signals): void;
 }
 
@@ -23,7 +26,10 @@ function cleanEnv(extra: Record<string, string | undefined>): NodeJS.ProcessEnv 
   return env;
 }
 
-export function startCli(args: string[], opts: { env?: Record<string, string | undefined>; cwd?: string } = {}): CliProcess {
+export function startCli(
+  args: string[],
+  opts: { env?: Record<string, string | undefined>; cwd?: string } = {},
+): CliProcess {
   const proc = spawn(process.execPath, [CLI, ...args], {
     env: cleanEnv(opts.env ?? {}),
     cwd: opts.cwd,
@@ -31,7 +37,10 @@ export function startCli(args: string[], opts: { env?: Record<string, string | u
   });
   const lines: string[] = [];
   const stderr: string[] = [];
-  const waiters: Array<{ pred: (l: string, j: Record<string, unknown> | null) => boolean; resolve: (l: string) => void }> = [];
+  const waiters: Array<{
+    pred: (l: string, j: Record<string, unknown> | null) => boolean;
+    resolve: (l: string) => void;
+  }> = [];
   const parse = (l: string): Record<string, unknown> | null => {
     try {
       return JSON.parse(l) as Record<string, unknown>;

@@ -44,7 +44,12 @@ function rule(over: Record<string, unknown> = {}): RuleConfig {
     object: 'Lead',
     startFrom: '2026-01-01T00:00:00Z',
     select: ['FirstName', 'LastName', 'Company', 'Owner.Email'],
-    email: { from: 'desk@example.com', to: 'sales@example.com', subject: '{{LastName}}', text: '{{Company}}' },
+    email: {
+      from: 'desk@example.com',
+      to: 'sales@example.com',
+      subject: '{{LastName}}',
+      text: '{{Company}}',
+    },
     ...over,
   });
 }
@@ -57,7 +62,11 @@ async function poller(r: RuleConfig = rule(), batchSize?: number): Promise<RuleP
     loginUrl: emu.url,
     apiVersion: '62.0',
     requestTimeoutMs: 10_000,
-    auth: { flow: 'client_credentials' as const, clientId: 'emulator-client', clientSecret: 'emulator-secret' },
+    auth: {
+      flow: 'client_credentials' as const,
+      clientId: 'emulator-client',
+      clientSecret: 'emulator-secret',
+    },
   };
   const conn = createConnection(sf, dir);
   await connectSalesforce(conn, sf, dir);
@@ -78,7 +87,11 @@ async function poller(r: RuleConfig = rule(), batchSize?: number): Promise<RuleP
 function leads(n: number, createdDate: Date, offset = 0) {
   return emu.org.insertMany(
     'Lead',
-    Array.from({ length: n }, (_, i) => ({ LastName: `L${offset + i}`, Company: `C${offset + i}`, LeadSource: 'Web' })),
+    Array.from({ length: n }, (_, i) => ({
+      LastName: `L${offset + i}`,
+      Company: `C${offset + i}`,
+      LeadSource: 'Web',
+    })),
     { createdDate },
   );
 }
@@ -149,7 +162,12 @@ describe('RulePoller', () => {
   it('a malformed reply moves nothing; the next poll succeeds', async () => {
     leads(3, at('2026-03-01T10:00:00Z'));
     const p = await poller();
-    emu.control.addFault({ path: '/query', status: 200, body: '<html>maintenance</html>', contentType: 'text/html' });
+    emu.control.addFault({
+      path: '/query',
+      status: 200,
+      body: '<html>maintenance</html>',
+      contentType: 'text/html',
+    });
     await expect(p.pollOnce()).rejects.toThrow(/not a JSON object|MALFORMED|html/i);
     expect((await store.counts()).total.pending).toBe(0);
     expect((await store.getCheckpoint('leads'))?.watermark).toBe('2026-01-01T00:00:00.000Z');
@@ -205,8 +223,16 @@ describe('RulePoller', () => {
       select: ['LastName', 'Company', 'Email'],
       email: { from: 'desk@example.com', to: '{{Email}}', subject: 'x', text: 'y' },
     });
-    emu.org.insert('Lead', { LastName: 'A', Company: 'A', Email: 'a@example.com' }, { createdDate: '2026-03-01T10:00:00Z' });
-    emu.org.insert('Lead', { LastName: 'B', Company: 'B', Email: 'b@elsewhere.org' }, { createdDate: '2026-03-01T10:00:00Z' });
+    emu.org.insert(
+      'Lead',
+      { LastName: 'A', Company: 'A', Email: 'a@example.com' },
+      { createdDate: '2026-03-01T10:00:00Z' },
+    );
+    emu.org.insert(
+      'Lead',
+      { LastName: 'B', Company: 'B', Email: 'b@elsewhere.org' },
+      { createdDate: '2026-03-01T10:00:00Z' },
+    );
     const p = await poller(r);
     await p.pollOnce();
     const c = await store.counts();
@@ -227,8 +253,16 @@ describe('RulePoller', () => {
 
   it('stream enrichment: enqueueByIds applies the rule where and stores the replay id', async () => {
     const r = rule({ where: "LeadSource = 'Web'" });
-    const web = emu.org.insert('Lead', { LastName: 'W', Company: 'W', LeadSource: 'Web' }, { createdDate: '2026-03-01T10:00:00Z' });
-    const phone = emu.org.insert('Lead', { LastName: 'P', Company: 'P', LeadSource: 'Phone' }, { createdDate: '2026-03-01T10:00:00Z' });
+    const web = emu.org.insert(
+      'Lead',
+      { LastName: 'W', Company: 'W', LeadSource: 'Web' },
+      { createdDate: '2026-03-01T10:00:00Z' },
+    );
+    const phone = emu.org.insert(
+      'Lead',
+      { LastName: 'P', Company: 'P', LeadSource: 'Phone' },
+      { createdDate: '2026-03-01T10:00:00Z' },
+    );
     const p = await poller(r);
     expect(await p.enqueueByIds([web.Id, phone.Id, "x' OR Id != '"], '42')).toBe(1);
     const cp = await store.getCheckpoint('leads');

@@ -52,7 +52,11 @@ export function createConnection(cfg: SalesforceConfig, baseDir: string): Connec
   const common = { loginUrl: cfg.loginUrl, version: cfg.apiVersion, maxRequest: 10 };
   switch (auth.flow) {
     case 'access_token':
-      return new jsforce.Connection({ ...common, instanceUrl: auth.instanceUrl, accessToken: auth.accessToken });
+      return new jsforce.Connection({
+        ...common,
+        instanceUrl: auth.instanceUrl,
+        accessToken: auth.accessToken,
+      });
     case 'refresh_token':
       // jsforce refreshes with oauth2.refreshToken() on 401 by itself when a client id is set.
       return new jsforce.Connection({
@@ -92,7 +96,10 @@ export function createConnection(cfg: SalesforceConfig, baseDir: string): Connec
 }
 
 /** A function that obtains a fresh token for client_credentials / JWT and installs it on the connection. */
-function tokenRequester(cfg: SalesforceConfig, baseDir: string): (conn: Connection) => Promise<TokenResponse> {
+function tokenRequester(
+  cfg: SalesforceConfig,
+  baseDir: string,
+): (conn: Connection) => Promise<TokenResponse> {
   const auth = cfg.auth;
   let privateKeyPem: string | undefined;
   return async (conn) => {
@@ -125,7 +132,11 @@ function tokenRequester(cfg: SalesforceConfig, baseDir: string): (conn: Connecti
 }
 
 /** Authenticate the connection (no-op for access_token). Errors carry no secret. */
-export async function connectSalesforce(conn: Connection, cfg: SalesforceConfig, baseDir: string): Promise<void> {
+export async function connectSalesforce(
+  conn: Connection,
+  cfg: SalesforceConfig,
+  baseDir: string,
+): Promise<void> {
   const auth = cfg.auth;
   switch (auth.flow) {
     case 'access_token':

@@ -94,7 +94,9 @@ export class RulePoller {
     const existing = await this.o.store.getCheckpoint(this.rule.name);
     if (existing) return existing;
     const start =
-      this.rule.startFrom === 'now' ? new Date(Math.floor(this.now().getTime() / 1000) * 1000) : new Date(this.rule.startFrom);
+      this.rule.startFrom === 'now'
+        ? new Date(Math.floor(this.now().getTime() / 1000) * 1000)
+        : new Date(this.rule.startFrom);
     const floor = start.toISOString();
     await this.o.store.commitBatch(this.rule.name, [], { floor, watermark: floor });
     this.log.info({ floor }, 'first start: records created before the floor are not notified');
@@ -126,7 +128,10 @@ export class RulePoller {
         // last committed page; the ledger makes the overlap harmless.
         if (isInvalidLocator(err) && restarts < 2) {
           restarts++;
-          this.log.warn({ err: coerceError(err) }, 'query locator expired; re-querying from the last checkpoint');
+          this.log.warn(
+            { err: coerceError(err) },
+            'query locator expired; re-querying from the last checkpoint',
+          );
           continue;
         }
         throw err;
@@ -197,7 +202,8 @@ export class RulePoller {
     for (let i = 0; i < valid.length; i += 200) {
       const chunk = valid.slice(i, i + 200);
       const soql = buildEnrichmentQuery(this.rule, chunk);
-      let url: string | undefined = `/services/data/v${this.o.apiVersion}/query?q=${encodeURIComponent(soql)}`;
+      let url: string | undefined =
+        `/services/data/v${this.o.apiVersion}/query?q=${encodeURIComponent(soql)}`;
       while (url) {
         const page = asQueryPage(await this.o.conn.request({ method: 'GET', url }, this.o.http ?? {}));
         this.reportUsage();
@@ -248,7 +254,11 @@ export class RulePoller {
       recordCreatedDate: record.createdDate,
     };
     try {
-      return { ...base, message: renderMessage(this.o.compiled, record, { now: this.now() }), state: 'pending' };
+      return {
+        ...base,
+        message: renderMessage(this.o.compiled, record, { now: this.now() }),
+        state: 'pending',
+      };
     } catch (err) {
       // A template or recipient problem with one record dead-letters that record only.
       const e = coerceError(err);

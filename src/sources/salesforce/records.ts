@@ -52,7 +52,8 @@ export function parseSfDateTime(value: unknown, what: string): string {
 }
 
 export function toSourceRecord(object: string, raw: Record<string, unknown>): SourceRecord {
-  if (!raw || typeof raw !== 'object') throw new MalformedReplyError(`record is not an object: ${preview(raw)}`);
+  if (!raw || typeof raw !== 'object')
+    throw new MalformedReplyError(`record is not an object: ${preview(raw)}`);
   const id = raw.Id;
   if (typeof id !== 'string' || !/^[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?$/.test(id)) {
     throw new MalformedReplyError(`record has no valid Id: ${preview(id)}`);

@@ -38,7 +38,10 @@ export function buildPollQuery(rule: Pick<RuleConfig, 'select' | 'object' | 'whe
 }
 
 /** Stream mode: the records an event named, if the rule matches them. Ids are validated by the caller. */
-export function buildEnrichmentQuery(rule: Pick<RuleConfig, 'select' | 'object' | 'where'>, ids: string[]): string {
+export function buildEnrichmentQuery(
+  rule: Pick<RuleConfig, 'select' | 'object' | 'where'>,
+  ids: string[],
+): string {
   const conditions = [`Id IN (${ids.map((id) => `'${id}'`).join(', ')})`];
   if (rule.where && rule.where.trim()) conditions.push(`(${rule.where.trim()})`);
   return `SELECT ${selectList(rule).join(', ')} FROM ${rule.object} WHERE ${conditions.join(' AND ')}`;

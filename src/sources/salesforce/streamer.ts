@@ -26,7 +26,10 @@ interface ChangeEvent {
 }
 
 interface FayeClient {
-  subscribe(channel: string, listener: (message: unknown) => void): {
+  subscribe(
+    channel: string,
+    listener: (message: unknown) => void,
+  ): {
     then(ok: () => void, fail: (err: unknown) => void): unknown;
     cancel(): void;
   };
@@ -118,7 +121,9 @@ export class RuleStreamer {
     const replayId = replay === undefined ? null : String(replay);
     this.lastEventAt = new Date().toISOString();
     const type = header?.changeType ?? '';
-    const ids = Array.isArray(header?.recordIds) ? header.recordIds.filter((x): x is string => typeof x === 'string') : [];
+    const ids = Array.isArray(header?.recordIds)
+      ? header.recordIds.filter((x): x is string => typeof x === 'string')
+      : [];
     // GAP_* and overflow events carry no data we can trust: reconcile by polling instead.
     const gap = type.startsWith('GAP_') || type === 'GAP_OVERFLOW';
     this.pending.push({ ids: type === 'CREATE' || type === 'GAP_CREATE' ? ids : [], replayId, gap });
@@ -133,15 +138,25 @@ export class RuleStreamer {
       const batch = this.pending.splice(0);
       if (batch.length === 0) return;
       const ids = batch.flatMap((b) => b.ids);
-      const replayId = batch.map((b) => b.replayId).filter((r) => r !== null).at(-1) ?? this.lastReplayId;
+      const replayId =
+        batch
+          .map((b) => b.replayId)
+          .filter((r) => r !== null)
+          .at(-1) ?? this.lastReplayId;
       try {
         if (batch.some((b) => b.gap)) await this.o.reconcile();
         const inserted = await this.o.poller.enqueueByIds(ids, replayId);
         this.lastReplayId = replayId;
-        this.o.logger.info({ events: batch.length, records: ids.length, enqueued: inserted, replayId }, 'change events');
+        this.o.logger.info(
+          { events: batch.length, records: ids.length, enqueued: inserted, replayId },
+          'change events',
+        );
       } catch (e) {
         // Nothing was committed: the next poll (the safety net) or a re-delivery picks them up.
-        this.o.logger.error({ err: coerceError(e) }, 'change events not processed; the poll safety net will catch them');
+        this.o.logger.error(
+          { err: coerceError(e) },
+          'change events not processed; the poll safety net will catch them',
+        );
       }
     });
     return this.flushing;
@@ -189,7 +204,10 @@ export class RuleStreamer {
         this.subscribe(this.lastReplayId === null ? -1 : Number(this.lastReplayId));
       } catch (e) {
         this.o.logger.error({ err: coerceError(e) }, 'could not authenticate for streaming; retrying');
-        setTimeout(() => this.subscribe(this.lastReplayId === null ? -1 : Number(this.lastReplayId)), 5000).unref();
+        setTimeout(
+          () => this.subscribe(this.lastReplayId === null ? -1 : Number(this.lastReplayId)),
+          5000,
+        ).unref();
       } finally {
         this.recovering = false;
       }
