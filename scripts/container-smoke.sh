@@ -82,7 +82,7 @@ if [ -z "${NO_BUILD:-}" ]; then
 fi
 SIZE=$(podman image inspect -f '{{.Size}}' "$TAG")
 SIZE_MB=$(awk "BEGIN{printf \"%.0f\", $SIZE / 1000000}")
-pass build "${BUILD_S:-reused} s, image $SIZE_MB MB ($TAG)"
+pass build "${BUILD_S:+$BUILD_S s, }image $SIZE_MB MB ($TAG)"
 
 # --- 2. host side: org emulator, SMTP sink, config -----------------------------------------
 node bin/lead-notifier.js emulator --port 0 >"$WORK/emulator.out" 2>"$WORK/emulator.err" &
@@ -158,7 +158,10 @@ chmod -R a+rX "$WORK/config"
 quiet "${P[@]}" rm -f -t 0 "$NAME" >/dev/null
 quiet podman volume rm -f "$VOLUME" >/dev/null
 quiet podman volume create "$VOLUME" >/dev/null
+# As the Kubernetes manifest runs it: read-only root (podman adds a tmpfs /tmp), no capabilities,
+# no privilege escalation.
 quiet "${P[@]}" run -d --name "$NAME" --network host "${UL[@]}" \
+  --read-only --cap-drop ALL --security-opt no-new-privileges \
   -v "$WORK/config:/config:ro" -v "$VOLUME:/data" \
   -e SF_CLIENT_ID=emulator-client -e SF_CLIENT_SECRET=emulator-secret \
   -e LEAD_NOTIFIER_HTTP_PORT="$HTTP_PORT" \
