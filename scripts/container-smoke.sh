@@ -9,13 +9,14 @@
 #
 # Usage: sudo scripts/container-smoke.sh     (root: podman with runc, as on the CI machines)
 # env:   TAG=localhost/lead-notifier:smoke  NAME=lead-notifier-smoke  KEEP=1 (keep container,
-#        volume and work dir)  NO_BUILD=1 (reuse TAG)  RUNTIME=runc  WAIT=60 (seconds per wait)
+#        volume and work dir)  NO_BUILD=1 (reuse TAG)  NO_CACHE=1 (cold build)  RUNTIME=runc
+#        WAIT=60 (seconds per wait)
 #        MAKE_BASE=/work/shared/tools/container/make-base.sh (builds a local node:24-slim when the
 #        base image is missing and no registry is reachable)
 # Exit: 0 when every check passed, 1 otherwise (the summary says which).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
+cd "$ROOT" || exit 1
 # shellcheck disable=SC1091
 . .ci/node-env.sh
 
@@ -41,6 +42,7 @@ fail() { RESULT[$1]="FAIL  $2"; FAILED=1; echo "== $1: FAIL ($2)" >&2; }
 quiet() { "$@" 2>&1 | { grep -v 'systemd' || true; }; return "${PIPESTATUS[0]}"; }
 ms() { date +%s%3N; }
 
+# shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
   if [ -z "${KEEP:-}" ]; then
@@ -71,7 +73,8 @@ if ! podman image exists docker.io/library/node:24-slim && [ -x "$MAKE_BASE" ]; 
 fi
 if [ -z "${NO_BUILD:-}" ]; then
   t0=$(ms)
-  if ! quiet "${P[@]}" build --format docker --network host "${UL[@]}" \
+  # shellcheck disable=SC2046
+  if ! quiet "${P[@]}" build --format docker --network host "${UL[@]}" $([ -n "${NO_CACHE:-}" ] && echo --no-cache) \
     --build-arg "REVISION=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     -t "$TAG" . >"$WORK/build.log"; then
     tail -30 "$WORK/build.log"
@@ -218,6 +221,7 @@ if [[ "$db" == -* ]]; then
 else fail data-volume "$db"; fi
 
 # --- 6. SIGTERM drains and exits 0 ---------------------------------------------------------
+POLLS_BEFORE=$(podman logs "$NAME" 2>&1 | grep '"msg":"poll"')
 t_stop=$(ms)
 quiet "${P[@]}" stop -t 30 "$NAME" >/dev/null
 STOP_S=$(awk "BEGIN{printf \"%.1f\", ($(ms) - $t_stop) / 1000}")
@@ -228,13 +232,27 @@ else fail sigterm "exit code $code after $STOP_S s (143 = SIGTERM not handled, 1
 podman logs --tail 3 "$NAME" 2>&1 | sed 's/^/   log: /'
 mp=$(podman volume inspect -f '{{.Mountpoint}}' "$VOLUME")
 if [ -s "$mp/notifier.db" ]; then
-  pass data-persisted "$(ls "$mp" | tr '\n' ' ')in $mp after stop"
+  pass data-persisted "$(find "$mp" -mindepth 1 -printf '%f ')in $mp after stop"
 else fail data-persisted "no notifier.db in $mp"; fi
+
+# --- 7. restart on the same volume: the ledger survives, nothing is sent twice ----------------
+quiet "${P[@]}" start "$NAME" >/dev/null
+for _ in $(seq "$WAIT"); do [ "$(podman logs "$NAME" 2>&1 | grep -c '"msg":"poll"')" -gt "$(grep -c . <<<"$POLLS_BEFORE")" ] && break; sleep 1; done
+curl -sS -X POST -H 'content-type: application/json' \
+  -d '{"records":[{"LastName":"Smoke2","Company":"Test","Email":"smoke2@example.com"}]}' \
+  "$EMU_URL/__emulator/records/Lead" >/dev/null
+if wait_for_line "$WORK/smtp.out" 'New lead: Smoke2' >/dev/null; then
+  sleep 3
+  n1=$(grep -c 'New lead: Smoke ' "$WORK/smtp.out")
+  if [ "$n1" = 1 ]; then pass restart "after a restart on the same volume: new Lead mailed, first one not re-sent"
+  else fail restart "first Lead mailed $n1 times after the restart"; fi
+else fail restart "no email for a Lead inserted after the restart"; fi
+quiet "${P[@]}" stop -t 30 "$NAME" >/dev/null
 
 # --- summary ---------------------------------------------------------------------------------
 echo
 echo "container smoke summary ($TAG)"
-for k in build healthcheck non-root end-to-end exactly-once data-volume sigterm data-persisted; do
+for k in build healthcheck non-root end-to-end exactly-once data-volume sigterm data-persisted restart; do
   printf '  %-15s %s\n' "$k" "${RESULT[$k]:-not run}"
 done
 exit "$FAILED"
