@@ -63,7 +63,8 @@ COPY config/ ./config/
 RUN mkdir -p /data /config && chown node:node /data
 VOLUME ["/data"]
 
-USER node
+# Numeric (= node:node), so Kubernetes' runAsNonRoot can verify it without a runAsUser.
+USER 1000:1000
 EXPOSE 8080
 
 # Liveness with node itself (no curl in the image). LEAD_NOTIFIER_HTTP_PORT must match the
