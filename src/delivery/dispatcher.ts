@@ -54,6 +54,17 @@ async function yieldToIo(): Promise<void> {
   await new Promise<void>((r) => setImmediate(r));
 }
 
+const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+
+/** Nothing answered, or the server turned the connection away at the greeting (421). */
+export function isServerUnreachable(e: SendError): boolean {
+  if (e.kind !== 'retry') return false;
+  if (e.code === 'EDNS') return true;
+  if (e.originalCode && UNREACHABLE_CODES.has(e.originalCode)) return true;
+  if (e.command === 'CONN' && (e.code === 'ETIMEDOUT' || e.responseCode === 421)) return true;
+  return false;
+}
+
 export class Dispatcher {
   private readonly o: DispatcherOptions;
   private readonly log: pino.Logger;
@@ -332,6 +343,12 @@ export class Dispatcher {
         this.openCircuit(error);
         return { id: row.id, kind: 'release', error, nextAttemptAt: new Date() };
       case 'retry': {
+        // The server is not there at all: that says nothing about this row, so it must not use up
+        // the row's attempts (an hour-long outage would dead-letter good mail). Pause like auth.
+        if (isServerUnreachable(e)) {
+          this.openCircuit(`SMTP server unreachable: ${error}`);
+          return { id: row.id, kind: 'release', error, nextAttemptAt: new Date() };
+        }
         // claimDue counted this attempt already
         if (row.attempts >= this.o.delivery.maxAttempts) {
           return { id: row.id, kind: 'dead', error: `gave up after ${row.attempts} attempts: ${error}` };
@@ -350,13 +367,13 @@ export class Dispatcher {
     }
   }
 
-  /** SMTP refuses us (auth, TLS): stop claiming, keep rows pending, probe until it works again. */
+  /** SMTP refuses us (auth, TLS) or is unreachable: stop claiming, keep rows pending, probe until it works again. */
   private openCircuit(reason: string): void {
     if (this.circuitState === 'open') return;
     this.circuitState = 'open';
     this.log.error(
       { reason, probeEveryMs: this.o.delivery.circuitRetryMs },
-      'SMTP circuit open: the server refuses our credentials or TLS settings; rows stay pending until a probe succeeds',
+      'SMTP circuit open: sending paused, rows stay pending until a probe connects and authenticates',
     );
     this.emit({ type: 'circuit', state: 'open', reason });
     this.scheduleProbe();

@@ -3,6 +3,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { runCli, waitFor } from '../helpers/process.ts';
 import type { CliProcess } from '../helpers/process.ts';
+import { startCaptureServer } from '../helpers/smtp-server.ts';
 import { leadFields, startStack } from '../helpers/stack.ts';
 import type { Stack } from '../helpers/stack.ts';
 
@@ -225,6 +226,40 @@ describe('lead-notifier run, end to end', () => {
     };
     expect(Date.parse(status.checkpoints[0]!.watermark)).toBe(newest);
   }, 120_000);
+
+  it('the SMTP server down for a minute: everything is delivered once it returns', async () => {
+    stack = await startStack({ config: { delivery: { circuitRetryMs: 2000, maxAttempts: 3 } } });
+    const { emu } = stack;
+    proc = stack.run();
+    await started(proc);
+    const ids: string[] = [];
+    for (let i = 0; i < 20; i++) ids.push(emu.org.insert('Lead', leadFields(i)).Id);
+    await waitFor(() => stack!.smtp.messages.length >= 20, 20_000, 'the first 20');
+    const first = stack.smtp;
+    const port = first.port;
+    await first.close();
+    const down = Date.now();
+    for (let i = 20; i < 50; i++) {
+      ids.push(emu.org.insert('Lead', leadFields(i)).Id);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    await new Promise((r) => setTimeout(r, Math.max(0, 60_000 - (Date.now() - down))));
+    // nothing given up on while it was away (maxAttempts is 3: attempts must not have been spent)
+    const during = JSON.parse((await stack.cli(['status', '--json'])).stdout) as {
+      outbox: { total: Record<string, number> };
+    };
+    expect(during.outbox.total.dead).toBe(0);
+    expect(during.outbox.total.sent).toBe(20);
+    stack.smtp = await startCaptureServer({ port });
+    await waitFor(() => stack!.smtp.messages.length >= 30, 30_000, 'the 30 held back');
+    await new Promise((r) => setTimeout(r, 2000));
+    const all = [...first.messages, ...stack.smtp.messages];
+    const seen = new Map<string, number>();
+    for (const m of all) seen.set(m.messageId ?? '', (seen.get(m.messageId ?? '') ?? 0) + 1);
+    expect(all).toHaveLength(50);
+    expect([...seen.values()].every((n) => n === 1)).toBe(true);
+    for (const id of ids) expect(seen.get(`<new-leads.${id}@example.com>`)).toBe(1);
+  }, 150_000);
 
   it('hostile record data: HTML escaped, no injected header, foreign recipient blocked', async () => {
     stack = await startStack({

@@ -51,6 +51,8 @@ export interface CaptureServerOptions extends CaptureHooks {
   /** advertise PIPELINING (default true) */
   pipelining?: boolean;
   size?: number;
+  /** listen on this port (default 0: any free one); lets a test bring a server back where it was */
+  port?: number;
 }
 
 export interface CaptureServer {
@@ -189,7 +191,7 @@ export async function startCaptureServer(opts: CaptureServerOptions = {}): Promi
   });
   await new Promise<void>((resolve, reject) => {
     server.server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
+    server.listen(opts.port ?? 0, '127.0.0.1', () => resolve());
   });
   const address = server.server.address();
   if (!address || typeof address === 'string') throw new Error('smtp capture server did not bind');

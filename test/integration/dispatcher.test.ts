@@ -305,6 +305,24 @@ describe('dispatcher', () => {
     expect(circuit).toEqual(['open', 'closed']);
   });
 
+  it('an unreachable server pauses sending without using up attempts; all go out when it is back', async () => {
+    const r = await rig({ delivery: { maxAttempts: 2 } });
+    const port = r.server.port;
+    await r.server.close();
+    await enqueue(r.store, rows(6));
+    r.dispatcher.start();
+    await waitUntil('circuit open', () => r.dispatcher.circuit === 'open');
+    await sleep(400); // several probe periods: far more than maxAttempts tries if attempts counted
+    const list = await r.all();
+    expect(list.map((x) => x.state)).toEqual(Array(6).fill('pending'));
+    expect(list.every((x) => x.attempts === 0)).toBe(true);
+    const back = await startCaptureServer({ port });
+    cleanups.push(() => back.close());
+    await waitUntil('all sent', async () => (await r.store.counts()).total.sent === 6);
+    expect(back.messages).toHaveLength(6);
+    expect(r.dispatcher.circuit).toBe('closed');
+  });
+
   it('stop() waits for an in-flight send the server holds open, then stops claiming', async () => {
     let release: () => void = () => {};
     const held = new Promise<void>((res) => (release = res));
