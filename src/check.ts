@@ -4,6 +4,8 @@ import type { LoadedConfig } from './config/schema.ts';
 import { createSmtpSink } from './sinks/smtp.ts';
 import { connectSalesforce, createConnection } from './sources/salesforce/connection.ts';
 import { buildPollQuery } from './sources/salesforce/soql.ts';
+import { secretsOf } from './config/load.ts';
+import { makeScrubber } from './log.ts';
 import { coerceError } from './util/errors.ts';
 
 /** errorCodes that mean the rule, not the network, is wrong */
@@ -14,7 +16,10 @@ const RULE_ERRORS = new Set([
   'INVALID_QUERY_FILTER_OPERATOR',
 ]);
 
-export async function checkConnections(config: LoadedConfig, out: (line: string) => void): Promise<number> {
+export async function checkConnections(config: LoadedConfig, print: (line: string) => void): Promise<number> {
+  // Remote replies are printed as they come, and some servers echo what they were sent.
+  const scrub = makeScrubber(secretsOf(config));
+  const out = (line: string) => print(scrub(line));
   let code = 0;
   const conn = createConnection(config.salesforce, config.baseDir);
   try {

@@ -5,6 +5,8 @@ import { connectSalesforce, createConnection } from './sources/salesforce/connec
 import { asQueryPage, toSourceRecord } from './sources/salesforce/records.ts';
 import { selectList, soqlDateTime } from './sources/salesforce/soql.ts';
 import { compileRule, renderMessage } from './templates/index.ts';
+import { secretsOf } from './config/load.ts';
+import { makeScrubber } from './log.ts';
 import { coerceError } from './util/errors.ts';
 
 export interface DryRunOptions {
@@ -15,7 +17,9 @@ export interface DryRunOptions {
   out: (line: string) => void;
 }
 
-export async function dryRun(config: LoadedConfig, o: DryRunOptions): Promise<number> {
+export async function dryRun(config: LoadedConfig, options: DryRunOptions): Promise<number> {
+  const scrub = makeScrubber(secretsOf(config));
+  const o = { ...options, out: (line: string) => options.out(scrub(line)) };
   const rules = config.rules.filter((r) => (o.rule ? r.name === o.rule : r.enabled));
   if (rules.length === 0) {
     o.out(o.rule ? `no rule named ${o.rule}` : 'no enabled rules');

@@ -1,0 +1,151 @@
+// `outbox list | retry | resolve`: inspect and act on dead and uncertain (state unknown) rows.
+// Works beside a running daemon: SQLite in WAL mode lets this process write while the daemon
+// holds its lock; the daemon's dispatcher picks retried rows up on its next tick.
+import { existsSync } from 'node:fs';
+import type { LoadedConfig } from './config/schema.ts';
+import { storeLocation } from './config/load.ts';
+import { openStore } from './store/index.ts';
+import { StoreMissingError } from './store/errors.ts';
+import { OUTBOX_STATES } from './types.ts';
+import type { OutboxRow, OutboxState, Store } from './types.ts';
+
+export class OutboxUsageError extends Error {}
+
+/** `uncertain` is what operators call the `unknown` state */
+export function parseState(text: string): OutboxState {
+  const s = text === 'uncertain' ? 'unknown' : text;
+  if (!(OUTBOX_STATES as readonly string[]).includes(s)) {
+    throw new OutboxUsageError(`--state must be one of ${[...OUTBOX_STATES, 'uncertain'].join(', ')}`);
+  }
+  return s as OutboxState;
+}
+
+async function open(config: LoadedConfig, readOnly: boolean): Promise<Store> {
+  const loc = storeLocation(config.store, config.baseDir);
+  // A writable open would create an empty store: say plainly that there is none yet.
+  if (loc.kind === 'sqlite' && loc.path !== ':memory:' && !existsSync(loc.path))
+    throw new StoreMissingError(loc.path);
+  return openStore(config.store, { baseDir: config.baseDir, ...(readOnly ? { readOnly: true } : {}) });
+}
+
+function parseId(text: string | undefined): number {
+  const id = Number(text);
+  if (!text || !Number.isInteger(id) || id < 1)
+    throw new OutboxUsageError(`an outbox row id is a positive integer, not '${text ?? ''}'`);
+  return id;
+}
+
+function summary(r: OutboxRow): Record<string, unknown> {
+  return {
+    id: r.id,
+    rule: r.rule,
+    recordId: r.recordId,
+    state: r.state,
+    attempts: r.attempts,
+    subject: r.message?.subject ?? null,
+    to: r.message?.to ?? [],
+    lastError: r.lastError,
+    nextAttemptAt: r.nextAttemptAt,
+    result: r.result,
+    createdAt: r.createdAt,
+    updatedAt: r.updatedAt,
+  };
+}
+
+export interface OutboxCommandOptions {
+  action: string | undefined;
+  args: string[];
+  state?: string;
+  rule?: string;
+  limit?: string;
+  json: boolean;
+  allDead: boolean;
+  as?: string;
+  note?: string;
+  out: (line: string) => void;
+}
+
+export async function outboxCommand(config: LoadedConfig, o: OutboxCommandOptions): Promise<number> {
+  switch (o.action) {
+    case 'list': {
+      const limit = o.limit === undefined ? 50 : Number(o.limit);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 10_000)
+        throw new OutboxUsageError('--limit must be 1..10000');
+      const store = await open(config, true);
+      try {
+        const rows = await store.list({
+          ...(o.state ? { state: parseState(o.state) } : {}),
+          ...(o.rule ? { rule: o.rule } : {}),
+          limit,
+        });
+        if (o.json) {
+          o.out(JSON.stringify(rows.map(summary), null, 2));
+          return 0;
+        }
+        if (rows.length === 0) {
+          o.out('no rows');
+          return 0;
+        }
+        o.out(
+          `${'id'.padStart(7)}  ${'state'.padEnd(8)} ${'rule'.padEnd(20)} ${'record'.padEnd(18)}  subject / last error`,
+        );
+        for (const r of rows) {
+          const detail =
+            r.state === 'sent' ? (r.message?.subject ?? '') : (r.lastError ?? r.message?.subject ?? '');
+          o.out(
+            `${String(r.id).padStart(7)}  ${r.state.padEnd(8)} ${r.rule.padEnd(20)} ${r.recordId.padEnd(18)}  ${detail.slice(0, 100)}`,
+          );
+        }
+        return 0;
+      } finally {
+        await store.close();
+      }
+    }
+    case 'retry': {
+      if (o.allDead === (o.args[0] !== undefined))
+        throw new OutboxUsageError('give either one row id or --all-dead');
+      const store = await open(config, false);
+      try {
+        if (o.allDead) {
+          const n = await store.retryAllDead();
+          o.out(`${n} dead row(s) set to pending; the running daemon sends them on its next tick`);
+          return 0;
+        }
+        const id = parseId(o.args[0]);
+        const row = await store.get(id);
+        if (!row) throw new OutboxUsageError(`no outbox row ${id}`);
+        if (!(await store.retry(id))) {
+          throw new OutboxUsageError(
+            row.message === null
+              ? `row ${id} has no rendered message (its template failed): fix the rule; it cannot be retried`
+              : `row ${id} is ${row.state}: only dead, failed and unknown rows can be retried`,
+          );
+        }
+        o.out(`row ${id} (${row.rule} ${row.recordId}) set to pending`);
+        return 0;
+      } finally {
+        await store.close();
+      }
+    }
+    case 'resolve': {
+      const id = parseId(o.args[0]);
+      if (o.as !== 'sent' && o.as !== 'dead') throw new OutboxUsageError('--as must be sent or dead');
+      const store = await open(config, false);
+      try {
+        const row = await store.get(id);
+        if (!row) throw new OutboxUsageError(`no outbox row ${id}`);
+        if (!(await store.resolve(id, o.as, o.note))) {
+          throw new OutboxUsageError(
+            `row ${id} is ${row.state}: only unknown (uncertain) rows can be resolved`,
+          );
+        }
+        o.out(`row ${id} (${row.rule} ${row.recordId}) resolved as ${o.as}`);
+        return 0;
+      } finally {
+        await store.close();
+      }
+    }
+    default:
+      throw new OutboxUsageError(`unknown outbox action '${o.action ?? ''}': use list, retry or resolve`);
+  }
+}
