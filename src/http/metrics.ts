@@ -1,0 +1,228 @@
+// Prometheus metrics on a registry of our own (never prom-client's global one, so tests and embedders
+// can run several Apps in one process). Counters are fed by AppEvents; the outbox depth and the
+// circuit are read at scrape time from whatever source is attached.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { AppEvents } from '../app.ts';
+import type { DispatchEvent } from '../delivery/dispatcher.ts';
+import type { ApiUsage, PollResult } from '../sources/salesforce/poller.ts';
+import { OUTBOX_STATES } from '../types.ts';
+import type { OutboxState } from '../types.ts';
+
+export const METRIC_PREFIX = 'lead_notifier_';
+
+/** What the scrape-time gauges read; attached once the App exists. */
+export interface MetricsSource {
+  /** outbox rows by state (cached by the caller), or null when the store cannot answer */
+  outboxCounts(): Promise<Record<OutboxState, number> | null>;
+  circuitOpen(): boolean;
+}
+
+export interface MetricsOptions {
+  /** rule names: their series start at 0 instead of appearing on first use */
+  rules?: string[];
+  /** process metrics (CPU, memory, event loop lag, GC), prefixed lead_notifier_; default true */
+  defaultMetrics?: boolean;
+}
+
+// Polls take from milliseconds (nothing new) to minutes (a backfill with many pages).
+const POLL_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+// An SMTP send: a pooled connection answers in milliseconds, a slow relay in seconds.
+const SEND_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+export class Metrics {
+  readonly registry = new Registry();
+  private source: MetricsSource | undefined;
+
+  readonly recordsSeen: Counter<'rule'>;
+  readonly enqueued: Counter<'rule'>;
+  readonly sent: Counter<'rule'>;
+  readonly retried: Counter<'rule'>;
+  readonly dead: Counter<'rule'>;
+  readonly uncertain: Counter<'rule'>;
+  readonly outboxDepth: Gauge<'state'>;
+  readonly pollDuration: Histogram<'rule'>;
+  readonly sendDuration: Histogram;
+  readonly apiUsageRatio: Gauge;
+  readonly apiCalls: Counter<'rule'>;
+  readonly lastSuccessfulPoll: Gauge<'rule'>;
+  readonly pollErrors: Counter<'rule'>;
+  readonly circuitOpen: Gauge;
+
+  constructor(opts: MetricsOptions = {}) {
+    const registers = [this.registry];
+    const p = METRIC_PREFIX;
+    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: p });
+    this.recordsSeen = new Counter({
+      name: `${p}records_seen_total`,
+      help: 'Records read from Salesforce by polls (lookback re-reads count again; the ledger skips them)',
+      labelNames: ['rule'],
+      registers,
+    });
+    this.enqueued = new Counter({
+      name: `${p}notifications_enqueued_total`,
+      help: 'Outbox rows created: records new to the rule, each notified at most once',
+      labelNames: ['rule'],
+      registers,
+    });
+    this.sent = new Counter({
+      name: `${p}notifications_sent_total`,
+      help: 'Notifications the SMTP server accepted',
+      labelNames: ['rule'],
+      registers,
+    });
+    this.retried = new Counter({
+      name: `${p}notifications_retried_total`,
+      help: 'Send attempts that failed temporarily (4xx reply or connection error) and were scheduled again',
+      labelNames: ['rule'],
+      registers,
+    });
+    this.dead = new Counter({
+      name: `${p}notifications_dead_total`,
+      help: 'Notifications given up: permanent SMTP rejection, too old, or a template that failed to render',
+      labelNames: ['rule'],
+      registers,
+    });
+    this.uncertain = new Counter({
+      name: `${p}notifications_uncertain_total`,
+      help: 'Sends whose connection broke after the message data went out (maybe delivered; state unknown)',
+      labelNames: ['rule'],
+      registers,
+    });
+    const source = (): MetricsSource | undefined => this.source;
+    this.outboxDepth = new Gauge({
+      name: `${p}outbox_depth`,
+      help: 'Outbox rows by state, read from the store at scrape time (cached for about 2 s)',
+      labelNames: ['state'],
+      registers,
+      async collect() {
+        const counts = await source()
+          ?.outboxCounts()
+          .catch(() => null);
+        this.reset();
+        if (!counts) return;
+        for (const s of OUTBOX_STATES) this.set({ state: s }, counts[s] ?? 0);
+      },
+    });
+    this.pollDuration = new Histogram({
+      name: `${p}poll_duration_seconds`,
+      help: 'Duration of successful polls, all pages included',
+      labelNames: ['rule'],
+      buckets: POLL_BUCKETS,
+      registers,
+    });
+    this.sendDuration = new Histogram({
+      name: `${p}send_duration_seconds`,
+      help: 'Duration of SMTP send attempts, whatever their outcome',
+      buckets: SEND_BUCKETS,
+      registers,
+    });
+    this.apiUsageRatio = new Gauge({
+      name: `${p}salesforce_api_usage_ratio`,
+      help: "The org's daily API requests used / allowed, from the last Sforce-Limit-Info header (api-usage=used/limit)",
+      registers,
+    });
+    this.apiCalls = new Counter({
+      name: `${p}salesforce_api_calls_total`,
+      help: 'Salesforce REST calls made by polls (queries and nextRecordsUrl pages)',
+      labelNames: ['rule'],
+      registers,
+    });
+    this.lastSuccessfulPoll = new Gauge({
+      name: `${p}last_successful_poll_timestamp_seconds`,
+      help: 'Unix time of the last successful poll of the rule',
+      labelNames: ['rule'],
+      registers,
+    });
+    this.pollErrors = new Counter({
+      name: `${p}poll_errors_total`,
+      help: 'Polls that failed (cursor unchanged; retried on the next tick)',
+      labelNames: ['rule'],
+      registers,
+    });
+    this.circuitOpen = new Gauge({
+      name: `${p}smtp_circuit_open`,
+      help: '1 while the SMTP circuit is open (authentication failed; rows wait as pending), else 0',
+      registers,
+      collect() {
+        const s = source();
+        if (s) this.set(s.circuitOpen() ? 1 : 0);
+      },
+    });
+    this.circuitOpen.set(0);
+    for (const rule of opts.rules ?? []) this.initRule(rule);
+  }
+
+  /** Reads for the scrape-time gauges (outbox depth, circuit). */
+  attach(source: MetricsSource): void {
+    this.source = source;
+  }
+
+  /** Hooks for `new App(config, { logger, events: metrics.events })`. */
+  readonly events: AppEvents = {
+    onPoll: (rule, result) => this.onPoll(rule, result),
+    onPollError: (rule) => this.pollErrors.inc({ rule }),
+    onDispatch: (e) => this.onDispatch(e),
+    onApiUsage: (u) => this.onApiUsage(u),
+  };
+
+  /** Prometheus text exposition format. */
+  async text(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+
+  private initRule(rule: string): void {
+    for (const c of [
+      this.recordsSeen,
+      this.enqueued,
+      this.sent,
+      this.retried,
+      this.dead,
+      this.uncertain,
+      this.apiCalls,
+      this.pollErrors,
+    ])
+      c.inc({ rule }, 0);
+  }
+
+  private onPoll(rule: string, r: PollResult): void {
+    this.recordsSeen.inc({ rule }, r.read);
+    this.enqueued.inc({ rule }, r.enqueued);
+    // rows whose template failed to render are enqueued straight as dead
+    if (r.dead > 0) this.dead.inc({ rule }, r.dead);
+    this.apiCalls.inc({ rule }, r.apiCalls);
+    this.pollDuration.observe({ rule }, r.durationMs / 1000);
+    this.lastSuccessfulPoll.set({ rule }, Date.now() / 1000);
+  }
+
+  private onDispatch(e: DispatchEvent): void {
+    if (e.type === 'circuit') {
+      this.circuitOpen.set(e.state === 'open' ? 1 : 0);
+      return;
+    }
+    if (e.type !== 'outcome') return;
+    const rule = e.rule;
+    // 'release': the circuit put the row back without an attempt; neither a send nor a retry
+    if (e.outcome === 'release') return;
+    this.sendDuration.observe(e.durationMs / 1000);
+    switch (e.outcome) {
+      case 'sent':
+        this.sent.inc({ rule });
+        break;
+      case 'retry':
+        this.retried.inc({ rule });
+        break;
+      case 'dead':
+        this.dead.inc({ rule });
+        break;
+      case 'uncertain':
+        this.uncertain.inc({ rule });
+        break;
+      default:
+        break;
+    }
+  }
+
+  private onApiUsage(u: ApiUsage): void {
+    if (u.limit > 0) this.apiUsageRatio.set(u.used / u.limit);
+  }
+}

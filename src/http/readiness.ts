@@ -1,0 +1,171 @@
+// Readiness: is this process able to do its job right now? Store, Salesforce and SMTP are judged
+// from what the App last saw (no network call per probe), plus the outbox depth from a short cache.
+import type { App } from '../app.ts';
+import { OUTBOX_STATES } from '../types.ts';
+import type { OutboxState } from '../types.ts';
+import { coerceError } from '../util/errors.ts';
+
+/** The parts of App the HTTP endpoints read (App satisfies it). */
+export type AppView = Pick<
+  App,
+  | 'config'
+  | 'store'
+  | 'dispatcher'
+  | 'salesforce'
+  | 'smtp'
+  | 'apiUsage'
+  | 'rules'
+  | 'isStopping'
+  | 'verifySmtp'
+>;
+
+export type OutboxSnapshot =
+  { ok: true; counts: Record<OutboxState, number>; at: number } | { ok: false; error: string; at: number };
+
+/**
+ * store.counts() at most once per ttl: probes and scrapes every few seconds from several clients
+ * must not turn into a COUNT(*) each. Concurrent callers share one query.
+ */
+export class OutboxCache {
+  private readonly app: Pick<AppView, 'store'>;
+  private readonly ttlMs: number;
+  private last: OutboxSnapshot | undefined;
+  private pending: Promise<OutboxSnapshot> | undefined;
+
+  constructor(app: Pick<AppView, 'store'>, ttlMs = 2000) {
+    this.app = app;
+    this.ttlMs = ttlMs;
+  }
+
+  get(): Promise<OutboxSnapshot> {
+    if (this.last && Date.now() - this.last.at < this.ttlMs) return Promise.resolve(this.last);
+    this.pending ??= this.read().finally(() => (this.pending = undefined));
+    return this.pending;
+  }
+
+  private async read(): Promise<OutboxSnapshot> {
+    const store = this.app.store;
+    let snap: OutboxSnapshot;
+    if (!store) snap = { ok: false, error: 'store not open yet', at: Date.now() };
+    else {
+      try {
+        const c = await store.counts();
+        const counts = Object.fromEntries(OUTBOX_STATES.map((s) => [s, c.total[s] ?? 0])) as Record<
+          OutboxState,
+          number
+        >;
+        snap = { ok: true, counts, at: Date.now() };
+      } catch (e) {
+        snap = { ok: false, error: coerceError(e).message, at: Date.now() };
+      }
+    }
+    this.last = snap;
+    return snap;
+  }
+}
+
+export interface ComponentReport {
+  ok: boolean;
+  state: string;
+  reason: string | null;
+}
+
+export interface RuleReport {
+  name: string;
+  object: string;
+  lastPollAt: string | null;
+  lastSuccessAt: string | null;
+  /** seconds since the last successful poll; null before the first */
+  lagSeconds: number | null;
+  lastError: string | null;
+}
+
+export interface ReadinessReport {
+  ready: boolean;
+  status: 'ready' | 'not ready';
+  /** why not ready ('stopping', or the failing components); null when ready */
+  reason: string | null;
+  components: {
+    store: ComponentReport & { kind: string | null };
+    salesforce: ComponentReport & { apiUsage: { used: number; limit: number } | null };
+    smtp: ComponentReport & { circuit: 'open' | 'closed' | null; checkedAt: string | null };
+  };
+  rules: RuleReport[];
+  outbox: { depth: number; pending: number; failed: number; sending: number } | null;
+}
+
+export function readiness(
+  app: AppView,
+  outbox: OutboxSnapshot,
+  stopping: boolean,
+  now = Date.now(),
+): ReadinessReport {
+  const store: ReadinessReport['components']['store'] = outbox.ok
+    ? { ok: true, state: 'ok', reason: null, kind: app.store?.kind ?? null }
+    : { ok: false, state: 'error', reason: outbox.error, kind: app.store?.kind ?? null };
+
+  const rules: RuleReport[] = [...app.rules.values()].map((r) => ({
+    name: r.name,
+    object: r.object,
+    lastPollAt: r.lastPollAt,
+    lastSuccessAt: r.lastSuccessAt,
+    lagSeconds:
+      r.lastSuccessAt === null ? null : Math.max(0, Math.round((now - Date.parse(r.lastSuccessAt)) / 1000)),
+    lastError: r.lastError,
+  }));
+
+  // Salesforce is usable when we are authenticated and every rule's last call succeeded.
+  let sf: ComponentReport;
+  const failing = rules.filter((r) => r.lastError !== null);
+  const neverPolled = rules.filter((r) => r.lastSuccessAt === null);
+  if (app.salesforce.state === 'error')
+    sf = { ok: false, state: 'error', reason: app.salesforce.lastError ?? 'authentication failed' };
+  else if (failing.length > 0)
+    sf = {
+      ok: false,
+      state: 'error',
+      reason: failing.map((r) => `rule ${r.name}: ${r.lastError}`).join('; '),
+    };
+  else if (app.salesforce.state !== 'connected')
+    sf = { ok: false, state: app.salesforce.state, reason: 'not connected yet' };
+  else if (neverPolled.length > 0)
+    sf = {
+      ok: false,
+      state: 'connected',
+      reason: `no successful poll yet: ${neverPolled.map((r) => r.name).join(', ')}`,
+    };
+  else sf = { ok: true, state: 'connected', reason: null };
+
+  // SMTP is usable when verified or a send went through since, and the circuit is closed.
+  const circuit = app.dispatcher?.circuit ?? null;
+  let smtp: ComponentReport;
+  if (circuit === 'open')
+    smtp = { ok: false, state: 'circuit-open', reason: app.smtp.lastError ?? 'SMTP authentication failed' };
+  else if (app.smtp.state === 'ok') smtp = { ok: true, state: 'ok', reason: null };
+  else if (app.smtp.state === 'unknown') smtp = { ok: false, state: 'unknown', reason: 'not verified yet' };
+  else smtp = { ok: false, state: 'error', reason: app.smtp.lastError ?? 'SMTP unreachable' };
+
+  const components = {
+    store,
+    salesforce: {
+      ...sf,
+      apiUsage: app.apiUsage ? { used: app.apiUsage.used, limit: app.apiUsage.limit } : null,
+    },
+    smtp: { ...smtp, circuit, checkedAt: app.smtp.checkedAt },
+  };
+  const problems = (['store', 'salesforce', 'smtp'] as const)
+    .filter((k) => !components[k].ok)
+    .map((k) => `${k}: ${components[k].reason}`);
+  const ready = !stopping && problems.length === 0;
+  const c = outbox.ok ? outbox.counts : null;
+  return {
+    ready,
+    status: ready ? 'ready' : 'not ready',
+    reason: stopping ? 'stopping' : problems.length > 0 ? problems.join('; ') : null,
+    components,
+    rules,
+    outbox: c
+      ? { depth: c.pending + c.failed + c.sending, pending: c.pending, failed: c.failed, sending: c.sending }
+      : null,
+  };
+}
