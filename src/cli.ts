@@ -33,7 +33,30 @@ const commands: Record<string, Command> = {
     async run(values) {
       const config = await load(values);
       const logger = loggerFor(config);
-      const app = new App(config, { logger });
+      const { Metrics } = await import('./http/metrics.ts');
+      const { startHttpServer } = await import('./http/server.ts');
+      const metrics = config.http.enabled
+        ? new Metrics({ rules: config.rules.filter((r) => r.enabled).map((r) => r.name) })
+        : undefined;
+      const app = new App(config, { logger, ...(metrics ? { events: metrics.events } : {}) });
+      let http: Awaited<ReturnType<typeof startHttpServer>> | undefined;
+      let starting: Promise<void> | undefined;
+      // First signal: readiness 503 at once, stop polling, let in-flight sends finish within
+      // shutdownTimeout, close the store, close HTTP last (probes see 'stopping' until the end).
+      // A second signal exits 1 at once.
+      const shutdown = async (): Promise<number> => {
+        http?.markStopping();
+        let code: number = EXIT.OK;
+        await starting?.catch(() => undefined);
+        try {
+          await app.stop();
+        } catch (err) {
+          logger.error({ err: coerceError(err) }, 'error while stopping');
+          code = EXIT.FAILURE;
+        }
+        await http?.close();
+        return code;
+      };
       let signals = 0;
       const done = new Promise<number>((resolve) => {
         const onSignal = (sig: NodeJS.Signals) => {
@@ -42,24 +65,31 @@ const commands: Record<string, Command> = {
             logger.warn({ signal: sig }, 'second signal: exiting now');
             process.exit(EXIT.FAILURE);
           }
+          http?.markStopping();
           logger.info({ signal: sig }, 'stopping: no new polls; waiting for in-flight sends');
-          app.stop().then(
-            () => resolve(EXIT.OK),
-            (err: unknown) => {
-              logger.error({ err: coerceError(err) }, 'error while stopping');
-              resolve(EXIT.FAILURE);
-            },
-          );
+          void shutdown().then(resolve);
         };
         process.on('SIGTERM', onSignal);
         process.on('SIGINT', onSignal);
       });
       try {
-        await app.start();
+        // HTTP first: liveness answers while start-up runs, and a busy port fails before the store opens.
+        if (config.http.enabled)
+          http = await startHttpServer({
+            app,
+            host: config.http.host,
+            port: config.http.port,
+            logger,
+            metrics,
+          });
+        if (signals > 0) return await done; // stopped while the port was being bound
+        starting = app.start();
+        await starting;
       } catch (e) {
         const err = coerceError(e);
         logger.fatal({ err }, `start-up failed: ${err.message}`);
         await app.stop(1000).catch(() => undefined);
+        await http?.close(100);
         return err.name === 'StoreLockedError' ? EXIT.INVALID : EXIT.FAILURE;
       }
       return done;
