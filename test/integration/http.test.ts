@@ -407,3 +407,53 @@ describe('readiness when Salesforce authentication fails', () => {
     expect((await running.get('/healthz')).status).toBe(200);
   });
 });
+
+describe('Metrics from App events', () => {
+  it('counts dispatch outcomes by kind ("release" is not a retry), the circuit, API usage and render deaths', async () => {
+    const m = new Metrics({ rules: ['a'], defaultMetrics: false });
+    const base = { id: 1, rule: 'a', recordId: '00Q000000000001AAA', attempts: 1, durationMs: 120 };
+    const d = m.events.onDispatch!;
+    d({ type: 'outcome', outcome: 'sent', ...base });
+    d({ type: 'outcome', outcome: 'retry', failure: 'retry', ...base });
+    d({ type: 'outcome', outcome: 'retry', failure: 'retry', ...base, responseCode: 451 });
+    d({ type: 'outcome', outcome: 'release', ...base });
+    d({ type: 'outcome', outcome: 'dead', failure: 'dead', ...base, responseCode: 550 });
+    d({ type: 'outcome', outcome: 'uncertain', failure: 'uncertain', ...base });
+    d({ type: 'circuit', state: 'open', reason: '535' });
+    m.events.onApiUsage!({ used: 300, limit: 15000 });
+    m.events.onPoll!('a', {
+      read: 7,
+      enqueued: 3,
+      sweep: false,
+      dead: 1,
+      pages: 2,
+      apiCalls: 2,
+      watermark: '2026-01-01T00:00:00.000Z',
+      durationMs: 250,
+    });
+    m.events.onPollError!('a', new Error('boom'));
+    const { body: text, contentType } = await m.text();
+    expect(contentType).toMatch(/^text\/plain/);
+    const rule = '{rule="a"}';
+    expect(metricValue(text, 'lead_notifier_notifications_sent_total', rule)).toBe(1);
+    expect(metricValue(text, 'lead_notifier_notifications_retried_total', rule)).toBe(2);
+    // one dead by SMTP, one dead at render time
+    expect(metricValue(text, 'lead_notifier_notifications_dead_total', rule)).toBe(2);
+    expect(metricValue(text, 'lead_notifier_notifications_uncertain_total', rule)).toBe(1);
+    // five attempts timed; the release was not an attempt
+    expect(metricValue(text, 'lead_notifier_send_duration_seconds_count')).toBe(5);
+    expect(metricValue(text, 'lead_notifier_send_duration_seconds_bucket', '{le="0.25"}')).toBe(5);
+    expect(metricValue(text, 'lead_notifier_smtp_circuit_open')).toBe(1);
+    expect(metricValue(text, 'lead_notifier_salesforce_api_usage_ratio')).toBe(0.02);
+    expect(metricValue(text, 'lead_notifier_records_seen_total', rule)).toBe(7);
+    expect(metricValue(text, 'lead_notifier_notifications_enqueued_total', rule)).toBe(3);
+    expect(metricValue(text, 'lead_notifier_salesforce_api_calls_total', rule)).toBe(2);
+    expect(metricValue(text, 'lead_notifier_poll_errors_total', rule)).toBe(1);
+    expect(metricValue(text, 'lead_notifier_poll_duration_seconds_sum', rule)).toBe(0.25);
+    // our own registry: nothing leaked into prom-client's global one
+    const { register } = await import('prom-client');
+    expect(register.getSingleMetric('lead_notifier_notifications_sent_total')).toBeUndefined();
+    d({ type: 'circuit', state: 'closed' });
+    expect(metricValue((await m.text()).body, 'lead_notifier_smtp_circuit_open')).toBe(0);
+  });
+});
