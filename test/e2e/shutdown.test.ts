@@ -1,6 +1,8 @@
 // Graceful shutdown of `lead-notifier run` as a child process: the first SIGTERM turns readiness
 // to 503 at once and lets the send in flight finish (recorded sent, exit 0); a second signal exits 1
 // at once. The SMTP server holds the send open from its DATA hook, over the real protocol.
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { CliProcess } from '../helpers/process.ts';
 import { leadFields, startStack } from '../helpers/stack.ts';
@@ -127,5 +129,21 @@ describe('lead-notifier run: signals', () => {
     expect(Date.now() - second).toBeLessThan(2000);
     expect(hold.releasedAt()).toBeUndefined(); // it did not wait for the send
     expect(proc.lines.some((l) => l.includes('second signal: exiting now'))).toBe(true);
+  });
+
+  it('a busy HTTP port stops start-up with exit 1 and a clear message, before the store is opened', async () => {
+    const blocker = createServer();
+    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
+    const port = (blocker.address() as AddressInfo).port;
+    try {
+      stack = await startStack({ config: { ...httpOn, http: { enabled: true, host: '127.0.0.1', port } } });
+      proc = stack.run();
+      expect(await proc.exit).toBe(1);
+      const fatal = proc.lines.find((l) => l.includes('start-up failed'));
+      expect(fatal).toContain(`HTTP port 127.0.0.1:${port} is already in use`);
+      expect(proc.lines.some((l) => l.includes('lead-notifier started'))).toBe(false);
+    } finally {
+      await new Promise((r) => blocker.close(r));
+    }
   });
 });
