@@ -93,17 +93,24 @@ async function runDaemon(label: string, expected: number): Promise<{ peak: numbe
 try {
   console.log(`Peak RSS of the daemon (VmHWM), ${N} Lead backlog`);
   const idle = await runDaemon('baseline (no backlog)', 0);
-  emu.org.insertMany(
-    'Lead',
-    Array.from({ length: N }, (_, i) => ({
-      FirstName: `First${i}`,
-      LastName: `Last${i}`,
-      Company: `Company ${i} Ltd`,
-      Email: `lead${i}@prospect.example.org`,
-      LeadSource: 'Web',
-    })),
-    { createdDate: new Date('2026-06-01T00:00:00Z') },
-  );
+  // A bulk import: 100 records a second (CreatedDate has one-second resolution).
+  const base = Date.parse('2026-06-01T00:00:00Z');
+  for (let start = 0; start < N; start += 100) {
+    emu.org.insertMany(
+      'Lead',
+      Array.from({ length: Math.min(100, N - start) }, (_, k) => {
+        const i = start + k;
+        return {
+          FirstName: `First${i}`,
+          LastName: `Last${i}`,
+          Company: `Company ${i} Ltd`,
+          Email: `lead${i}@prospect.example.org`,
+          LeadSource: 'Web',
+        };
+      }),
+      { createdDate: new Date(base + (start / 100) * 1000) },
+    );
+  }
   const work = await runDaemon(`backlog of ${N}`, N);
   const target = 120 * 1048576;
   console.log(

@@ -236,6 +236,7 @@ export class App {
           apiUsage: this.apiUsage ? `${this.apiUsage.used}/${this.apiUsage.limit}` : undefined,
           watermark: result.watermark,
           ms: result.durationMs,
+          ...memoryFields(),
         },
         'poll',
       );
@@ -328,6 +329,17 @@ export class App {
     await this.store?.close();
     this.log.info('lead-notifier stopped');
   }
+}
+
+function memoryFields(): Record<string, number> {
+  const m = process.memoryUsage();
+  const mb = (n: number) => Math.round(n / 1048576);
+  return {
+    rssMb: mb(m.rss),
+    heapMb: mb(m.heapUsed),
+    heapTotalMb: mb(m.heapTotal),
+    externalMb: mb(m.external),
+  };
 }
 
 function sleep(ms: number): Promise<void> {

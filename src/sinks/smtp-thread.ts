@@ -34,6 +34,8 @@ export function createThreadedSmtpSink(cfg: SmtpConfig, baseDir: string): SmtpSi
   const spawn = (): Worker => {
     const w = new Worker(new URL('./smtp-worker.ts', import.meta.url), {
       workerData: { cfg, baseDir } satisfies WorkerInit,
+      // Bounded so the thread's heap does not grow lazily far beyond what sending needs.
+      resourceLimits: { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 8 },
     });
     w.on('message', (reply: WorkerReply) => {
       const p = pending.get(reply.id);

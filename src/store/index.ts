@@ -3,12 +3,12 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { Store } from '../types.ts';
 import { FileLock } from './lock.ts';
-import { PostgresStore } from './postgres.ts';
 import { SqliteStore } from './sqlite.ts';
 import { StoreMissingError } from './errors.ts';
 
 export { StoreClosedError, StoreLockedError, StoreMissingError } from './errors.ts';
-export { PostgresStore, parsePostgresUrl } from './postgres.ts';
+// PostgreSQL support (and `pg`) is loaded only when a postgres:// store is opened.
+export type { PostgresStore } from './postgres.ts';
 export { SqliteStore } from './sqlite.ts';
 
 export interface OpenStoreOptions {
@@ -51,6 +51,7 @@ export async function openStore(url: string, opts: OpenStoreOptions = {}): Promi
       throw err;
     }
   } else if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
+    const { PostgresStore } = await import('./postgres.ts');
     store = new PostgresStore(url, { readOnly });
   } else {
     throw new Error(
