@@ -5,7 +5,7 @@ import type { ParseArgsConfig } from 'node:util';
 import { App } from './app.ts';
 import { loadConfig, resolveConfigPath, secretsOf } from './config/load.ts';
 import type { LoadedConfig } from './config/schema.ts';
-import { createLogger } from './log.ts';
+import { createLogger, makeScrubber } from './log.ts';
 import type { Logger } from './log.ts';
 import { ConfigError, coerceError } from './util/errors.ts';
 import { parseDuration } from './util/duration.ts';
@@ -90,7 +90,9 @@ const commands: Record<string, Command> = {
         logger.fatal({ err }, `start-up failed: ${err.message}`);
         await app.stop(1000).catch(() => undefined);
         await http?.close(100);
-        return err.name === 'StoreLockedError' ? EXIT.INVALID : EXIT.FAILURE;
+        if (err.name === 'StoreLockedError')
+          process.stderr.write(`lead-notifier run: ${scrub(err.message)}\n`);
+        return EXIT.FAILURE;
       }
       return done;
     },
@@ -121,7 +123,8 @@ const commands: Record<string, Command> = {
     async run(values) {
       const config = await load(values);
       const limit = values.limit === undefined ? 5 : Number(values.limit);
-      if (!Number.isInteger(limit) || limit < 1 || limit > 2000) throw new UsageError('--limit must be 1..2000');
+      if (!Number.isInteger(limit) || limit < 1 || limit > 2000)
+        throw new UsageError('--limit must be 1..2000');
       const since = parseSince(typeof values.since === 'string' ? values.since : '24h');
       const { dryRun } = await import('./dry-run.ts');
       return dryRun(config, {
@@ -143,6 +146,68 @@ const commands: Record<string, Command> = {
       return printStatus(config, { json: Boolean(values.json), out });
     },
   },
+  outbox: {
+    summary: 'inspect and act on outbox rows: list, retry dead ones, resolve uncertain ones',
+    usage:
+      'lead-notifier outbox list [--state dead|uncertain|pending|failed|sent] [--rule NAME] [--limit N] [--json] [-c FILE]\n' +
+      '       lead-notifier outbox retry <id> | --all-dead [-c FILE]\n' +
+      '       lead-notifier outbox resolve <id> --as sent|dead [--note TEXT] [-c FILE]',
+    options: {
+      ...configOption,
+      state: { type: 'string' },
+      rule: { type: 'string' },
+      limit: { type: 'string' },
+      json: { type: 'boolean' },
+      'all-dead': { type: 'boolean' },
+      as: { type: 'string' },
+      note: { type: 'string' },
+    },
+    async run(values, positionals) {
+      const config = await load(values, false);
+      const { outboxCommand } = await import('./outbox-cli.ts');
+      const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
+      return outboxCommand(config, {
+        action: positionals[0],
+        args: positionals.slice(1),
+        ...(str('state') ? { state: str('state') } : {}),
+        ...(str('rule') ? { rule: str('rule') } : {}),
+        ...(str('limit') ? { limit: str('limit') } : {}),
+        ...(str('as') ? { as: str('as') } : {}),
+        ...(str('note') ? { note: str('note') } : {}),
+        json: Boolean(values.json),
+        allDead: Boolean(values['all-dead']),
+        out,
+      });
+    },
+  },
+  'send-test': {
+    summary: 'render a rule against a real or sample record and send it once to ADDR, outside the ledger',
+    usage: 'lead-notifier send-test --rule NAME --to ADDR [--record-id ID | --record FILE.json] [-c FILE]',
+    options: {
+      ...configOption,
+      rule: { type: 'string' },
+      to: { type: 'string' },
+      'record-id': { type: 'string' },
+      record: { type: 'string' },
+    },
+    async run(values) {
+      if (typeof values.rule !== 'string' || typeof values.to !== 'string') {
+        throw new UsageError('--rule and --to are required');
+      }
+      if (values['record-id'] !== undefined && values.record !== undefined) {
+        throw new UsageError('give --record-id or --record, not both');
+      }
+      const config = await load(values);
+      const { sendTest } = await import('./send-test.ts');
+      return sendTest(config, {
+        rule: values.rule,
+        to: values.to,
+        ...(typeof values['record-id'] === 'string' ? { recordId: values['record-id'] } : {}),
+        ...(typeof values.record === 'string' ? { recordFile: values.record } : {}),
+        out,
+      });
+    },
+  },
   demo: {
     summary: 'try it without credentials: org emulator + Lead generator + capture inbox + worker',
     usage: 'lead-notifier demo [--inbox-port N] [--interval SECONDS] [--no-generator]',
@@ -162,9 +227,13 @@ const commands: Record<string, Command> = {
     options: { port: { type: 'string', short: 'p' }, host: { type: 'string' } },
     async run(values) {
       const port = values.port === undefined ? 0 : Number(values.port);
-      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError('--port must be 0..65535');
+      if (!Number.isInteger(port) || port < 0 || port > 65535)
+        throw new UsageError('--port must be 0..65535');
       const { startEmulator } = await import('./emulator/index.ts');
-      const emu = await startEmulator({ port, host: typeof values.host === 'string' ? values.host : '127.0.0.1' });
+      const emu = await startEmulator({
+        port,
+        host: typeof values.host === 'string' ? values.host : '127.0.0.1',
+      });
       out(emu.url);
       process.stderr.write(
         `Salesforce org emulator at ${emu.url}\n` +
@@ -181,20 +250,26 @@ const commands: Record<string, Command> = {
   },
 };
 
+/** Replaces the loaded config's secrets in anything printed (set once the config is loaded). */
+let scrub: (text: string) => string = (t) => t;
+
 function out(line: string): void {
-  process.stdout.write(line + '\n');
+  process.stdout.write(scrub(line) + '\n');
 }
 
 function parseSince(text: string): Date {
   if (/^\d+(ms|s|m|h|d)$/.test(text)) return new Date(Date.now() - parseDuration(text));
   const t = Date.parse(text);
-  if (Number.isNaN(t)) throw new UsageError(`--since must be a duration (24h) or an ISO-8601 instant: ${text}`);
+  if (Number.isNaN(t))
+    throw new UsageError(`--since must be a duration (24h) or an ISO-8601 instant: ${text}`);
   return new Date(t);
 }
 
 async function load(values: Record<string, unknown>, checkTemplates = true): Promise<LoadedConfig> {
   const path = resolveConfigPath(typeof values.config === 'string' ? values.config : undefined);
-  return loadConfig(path, { checkTemplates });
+  const config = await loadConfig(path, { checkTemplates });
+  scrub = makeScrubber(secretsOf(config));
+  return config;
 }
 
 function loggerFor(config: LoadedConfig): Logger {
@@ -255,11 +330,16 @@ export async function main(argv: string[]): Promise<number> {
       return EXIT.INVALID;
     }
     const err = coerceError(e);
-    if (e instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`${err.message}\nUsage: ${cmd.usage}\n`);
+    if (
+      e instanceof UsageError ||
+      err.name === 'OutboxUsageError' ||
+      err.name === 'SendTestUsageError' ||
+      (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
+    ) {
+      process.stderr.write(`${scrub(err.message)}\nUsage: ${cmd.usage}\n`);
       return EXIT.INVALID;
     }
-    process.stderr.write(`lead-notifier ${name}: ${err.message}\n`);
+    process.stderr.write(`lead-notifier ${name}: ${scrub(err.message)}\n`);
     return EXIT.FAILURE;
   }
 }

@@ -9,7 +9,9 @@ import { StoreMissingError } from './store/errors.ts';
 import { OUTBOX_STATES } from './types.ts';
 import type { OutboxRow, OutboxState, Store } from './types.ts';
 
-export class OutboxUsageError extends Error {}
+export class OutboxUsageError extends Error {
+  override name = 'OutboxUsageError';
+}
 
 /** `uncertain` is what operators call the `unknown` state */
 export function parseState(text: string): OutboxState {

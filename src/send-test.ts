@@ -15,7 +15,9 @@ import { secretsOf } from './config/load.ts';
 import { makeScrubber } from './log.ts';
 import { coerceError } from './util/errors.ts';
 
-export class SendTestUsageError extends Error {}
+export class SendTestUsageError extends Error {
+  override name = 'SendTestUsageError';
+}
 
 export interface SendTestOptions {
   rule: string;
