@@ -76,5 +76,8 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
 # shutdownTimeout (20 s) and exits 0; a second signal exits 1. It starts no child processes, so
 # there are no zombies to reap and no init (tini) is needed.
 STOPSIGNAL SIGTERM
+# V8 sizes its heap from the host's memory and grows it lazily; a cap keeps the resident size near
+# what the worker needs (bench/backlog-rss.ts measures it with these same flags).
+ENV NODE_OPTIONS="--max-old-space-size=96 --max-semi-space-size=2"
 ENTRYPOINT ["node", "bin/lead-notifier.js"]
 CMD ["run"]
