@@ -65,7 +65,12 @@ async function runDaemon(label: string, expected: number): Promise<{ peak: numbe
   };
   writeFileSync(join(dir, 'n.yaml'), stringify(config));
   const env = { ...process.env };
-  const child = spawn(process.execPath, [CLI, 'run', '-c', join(dir, 'n.yaml')], {
+  // The daemon runs with the container image's NODE_OPTIONS (Dockerfile); BENCH_NODE_ARGS overrides
+  // them ('' for V8's defaults).
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '--max-old-space-size=96 --max-semi-space-size=2')
+    .split(' ')
+    .filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, CLI, 'run', '-c', join(dir, 'n.yaml')], {
     env,
     stdio: ['ignore', 'ignore', 'inherit'],
   });
