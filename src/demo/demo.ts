@@ -7,6 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { App } from '../app.ts';
+import { Metrics } from '../http/metrics.ts';
+import { startHttpServer } from '../http/server.ts';
 import { loadConfig, secretsOf } from '../config/load.ts';
 import { startEmulator, DEFAULT_PASSWORD, DEFAULT_USERNAME } from '../emulator/index.ts';
 import type { Emulator } from '../emulator/index.ts';
@@ -170,9 +172,25 @@ export async function startDemo(opts: DemoOptions = {}): Promise<Demo> {
       ...(config.log.format ? { format: config.log.format } : {}),
       secrets: secretsOf(config),
     });
-    const app = new App(config, { logger });
+    // The worker's health, readiness and metrics endpoints, as `run` serves them.
+    const metrics = config.http.enabled
+      ? new Metrics({ rules: config.rules.filter((r) => r.enabled).map((r) => r.name) })
+      : undefined;
+    const app = new App(config, { logger, ...(metrics ? { events: metrics.events } : {}) });
     cleanups.push(() => app.stop());
+    let metricsUrl: string | null = null;
     try {
+      if (config.http.enabled) {
+        const http = await startHttpServer({
+          app,
+          host: config.http.host,
+          port: config.http.port,
+          logger,
+          ...(metrics ? { metrics } : {}),
+        });
+        cleanups.push(() => http.close(100));
+        metricsUrl = `${http.url}/metrics`;
+      }
       await app.start();
     } catch (e) {
       const err = coerceError(e);
@@ -182,7 +200,6 @@ export async function startDemo(opts: DemoOptions = {}): Promise<Demo> {
           : `the worker could not start: ${err.message}`,
       );
     }
-    const metricsUrl = config.http.enabled ? await probeMetrics(config.http.host, config.http.port) : null;
 
     emails.onAdd((e) => out(forTerminal(`  mail  ${e.to}: ${e.subject}`)));
 
@@ -240,20 +257,6 @@ export async function startDemo(opts: DemoOptions = {}): Promise<Demo> {
   } catch (err) {
     await undo();
     throw err;
-  }
-}
-
-/** The worker's HTTP endpoints, when something serves them (App may run without HTTP). */
-async function probeMetrics(host: string, port: number): Promise<string | null> {
-  if (port === 0) return null;
-  const h = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
-  const base = `http://${h.includes(':') ? `[${h}]` : h}:${port}`;
-  try {
-    const res = await fetch(`${base}/metrics`, { signal: AbortSignal.timeout(1000) });
-    await res.body?.cancel();
-    return res.ok ? `${base}/metrics` : null;
-  } catch {
-    return null;
   }
 }
 

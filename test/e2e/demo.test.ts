@@ -48,6 +48,11 @@ describe('lead-notifier demo (child process)', () => {
     )![1]!;
     const dataDir = /^\s*Data\s+(\S+)/.exec(await p.waitForLine((l) => /^\s*Data\s+\//.test(l)))![1]!;
     expect(existsSync(dataDir)).toBe(true);
+    // the worker's own endpoints, as `run` serves them
+    const metricsUrl = /(http:\/\/\S+)/.exec(
+      await p.waitForLine((l) => /^\s*Metrics\s+http:\/\//.test(l)),
+    )![1]!;
+    expect(await (await fetch(metricsUrl)).text()).toContain('lead_notifier_records_seen_total');
 
     let got: Summary[] = [];
     await waitFor(
