@@ -5,17 +5,15 @@ import { openStore } from '../../src/store/index.ts';
 import { runCli, waitFor } from '../helpers/process.ts';
 import type { CliProcess } from '../helpers/process.ts';
 import { smtpError } from '../helpers/smtp-server.ts';
-import { leadFields, startStack } from '../helpers/stack.ts';
+import { leadFields, startStack, teardown } from '../helpers/stack.ts';
 import type { Stack } from '../helpers/stack.ts';
 
 let stack: Stack | undefined;
 let proc: CliProcess | undefined;
 
 afterEach(async () => {
-  proc?.kill('SIGKILL');
-  await proc?.exit;
+  await teardown(proc, stack);
   proc = undefined;
-  await stack?.close();
   stack = undefined;
 });
 

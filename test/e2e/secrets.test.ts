@@ -6,16 +6,14 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { CliProcess } from '../helpers/process.ts';
-import { leadFields, startStack } from '../helpers/stack.ts';
+import { leadFields, startStack, teardown } from '../helpers/stack.ts';
 import type { Stack } from '../helpers/stack.ts';
 
 let stack: Stack | undefined;
 let proc: CliProcess | undefined;
 afterEach(async () => {
-  proc?.kill('SIGKILL');
-  await proc?.exit;
+  await teardown(proc, stack);
   proc = undefined;
-  await stack?.close();
   stack = undefined;
 });
 

@@ -117,3 +117,10 @@ export function leadFields(i: number, extra: Record<string, unknown> = {}): Reco
     ...extra,
   };
 }
+
+/** After a test: kill the daemon (if any), wait for it to exit, close the stack. */
+export async function teardown(proc: CliProcess | undefined, stack: Stack | undefined): Promise<void> {
+  proc?.kill('SIGKILL');
+  await proc?.exit;
+  await stack?.close();
+}
