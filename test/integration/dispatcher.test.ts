@@ -130,6 +130,21 @@ async function rig(
   };
 }
 
+/** Two dispatchers on handles of one store drain 120 rows: each row sent once, both did work. */
+async function bothSendEachRowOnce(a: Rig, b: Rig): Promise<void> {
+  await enqueue(a.store, rows(120));
+  a.dispatcher.start();
+  b.dispatcher.start();
+  await waitUntil('all sent', async () => (await a.store.counts()).total.sent === 120, 15_000);
+  await sleep(100);
+  const got = [...a.server.messages, ...b.server.messages].map((m) => m.messageId);
+  expect(got).toHaveLength(120);
+  expect(new Set(got).size).toBe(120);
+  // both did work (otherwise the test proves nothing about concurrent claiming)
+  expect(a.server.messages.length).toBeGreaterThan(0);
+  expect(b.server.messages.length).toBeGreaterThan(0);
+}
+
 describe('dispatcher', () => {
   it('delivers N rows exactly once, results kept', async () => {
     const r = await rig();
@@ -358,17 +373,7 @@ describe('dispatcher', () => {
     const store2 = await openStore(`sqlite:${path}`);
     cleanups.push(() => store2.close());
     const b = await rig({ store: store2, smtp: { pool: { maxConnections: 4 } } });
-    await enqueue(store, rows(120));
-    a.dispatcher.start();
-    b.dispatcher.start();
-    await waitUntil('all sent', async () => (await store.counts()).total.sent === 120, 15_000);
-    await sleep(100);
-    const got = [...a.server.messages, ...b.server.messages].map((m) => m.messageId);
-    expect(got).toHaveLength(120);
-    expect(new Set(got).size).toBe(120);
-    // both did work (otherwise the test proves nothing about concurrent claiming)
-    expect(a.server.messages.length).toBeGreaterThan(0);
-    expect(b.server.messages.length).toBeGreaterThan(0);
+    await bothSendEachRowOnce(a, b);
   });
 
   // PostgreSQL is the store replicas share: two dispatchers, each with its own pool, one schema.
@@ -385,16 +390,7 @@ describe('dispatcher', () => {
       cleanups.push(() => store2.close());
       const a = await rig({ store: store1, smtp: { pool: { maxConnections: 4 } } });
       const b = await rig({ store: store2, smtp: { pool: { maxConnections: 4 } } });
-      await enqueue(store1, rows(120));
-      a.dispatcher.start();
-      b.dispatcher.start();
-      await waitUntil('all sent', async () => (await store1.counts()).total.sent === 120, 15_000);
-      await sleep(100);
-      const got = [...a.server.messages, ...b.server.messages].map((m) => m.messageId);
-      expect(got).toHaveLength(120);
-      expect(new Set(got).size).toBe(120);
-      expect(a.server.messages.length).toBeGreaterThan(0);
-      expect(b.server.messages.length).toBeGreaterThan(0);
+      await bothSendEachRowOnce(a, b);
     },
   );
 
