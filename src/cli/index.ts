@@ -2,13 +2,13 @@
 // usage, 3 a dependency unreachable (check --connect).
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
-import { App } from './app.ts';
-import { loadConfig, resolveConfigPath, secretsOf } from './config/load.ts';
-import type { LoadedConfig } from './config/schema.ts';
-import { createLogger, makeScrubber } from './log.ts';
-import type { Logger } from './log.ts';
-import { ConfigError, coerceError } from './util/errors.ts';
-import { parseDuration } from './util/duration.ts';
+import { App } from '../app.ts';
+import { loadConfig, resolveConfigPath, secretsOf } from '../config/load.ts';
+import type { LoadedConfig } from '../config/schema.ts';
+import { createLogger, makeScrubber } from '../log.ts';
+import type { Logger } from '../log.ts';
+import { ConfigError, coerceError } from '../util/errors.ts';
+import { parseDuration } from '../util/duration.ts';
 
 export const EXIT = { OK: 0, FAILURE: 1, INVALID: 2, UNREACHABLE: 3 } as const;
 
@@ -33,8 +33,8 @@ const commands: Record<string, Command> = {
     async run(values) {
       const config = await load(values);
       const logger = loggerFor(config);
-      const { Metrics } = await import('./http/metrics.ts');
-      const { startHttpServer } = await import('./http/server.ts');
+      const { Metrics } = await import('../http/metrics.ts');
+      const { startHttpServer } = await import('../http/server.ts');
       const metrics = config.http.enabled
         ? new Metrics({ rules: config.rules.filter((r) => r.enabled).map((r) => r.name) })
         : undefined;
@@ -106,7 +106,7 @@ const commands: Record<string, Command> = {
       const enabled = config.rules.filter((r) => r.enabled).length;
       out(`config ok: ${config.configPath} (${config.rules.length} rules, ${enabled} enabled)`);
       if (!values.connect) return EXIT.OK;
-      const { checkConnections } = await import('./check.ts');
+      const { checkConnections } = await import('../check.ts');
       return checkConnections(config, out);
     },
   },
@@ -126,7 +126,7 @@ const commands: Record<string, Command> = {
       if (!Number.isInteger(limit) || limit < 1 || limit > 2000)
         throw new UsageError('--limit must be 1..2000');
       const since = parseSince(typeof values.since === 'string' ? values.since : '24h');
-      const { dryRun } = await import('./dry-run.ts');
+      const { dryRun } = await import('../dry-run.ts');
       return dryRun(config, {
         limit,
         since,
@@ -142,7 +142,7 @@ const commands: Record<string, Command> = {
     options: { ...configOption, json: { type: 'boolean' } },
     async run(values) {
       const config = await load(values, false);
-      const { printStatus } = await import('./status.ts');
+      const { printStatus } = await import('../status.ts');
       return printStatus(config, { json: Boolean(values.json), out });
     },
   },
@@ -164,7 +164,7 @@ const commands: Record<string, Command> = {
     },
     async run(values, positionals) {
       const config = await load(values, false);
-      const { outboxCommand } = await import('./outbox-cli.ts');
+      const { outboxCommand } = await import('../outbox-cli.ts');
       const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
       return outboxCommand(config, {
         action: positionals[0],
@@ -198,7 +198,7 @@ const commands: Record<string, Command> = {
         throw new UsageError('give --record-id or --record, not both');
       }
       const config = await load(values);
-      const { sendTest } = await import('./send-test.ts');
+      const { sendTest } = await import('../send-test.ts');
       return sendTest(config, {
         rule: values.rule,
         to: values.to,
@@ -217,7 +217,7 @@ const commands: Record<string, Command> = {
       'no-generator': { type: 'boolean' },
     },
     async run(values) {
-      const { runDemoCommand } = await import('./demo/demo.ts');
+      const { runDemoCommand } = await import('../demo/demo.ts');
       return runDemoCommand(values);
     },
   },
@@ -229,7 +229,7 @@ const commands: Record<string, Command> = {
       const port = values.port === undefined ? 0 : Number(values.port);
       if (!Number.isInteger(port) || port < 0 || port > 65535)
         throw new UsageError('--port must be 0..65535');
-      const { startEmulator } = await import('./emulator/index.ts');
+      const { startEmulator } = await import('../emulator/index.ts');
       const emu = await startEmulator({
         port,
         host: typeof values.host === 'string' ? values.host : '127.0.0.1',
@@ -304,7 +304,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (name === '--version' || name === '-v') {
     const { createRequire } = await import('node:module');
-    out((createRequire(import.meta.url)('../package.json') as { version: string }).version);
+    out((createRequire(import.meta.url)('../../package.json') as { version: string }).version);
     return EXIT.OK;
   }
   const cmd = commands[name];
@@ -343,17 +343,3 @@ export async function main(argv: string[]): Promise<number> {
     return EXIT.FAILURE;
   }
 }
-
-// Run when executed directly (bin/lead-notifier.js imports this file).
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-    // The daemon's handles (cron, pools) are closed by stop(); anything left must not hold us.
-    if (code !== EXIT.OK || process.argv[2] !== 'run') setTimeout(() => process.exit(code), 50).unref();
-    else setTimeout(() => process.exit(code), 200).unref();
-  },
-  (err: unknown) => {
-    process.stderr.write(`${coerceError(err).stack}\n`);
-    process.exit(EXIT.FAILURE);
-  },
-);
