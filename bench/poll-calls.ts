@@ -9,6 +9,7 @@ import { ruleSchema } from '../src/config/schema.ts';
 import { startEmulator } from '../src/emulator/index.ts';
 import { connectSalesforce, createConnection } from '../src/sources/salesforce/connection.ts';
 import { RulePoller } from '../src/sources/salesforce/poller.ts';
+import { Enqueuer } from '../src/app/enqueue.ts';
 import { openStore } from '../src/store/index.ts';
 import { compileRule } from '../src/templates/index.ts';
 
@@ -45,11 +46,13 @@ try {
     };
     const conn = createConnection(sf, dir);
     await connectSalesforce(conn, sf, dir);
+    const logger = pino({ level: 'silent' });
+    const enqueuer = new Enqueuer({ rule, compiled: compileRule(rule, dir), store, logger });
     const poller = new RulePoller({
       rule,
-      compiled: compileRule(rule, dir),
       conn,
       store,
+      commit: enqueuer.commit,
       apiVersion: '62.0',
       logger: pino({ level: 'silent' }),
     });

@@ -15,9 +15,10 @@ import pino from 'pino';
 import { SMTPServer } from 'smtp-server';
 import { deliverySchema, smtpSchema } from '../src/config/schema.ts';
 import { Dispatcher } from '../src/delivery/dispatcher.ts';
-import { createSmtpSink, toMailOptions } from '../src/sinks/smtp.ts';
+import { createSmtpSink, toMailOptions } from '../src/sinks/index.ts';
 import { openStore } from '../src/store/index.ts';
-import type { NewOutboxRow, RenderedMessage } from '../src/types.ts';
+import type { NewOutboxRow } from '../src/store/index.ts';
+import type { RenderedMessage } from '../src/types.ts';
 
 if (!isMainThread) {
   let received = 0;

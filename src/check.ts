@@ -1,7 +1,7 @@
 // `check --connect`: reach Salesforce (authenticate, and run each rule's query once, which proves
 // its fields and `where` against the org) and SMTP (connect, EHLO, STARTTLS, AUTH).
 import type { LoadedConfig } from './config/schema.ts';
-import { createSmtpSink } from './sinks/smtp.ts';
+import { createSmtpSink } from './sinks/index.ts';
 import { connectSalesforce, createConnection } from './sources/salesforce/connection.ts';
 import { buildPollQuery } from './sources/salesforce/soql.ts';
 import { secretsOf } from './config/load.ts';

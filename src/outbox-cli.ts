@@ -6,8 +6,8 @@ import type { LoadedConfig } from './config/schema.ts';
 import { storeLocation } from './config/load.ts';
 import { openStore } from './store/index.ts';
 import { StoreMissingError } from './store/errors.ts';
-import { OUTBOX_STATES } from './types.ts';
-import type { OutboxRow, OutboxState, Store } from './types.ts';
+import { OUTBOX_STATES } from './store/index.ts';
+import type { OutboxRow, OutboxState, Store } from './store/index.ts';
 
 export class OutboxUsageError extends Error {
   override name = 'OutboxUsageError';

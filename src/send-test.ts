@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { LoadedConfig } from './config/schema.ts';
 import { isValidAddress } from './rules/recipients.ts';
-import { createSmtpSink } from './sinks/smtp.ts';
+import { createSmtpSink } from './sinks/index.ts';
 import { connectSalesforce, createConnection } from './sources/salesforce/connection.ts';
 import { asQueryPage, toSourceRecord } from './sources/salesforce/records.ts';
 import { buildEnrichmentQuery } from './sources/salesforce/soql.ts';

@@ -1,7 +1,7 @@
 // `status`: the store's view, read-only (works while the daemon runs).
 import type { LoadedConfig } from './config/schema.ts';
 import { openStore } from './store/index.ts';
-import { OUTBOX_STATES } from './types.ts';
+import { OUTBOX_STATES } from './store/index.ts';
 
 export async function printStatus(
   config: LoadedConfig,

@@ -2,7 +2,7 @@
 // usage, 3 a dependency unreachable (check --connect).
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
-import { App } from '../app.ts';
+import { App } from '../app/app.ts';
 import { loadConfig, resolveConfigPath, secretsOf } from '../config/load.ts';
 import type { LoadedConfig } from '../config/schema.ts';
 import { createLogger, makeScrubber } from '../log.ts';

@@ -3,15 +3,17 @@
 // written in one recordOutcomes call, and the same tick claims rows for the freed send slots.
 import type pino from 'pino';
 import type { DeliveryConfig } from '../config/schema.ts';
-import { SendError, type FailureKind, type SmtpSink } from '../sinks/smtp.ts';
-import type { Outcome, OutboxRow, Store } from '../types.ts';
+import { attempt, SendError, type Channel, type FailureKind } from '../sinks/types.ts';
+import type { RenderedMessage } from '../types.ts';
+import type { Outcome, OutboxRow, Store } from '../store/index.ts';
 import { parseDuration } from '../util/duration.ts';
 import { coerceError } from '../util/errors.ts';
 import { backoffDelay, describeFailure } from './outcomes.ts';
 
 export interface DispatcherOptions {
   store: Store;
-  sink: SmtpSink;
+  /** where rows go: the SMTP channel today; any Channel works (sinks/types.ts) */
+  sink: Channel<RenderedMessage>;
   delivery: DeliveryConfig;
   /** send slots; the pool's maxConnections */
   concurrency: number;
@@ -33,6 +35,8 @@ export type DispatchEvent =
       outcome: Outcome['kind'];
       /** the sink's classification when the send failed */
       failure?: FailureKind;
+      /** the failure's code (util/errors.ts CODES) */
+      code?: string;
       id: number;
       rule: string;
       recordId: string;
@@ -284,18 +288,15 @@ export class Dispatcher {
     let outcome: Outcome;
     let failure: FailureKind | undefined;
     let responseCode: number | undefined;
-    try {
-      if (!row.message) throw new SendError('row has no rendered message', { kind: 'dead' });
-      const result = await this.o.sink.send(row.message);
-      outcome = { id: row.id, kind: 'sent', result };
-    } catch (err) {
-      const e =
-        err instanceof SendError
-          ? err
-          : new SendError(coerceError(err).message, { kind: 'retry', cause: err });
-      failure = e.kind;
-      responseCode = e.responseCode;
-      outcome = this.failureOutcome(row, e);
+    const tried = row.message
+      ? await attempt(this.o.sink, row.message)
+      : { kind: 'dead' as const, error: new SendError('row has no rendered message', { kind: 'dead' }) };
+    if (tried.kind === 'sent') {
+      outcome = { id: row.id, kind: 'sent', result: tried.result };
+    } else {
+      failure = tried.kind;
+      responseCode = tried.error.responseCode;
+      outcome = this.failureOutcome(row, tried.error);
     }
     this.sending--;
     this.outcomes.push(outcome);
@@ -323,6 +324,7 @@ export class Dispatcher {
       type: 'outcome',
       outcome: outcome.kind,
       ...(failure ? { failure } : {}),
+      ...(outcome.kind !== 'sent' && outcome.code ? { code: outcome.code } : {}),
       id: row.id,
       rule: row.rule,
       recordId: row.recordId,
@@ -334,24 +336,30 @@ export class Dispatcher {
 
   private failureOutcome(row: OutboxRow, e: SendError): Outcome {
     const error = describeFailure(e);
+    const code = e.code ?? 'ESEND';
     switch (e.kind) {
       case 'dead':
-        return { id: row.id, kind: 'dead', error };
+        return { id: row.id, kind: 'dead', error, code };
       case 'uncertain':
-        return { id: row.id, kind: 'uncertain', error };
+        return { id: row.id, kind: 'uncertain', error, code };
       case 'auth':
         this.openCircuit(error);
-        return { id: row.id, kind: 'release', error, nextAttemptAt: new Date() };
+        return { id: row.id, kind: 'release', error, code, nextAttemptAt: new Date() };
       case 'retry': {
         // The server is not there at all: that says nothing about this row, so it must not use up
         // the row's attempts (an hour-long outage would dead-letter good mail). Pause like auth.
         if (isServerUnreachable(e)) {
           this.openCircuit(`SMTP server unreachable: ${error}`);
-          return { id: row.id, kind: 'release', error, nextAttemptAt: new Date() };
+          return { id: row.id, kind: 'release', error, code, nextAttemptAt: new Date() };
         }
         // claimDue counted this attempt already
         if (row.attempts >= this.o.delivery.maxAttempts) {
-          return { id: row.id, kind: 'dead', error: `gave up after ${row.attempts} attempts: ${error}` };
+          return {
+            id: row.id,
+            kind: 'dead',
+            error: `gave up after ${row.attempts} attempts: ${error}`,
+            code,
+          };
         }
         const age = Date.now() - Date.parse(row.createdAt);
         if (age >= this.maxAgeMs) {
@@ -359,10 +367,11 @@ export class Dispatcher {
             id: row.id,
             kind: 'dead',
             error: `gave up after ${this.o.delivery.maxAge} (maxAge): ${error}`,
+            code,
           };
         }
         const delay = backoffDelay(row.attempts, this.o.delivery.backoffBaseMs, this.o.delivery.backoffMaxMs);
-        return { id: row.id, kind: 'retry', error, nextAttemptAt: new Date(Date.now() + delay) };
+        return { id: row.id, kind: 'retry', error, code, nextAttemptAt: new Date(Date.now() + delay) };
       }
     }
   }

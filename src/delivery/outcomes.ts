@@ -1,5 +1,5 @@
 // Pure helpers the dispatcher uses to turn a failed send into an outcome.
-import type { SendError } from '../sinks/smtp.ts';
+import type { SendError } from '../sinks/types.ts';
 
 /**
  * Exponential backoff with full jitter ("Exponential Backoff And Jitter", AWS Architecture Blog):

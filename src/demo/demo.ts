@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { App } from '../app.ts';
+import { App } from '../app/app.ts';
 import { Metrics } from '../http/metrics.ts';
 import { startHttpServer } from '../http/server.ts';
 import { loadConfig, secretsOf } from '../config/load.ts';

@@ -8,7 +8,7 @@ import {
   type FieldDef,
   type ObjectDef,
 } from './objects.ts';
-import { isValidId, makeId, normalizeId } from './ids.ts';
+import { isValidId, makeId, normalizeId } from '../sources/salesforce/ids.ts';
 import { SalesforceError } from './soql/errors.ts';
 import {
   bindField,

@@ -5,7 +5,7 @@
 import type { Context, ReqInfo, Reply } from './server.ts';
 import { SalesforceError } from './org.ts';
 import type { ApiRecord, FieldDef, ObjectDef } from './org.ts';
-import { normalizeId } from './ids.ts';
+import { normalizeId } from '../sources/salesforce/ids.ts';
 import type { Session } from './sessions.ts';
 
 const JSON_TYPE = 'application/json;charset=UTF-8';

@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Org } from './org.ts';
 import type { OrgOptions } from './org.ts';
-import { makeId } from './ids.ts';
+import { makeId } from '../sources/salesforce/ids.ts';
 import { CursorStore, SessionStore } from './sessions.ts';
 import { EmulatorControl } from './control.ts';
 import type { ActiveFault, LimitsState } from './control.ts';

@@ -2,11 +2,11 @@
 // can run several Apps in one process). Counters are fed by AppEvents; the outbox depth and the
 // circuit are read at scrape time from whatever source is attached.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { AppEvents } from '../app.ts';
+import type { AppEvents } from '../app/app.ts';
 import type { DispatchEvent } from '../delivery/dispatcher.ts';
 import type { ApiUsage, PollResult } from '../sources/salesforce/poller.ts';
-import { OUTBOX_STATES } from '../types.ts';
-import type { OutboxState } from '../types.ts';
+import { OUTBOX_STATES } from '../store/index.ts';
+import type { OutboxState } from '../store/index.ts';
 
 export const METRIC_PREFIX = 'lead_notifier_';
 
@@ -39,6 +39,7 @@ export class Metrics {
   readonly retried: Counter<'rule'>;
   readonly dead: Counter<'rule'>;
   readonly uncertain: Counter<'rule'>;
+  readonly sendFailures: Counter<'rule' | 'outcome' | 'code'>;
   readonly outboxDepth: Gauge<'state'>;
   readonly pollDuration: Histogram<'rule'>;
   readonly sendDuration: Histogram;
@@ -86,6 +87,12 @@ export class Metrics {
       name: `${p}notifications_uncertain_total`,
       help: 'Sends whose connection broke after the message data went out (maybe delivered; state unknown)',
       labelNames: ['rule'],
+      registers,
+    });
+    this.sendFailures = new Counter({
+      name: `${p}send_failures_total`,
+      help: 'Failed send attempts by outcome (retry, dead, uncertain, release) and failure code (ECONNECTION, EENVELOPE, ...)',
+      labelNames: ['rule', 'outcome', 'code'],
       registers,
     });
     const source = (): MetricsSource | undefined => this.source;
@@ -201,6 +208,7 @@ export class Metrics {
     }
     if (e.type !== 'outcome') return;
     const rule = e.rule;
+    if (e.outcome !== 'sent') this.sendFailures.inc({ rule, outcome: e.outcome, code: e.code ?? 'ESEND' });
     // 'release': the circuit put the row back without an attempt; neither a send nor a retry
     if (e.outcome === 'release') return;
     this.sendDuration.observe(e.durationMs / 1000);

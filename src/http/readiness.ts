@@ -1,8 +1,8 @@
 // Readiness: is this process able to do its job right now? Store, Salesforce and SMTP are judged
 // from what the App last saw (no network call per probe), plus the outbox depth from a short cache.
-import type { App } from '../app.ts';
-import { OUTBOX_STATES } from '../types.ts';
-import type { OutboxState } from '../types.ts';
+import type { App } from '../app/app.ts';
+import { OUTBOX_STATES } from '../store/index.ts';
+import type { OutboxState } from '../store/index.ts';
 import { coerceError } from '../util/errors.ts';
 
 /** The parts of App the HTTP endpoints read (App satisfies it). */

@@ -13,6 +13,7 @@ export interface Mailbox {
 /** A list entry that is not a plain mailbox we are willing to send to. */
 export class InvalidAddressError extends Error {
   override name = 'InvalidAddressError';
+  readonly code = 'EADDRESS';
   /** the offending entry (address, or the raw text when nothing parseable was found) */
   readonly address: string;
   constructor(address: string, why: string) {

@@ -5,7 +5,7 @@
 import { Worker } from 'node:worker_threads';
 import type { SmtpConfig } from '../config/schema.ts';
 import type { RenderedMessage } from '../types.ts';
-import { SendError, type SendErrorInit, type SmtpSendResult, type SmtpSink } from './smtp.ts';
+import { SendError, type SendErrorInit, type SmtpSendResult, type SmtpSink } from './types.ts';
 
 type Request = { op: 'send'; msg: RenderedMessage } | { op: 'verify' } | { op: 'close' };
 export type WorkerRequest = Request & { id: number };
@@ -83,6 +83,7 @@ export function createThreadedSmtpSink(cfg: SmtpConfig, baseDir: string): SmtpSi
   };
 
   return {
+    channel: 'email',
     async send(msg) {
       return (await call({ op: 'send', msg }))!;
     },

@@ -1,7 +1,8 @@
 // Worker-thread entry of the threaded SMTP sink (see smtp-thread.ts): runs the in-process sink.
 import { parentPort, workerData } from 'node:worker_threads';
 import { coerceError } from '../util/errors.ts';
-import { createInProcessSmtpSink, SendError } from './smtp.ts';
+import { createInProcessSmtpSink } from './smtp.ts';
+import { SendError } from './types.ts';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './smtp-thread.ts';
 
 const { cfg, baseDir } = workerData as WorkerInit;

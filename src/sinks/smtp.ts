@@ -7,76 +7,9 @@ import nodemailer from 'nodemailer';
 import type { SendMailOptions } from 'nodemailer';
 import type pino from 'pino';
 import type { SmtpConfig } from '../config/schema.ts';
-import type { RenderedMessage, SendResult } from '../types.ts';
+import type { RenderedMessage } from '../types.ts';
 import { coerceError } from '../util/errors.ts';
-import { createThreadedSmtpSink } from './smtp-thread.ts';
-
-/**
- * What the outbox does with a failed send:
- * - retry: transient (4xx, the connection broke before the message data went out): back off, try again
- * - dead: permanent (5xx for the sender, every recipient or the message): keep the reply, never retry
- * - auth: the transport itself is unusable (535/EAUTH, a TLS/STARTTLS failure, a 5xx greeting):
- *   every message would fail the same way, so the dispatcher opens its circuit and keeps rows pending
- * - uncertain: the connection broke after the whole message was written, before the final reply:
- *   the server may have accepted it, so re-sending could deliver it twice
- */
-export type FailureKind = 'retry' | 'dead' | 'auth' | 'uncertain';
-
-export interface SendErrorInit {
-  kind: FailureKind;
-  code?: string;
-  responseCode?: number;
-  response?: string;
-  command?: string;
-  originalCode?: string;
-}
-
-export class SendError extends Error {
-  override name = 'SendError';
-  kind: FailureKind;
-  code?: string;
-  responseCode?: number;
-  response?: string;
-  command?: string;
-  /** the system or TLS code behind an ESOCKET, e.g. DEPTH_ZERO_SELF_SIGNED_CERT */
-  originalCode?: string;
-  constructor(message: string, init: SendErrorInit & { cause?: unknown }) {
-    super(message, { cause: init.cause });
-    this.kind = init.kind;
-    this.code = init.code;
-    this.responseCode = init.responseCode;
-    this.response = init.response;
-    this.command = init.command;
-    this.originalCode = init.originalCode;
-  }
-
-  /** plain data (crosses the worker-thread boundary) */
-  toJSON(): SendErrorInit & { message: string } {
-    return {
-      message: this.message,
-      kind: this.kind,
-      code: this.code,
-      responseCode: this.responseCode,
-      response: this.response,
-      command: this.command,
-      originalCode: this.originalCode,
-    };
-  }
-}
-
-/** A SendResult plus the server's reply for each refused recipient (kept with the row as JSON). */
-export interface SmtpSendResult extends SendResult {
-  rejectedReplies?: Record<string, string>;
-}
-
-export interface SmtpSink {
-  /** throws SendError */
-  send(msg: RenderedMessage): Promise<SmtpSendResult>;
-  /** connect + EHLO (+ STARTTLS + AUTH); throws SendError */
-  verify(): Promise<void>;
-  /** closes idle connections; a delivery in progress finishes first */
-  close(): Promise<void>;
-}
+import { SendError, type FailureKind, type SmtpSendResult, type SmtpSink } from './types.ts';
 
 interface NodemailerErrorShape {
   code?: unknown;
@@ -138,33 +71,6 @@ export function classifySmtpError(err: unknown, phase: 'before-data' | 'after-da
 /** Tracks whether the message data was fully handed to the SMTP data stream. */
 interface SendTracker {
   dataWritten: boolean;
-}
-
-export interface SmtpSinkOptions {
-  /** tls.ca is read relative to this (the config file's directory) */
-  baseDir: string;
-  logger?: pino.Logger;
-  /**
-   * Run nodemailer on the calling thread instead of a worker thread (default false). The worker
-   * keeps SMTP sockets moving while the main thread is blocked in SQLite's synchronous commits
-   * (an fsync each), and keeps MIME building off the loop that polls and serves HTTP.
-   */
-  inProcess?: boolean;
-}
-
-export function createSmtpSink(cfg: SmtpConfig, opts: SmtpSinkOptions): SmtpSink {
-  if (cfg.tls.rejectUnauthorized === false) {
-    opts.logger?.warn(
-      { host: cfg.host, port: cfg.port },
-      'SMTP TLS certificate verification is DISABLED (smtp.tls.rejectUnauthorized: false): ' +
-        'anyone on the network path can read the mail and the SMTP password',
-    );
-  }
-  // read here so that a missing CA file fails at start-up, on the caller's thread
-  if (cfg.tls.ca) readFileSync(resolve(opts.baseDir, cfg.tls.ca));
-  return opts.inProcess
-    ? createInProcessSmtpSink(cfg, opts.baseDir)
-    : createThreadedSmtpSink(cfg, opts.baseDir);
 }
 
 /** The nodemailer pool on the current thread (what the worker thread runs). */
@@ -245,6 +151,7 @@ export function createInProcessSmtpSink(cfg: SmtpConfig, baseDir: string): SmtpS
   };
 
   return {
+    channel: 'email',
     async send(msg) {
       const controller = new AbortController();
       const tracker: SendTracker = { dataWritten: false };

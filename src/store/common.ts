@@ -1,5 +1,5 @@
 // Helpers shared by the SQLite and PostgreSQL stores.
-import type { OutboxState } from '../types.ts';
+import type { OutboxState } from './types.ts';
 
 export const ABANDONED_ERROR = 'process stopped while sending; delivery uncertain';
 export const ABANDONED_RESEND = 'process stopped while sending; re-sending (onUncertain: resend)';

@@ -1,12 +1,14 @@
 // openStore: the one way the rest of the program gets a Store.
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import type { Store } from '../types.ts';
+import type { Store } from './types.ts';
 import { FileLock } from './lock.ts';
 import { SqliteStore } from './sqlite.ts';
 import { StoreMissingError } from './errors.ts';
 
 export { StoreClosedError, StoreLockedError, StoreMissingError } from './errors.ts';
+export { OUTBOX_STATES } from './types.ts';
+export type * from './types.ts';
 // PostgreSQL support (and `pg`) is loaded only when a postgres:// store is opened.
 export type { PostgresStore } from './postgres.ts';
 export { SqliteStore } from './sqlite.ts';

@@ -11,8 +11,8 @@ import type {
   OutboxRow,
   OutboxState,
   Store,
-} from '../types.ts';
-import { OUTBOX_STATES } from '../types.ts';
+} from './types.ts';
+import { OUTBOX_STATES } from './types.ts';
 import {
   ABANDONED_ERROR,
   ABANDONED_RESEND,
@@ -178,6 +178,7 @@ export class PostgresStore implements Store {
       state: [] as unknown[],
       message: [] as unknown[],
       lastError: [] as unknown[],
+      lastErrorCode: [] as unknown[],
     };
     for (const r of sorted) {
       cols.rule.push(r.rule);
@@ -187,6 +188,7 @@ export class PostgresStore implements Store {
       cols.state.push(r.state);
       cols.message.push(r.message === null || r.message === undefined ? null : JSON.stringify(r.message));
       cols.lastError.push(r.lastError ?? null);
+      cols.lastErrorCode.push(r.lastErrorCode ?? null);
     }
     return this.tx(async (c) => {
       // Checkpoint first: batches for one rule serialise on its row, and a failing insert below
@@ -211,10 +213,19 @@ export class PostgresStore implements Store {
       if (sorted.length === 0) return { inserted: 0 };
       // One statement for the whole batch (unnest of column arrays): one round trip for 2,000 rows.
       const res = await c.query(
-        `INSERT INTO outbox (rule, object, record_id, record_created_date, state, message, last_error)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::json[], $7::text[])
+        `INSERT INTO outbox (rule, object, record_id, record_created_date, state, message, last_error, last_error_code)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::json[], $7::text[], $8::text[])
          ON CONFLICT (rule, record_id) DO NOTHING`,
-        [cols.rule, cols.object, cols.recordId, cols.created, cols.state, cols.message, cols.lastError],
+        [
+          cols.rule,
+          cols.object,
+          cols.recordId,
+          cols.created,
+          cols.state,
+          cols.message,
+          cols.lastError,
+          cols.lastErrorCode,
+        ],
       );
       return { inserted: res.rowCount ?? 0 };
     });
@@ -260,30 +271,28 @@ export class PostgresStore implements Store {
             break;
           case 'retry':
             await c.query(
-              `UPDATE outbox SET state = 'failed', last_error = $3, next_attempt_at = $4, ${clear} ${guard}`,
-              [o.id, owner, o.error, o.nextAttemptAt],
+              `UPDATE outbox SET state = 'failed', last_error = $3, next_attempt_at = $4, last_error_code = $5, ${clear} ${guard}`,
+              [o.id, owner, o.error, o.nextAttemptAt, o.code ?? null],
             );
             break;
           case 'dead':
-            await c.query(`UPDATE outbox SET state = 'dead', last_error = $3, ${clear} ${guard}`, [
-              o.id,
-              owner,
-              o.error,
-            ]);
+            await c.query(
+              `UPDATE outbox SET state = 'dead', last_error = $3, last_error_code = $4, ${clear} ${guard}`,
+              [o.id, owner, o.error, o.code ?? null],
+            );
             break;
           case 'release':
             await c.query(
               `UPDATE outbox SET state = 'pending', attempts = greatest(attempts - 1, 0), last_error = $3,
-                 next_attempt_at = $4, ${clear} ${guard}`,
-              [o.id, owner, o.error, o.nextAttemptAt],
+                 next_attempt_at = $4, last_error_code = $5, ${clear} ${guard}`,
+              [o.id, owner, o.error, o.nextAttemptAt, o.code ?? null],
             );
             break;
           case 'uncertain':
-            await c.query(`UPDATE outbox SET state = 'unknown', last_error = $3, ${clear} ${guard}`, [
-              o.id,
-              owner,
-              o.error,
-            ]);
+            await c.query(
+              `UPDATE outbox SET state = 'unknown', last_error = $3, last_error_code = $4, ${clear} ${guard}`,
+              [o.id, owner, o.error, o.code ?? null],
+            );
             break;
           default:
             throw new TypeError(`unknown outcome kind: ${JSON.stringify((o as { kind: unknown }).kind)}`);
@@ -299,6 +308,7 @@ export class PostgresStore implements Store {
       `UPDATE outbox SET
          state = CASE WHEN rule = ANY($2::text[]) THEN 'pending' ELSE 'unknown' END,
          last_error = CASE WHEN rule = ANY($2::text[]) THEN $3 ELSE $4 END,
+         last_error_code = 'EABANDONED',
          next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL, updated_at = now()
        WHERE state = 'sending' AND lease_until < coalesce($1::timestamptz, now())
        RETURNING id`,
@@ -447,6 +457,7 @@ function toOutboxRow(r: Row): OutboxRow {
     leaseOwner: (r.lease_owner as string | null) ?? null,
     leaseUntil: isoOrNull(r.lease_until as Date | null),
     lastError: (r.last_error as string | null) ?? null,
+    lastErrorCode: (r.last_error_code as string | null) ?? null,
     result: (r.result as OutboxRow['result']) ?? null,
     createdAt: iso(r.created_at),
     updatedAt: iso(r.updated_at),

@@ -11,8 +11,8 @@ import type {
   OutboxRow,
   OutboxState,
   Store,
-} from '../types.ts';
-import { OUTBOX_STATES } from '../types.ts';
+} from './types.ts';
+import { OUTBOX_STATES } from './types.ts';
 import {
   ABANDONED_ERROR,
   ABANDONED_RESEND,
@@ -161,8 +161,8 @@ export class SqliteStore implements Store {
     const sweptAt =
       checkpoint.sweptAt === undefined ? null : normalizeInstant(checkpoint.sweptAt, 'checkpoint sweptAt');
     const insert = this.stmt(
-      `INSERT INTO outbox (rule, object, record_id, record_created_date, state, message, last_error, created_at, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO outbox (rule, object, record_id, record_created_date, state, message, last_error, last_error_code, created_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (rule, record_id) DO NOTHING`,
     );
     const upsert = this.stmt(
@@ -184,6 +184,7 @@ export class SqliteStore implements Store {
           r.state,
           r.message === null || r.message === undefined ? null : JSON.stringify(r.message),
           r.lastError ?? null,
+          r.lastErrorCode ?? null,
           now,
           now,
         );
@@ -224,13 +225,17 @@ export class SqliteStore implements Store {
     const clear = `lease_owner = NULL, lease_until = NULL, updated_at = ?`;
     const sent = this.stmt(`UPDATE outbox SET state = 'sent', result = ?, sent_at = ?, ${clear} ${guard}`);
     const retry = this.stmt(
-      `UPDATE outbox SET state = 'failed', last_error = ?, next_attempt_at = ?, ${clear} ${guard}`,
+      `UPDATE outbox SET state = 'failed', last_error = ?, last_error_code = ?, next_attempt_at = ?, ${clear} ${guard}`,
     );
-    const dead = this.stmt(`UPDATE outbox SET state = 'dead', last_error = ?, ${clear} ${guard}`);
+    const dead = this.stmt(
+      `UPDATE outbox SET state = 'dead', last_error = ?, last_error_code = ?, ${clear} ${guard}`,
+    );
     const release = this.stmt(
-      `UPDATE outbox SET state = 'pending', attempts = max(attempts - 1, 0), last_error = ?, next_attempt_at = ?, ${clear} ${guard}`,
+      `UPDATE outbox SET state = 'pending', attempts = max(attempts - 1, 0), last_error = ?, last_error_code = ?, next_attempt_at = ?, ${clear} ${guard}`,
     );
-    const uncertain = this.stmt(`UPDATE outbox SET state = 'unknown', last_error = ?, ${clear} ${guard}`);
+    const uncertain = this.stmt(
+      `UPDATE outbox SET state = 'unknown', last_error = ?, last_error_code = ?, ${clear} ${guard}`,
+    );
     this.tx(() => {
       for (const o of outcomes) {
         switch (o.kind) {
@@ -238,16 +243,16 @@ export class SqliteStore implements Store {
             sent.run(JSON.stringify(o.result), now, now, o.id, owner);
             break;
           case 'retry':
-            retry.run(o.error, o.nextAttemptAt.toISOString(), now, o.id, owner);
+            retry.run(o.error, o.code ?? null, o.nextAttemptAt.toISOString(), now, o.id, owner);
             break;
           case 'dead':
-            dead.run(o.error, now, o.id, owner);
+            dead.run(o.error, o.code ?? null, now, o.id, owner);
             break;
           case 'release':
-            release.run(o.error, o.nextAttemptAt.toISOString(), now, o.id, owner);
+            release.run(o.error, o.code ?? null, o.nextAttemptAt.toISOString(), now, o.id, owner);
             break;
           case 'uncertain':
-            uncertain.run(o.error, now, o.id, owner);
+            uncertain.run(o.error, o.code ?? null, now, o.id, owner);
             break;
           default:
             throw new TypeError(`unknown outcome kind: ${JSON.stringify((o as { kind: unknown }).kind)}`);
@@ -265,6 +270,7 @@ export class SqliteStore implements Store {
       `UPDATE outbox SET
          state = CASE WHEN rule IN (SELECT value FROM json_each(?)) THEN 'pending' ELSE 'unknown' END,
          last_error = CASE WHEN rule IN (SELECT value FROM json_each(?)) THEN ? ELSE ? END,
+         last_error_code = 'EABANDONED',
          next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL, updated_at = ?
        WHERE state = 'sending' AND (? OR lease_until < ?)
        RETURNING id`,
@@ -434,6 +440,7 @@ function toOutboxRow(r: Row): OutboxRow {
     leaseOwner: strOrNull(r.lease_owner),
     leaseUntil: strOrNull(r.lease_until),
     lastError: strOrNull(r.last_error),
+    lastErrorCode: strOrNull(r.last_error_code),
     result: json(r.result),
     createdAt: str(r.created_at),
     updatedAt: str(r.updated_at),

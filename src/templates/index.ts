@@ -314,7 +314,7 @@ function run(template: Template, context: unknown, keyPath: string): string {
   try {
     return template(context);
   } catch (err) {
-    throw new RenderError('TEMPLATE_ERROR', `${keyPath}: ${(err as Error).message}`, { keyPath, cause: err });
+    throw new RenderError('ERENDER', `${keyPath}: ${(err as Error).message}`, { keyPath, cause: err });
   }
 }
 
@@ -324,7 +324,7 @@ function mailboxes(text: string, keyPath: string): Mailbox[] {
     return parseMailboxes(text).map((m) => ({ name: singleLine(m.name), address: m.address }));
   } catch (err) {
     if (err instanceof InvalidAddressError) {
-      throw new RenderError('INVALID_ADDRESS', `${keyPath}: ${err.message}`, {
+      throw new RenderError('EADDRESS', `${keyPath}: ${err.message}`, {
         keyPath,
         address: err.address,
       });
@@ -334,8 +334,8 @@ function mailboxes(text: string, keyPath: string): Mailbox[] {
 }
 
 /**
- * Renders one record into a complete message. Throws RenderError (TEMPLATE_ERROR,
- * INVALID_ADDRESS, NO_RECIPIENTS, RECIPIENT_NOT_ALLOWED, HEADER_INJECTION); the caller
+ * Renders one record into a complete message. Throws RenderError (ERENDER,
+ * EADDRESS, ENORECIPIENTS, ERECIPIENT, EHEADER); the caller
  * dead-letters that row only, with err.message as the reason.
  */
 export function renderMessage(
@@ -350,13 +350,9 @@ export function renderMessage(
   // From: exactly one mailbox; its domain names the Message-ID
   const fromList = mailboxes(singleLine(run(t.from, context, 'email.from')), 'email.from');
   if (fromList.length !== 1 || fromList[0] === undefined) {
-    throw new RenderError(
-      'INVALID_ADDRESS',
-      `email.from: must be exactly one address, got ${fromList.length}`,
-      {
-        keyPath: 'email.from',
-      },
-    );
+    throw new RenderError('EADDRESS', `email.from: must be exactly one address, got ${fromList.length}`, {
+      keyPath: 'email.from',
+    });
   }
   const fromBox = fromList[0];
 
@@ -373,7 +369,7 @@ export function renderMessage(
       if (seen.has(lower)) continue;
       if (!compiled.isAllowed(box.address)) {
         throw new RenderError(
-          'RECIPIENT_NOT_ALLOWED',
+          'ERECIPIENT',
           `${keyPath}: recipient ${box.address} is not allowed by allowRecipients`,
           { keyPath, address: box.address },
         );
@@ -383,7 +379,7 @@ export function renderMessage(
     }
   }
   if (seen.size === 0) {
-    throw new RenderError('NO_RECIPIENTS', 'no recipients: to, cc and bcc all rendered empty', {
+    throw new RenderError('ENORECIPIENTS', 'no recipients: to, cc and bcc all rendered empty', {
       keyPath: 'email.to',
     });
   }
@@ -411,7 +407,7 @@ export function renderMessage(
     const keyPath = `email.attachments[${i}]`;
     const filename = singleLine(run(a.fileName, context, `${keyPath}.fileName`), 255);
     if (filename === '') {
-      throw new RenderError('TEMPLATE_ERROR', `${keyPath}.fileName: rendered empty`, {
+      throw new RenderError('ERENDER', `${keyPath}.fileName: rendered empty`, {
         keyPath: `${keyPath}.fileName`,
       });
     }
@@ -422,7 +418,7 @@ export function renderMessage(
       content = content.replace(/\s+/g, '');
       // RFC 4648 section 4 alphabet, padded to a multiple of 4
       if (content.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(content)) {
-        throw new RenderError('TEMPLATE_ERROR', `${keyPath}.content: not valid base64`, {
+        throw new RenderError('ERENDER', `${keyPath}.content: not valid base64`, {
           keyPath: `${keyPath}.content`,
         });
       }
@@ -470,7 +466,7 @@ function assertSingleLine(m: RenderedMessage): void {
   ];
   for (const [key, value] of values) {
     if (hasLineBreak(value)) {
-      throw new RenderError('HEADER_INJECTION', `email.${key}: contains a line break`, {
+      throw new RenderError('EHEADER', `email.${key}: contains a line break`, {
         keyPath: `email.${key}`,
       });
     }

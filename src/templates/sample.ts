@@ -2,7 +2,7 @@
 // value that reads like real data, so a template author sees a realistic email.
 import type { RuleConfig } from '../config/schema.ts';
 import type { SourceRecord } from '../types.ts';
-import { makeId } from '../emulator/ids.ts';
+import { makeId } from '../sources/salesforce/ids.ts';
 
 /** Key prefixes of common standard objects (the first 3 chars of their Ids). */
 const KEY_PREFIX: Record<string, string> = {

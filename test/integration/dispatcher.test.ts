@@ -6,9 +6,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { deliverySchema, smtpSchema, type DeliveryConfig } from '../../src/config/schema.ts';
 import { Dispatcher, type DispatchEvent } from '../../src/delivery/dispatcher.ts';
 import { backoffDelay } from '../../src/delivery/outcomes.ts';
-import { createSmtpSink, type SmtpSink } from '../../src/sinks/smtp.ts';
+import { createSmtpSink, type SmtpSink } from '../../src/sinks/index.ts';
 import { openStore } from '../../src/store/index.ts';
-import type { NewOutboxRow, OutboxRow, Store } from '../../src/types.ts';
+import type { NewOutboxRow, OutboxRow, Store } from '../../src/store/index.ts';
 import { dropSchemas, randomSchema, withSchema } from '../helpers/postgres.ts';
 import {
   smtpError,

@@ -3,7 +3,7 @@
 import { connect } from 'node:net';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { App } from '../../src/app.ts';
+import { App } from '../../src/app/app.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { Metrics } from '../../src/http/metrics.ts';
 import { startHttpServer } from '../../src/http/server.ts';

@@ -10,10 +10,11 @@ import type { RuleConfig } from '../../src/config/schema.ts';
 import { startEmulator } from '../../src/emulator/index.ts';
 import type { Emulator } from '../../src/emulator/index.ts';
 import { connectSalesforce, createConnection } from '../../src/sources/salesforce/connection.ts';
+import { Enqueuer } from '../../src/app/enqueue.ts';
 import { isRequestLimitError, RulePoller } from '../../src/sources/salesforce/poller.ts';
 import { openStore } from '../../src/store/index.ts';
 import { compileRule } from '../../src/templates/index.ts';
-import type { Store } from '../../src/types.ts';
+import type { Store } from '../../src/store/index.ts';
 
 let emu: Emulator;
 let dir: string;
@@ -70,11 +71,12 @@ async function poller(r: RuleConfig = rule(), batchSize?: number): Promise<RuleP
   };
   const conn = createConnection(sf, dir);
   await connectSalesforce(conn, sf, dir);
+  const enqueuer = new Enqueuer({ rule: r, compiled: compileRule(r, dir), store, logger: silent });
   return new RulePoller({
     rule: r,
-    compiled: compileRule(r, dir),
     conn,
     store,
+    commit: enqueuer.commit,
     apiVersion: '62.0',
     logger: silent,
     now: () => new Date(clock),

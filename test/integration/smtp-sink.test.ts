@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { smtpSchema, type SmtpConfig } from '../../src/config/schema.ts';
-import { classifySmtpError, createSmtpSink, SendError, type SmtpSink } from '../../src/sinks/smtp.ts';
+import { classifySmtpError, createSmtpSink, SendError, type SmtpSink } from '../../src/sinks/index.ts';
 import type { RenderedMessage } from '../../src/types.ts';
 import {
   opensslAvailable,

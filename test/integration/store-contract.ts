@@ -1,8 +1,9 @@
 // The Store contract: one suite, run against every backend (store-sqlite.test.ts, store-postgres.test.ts).
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { StoreClosedError } from '../../src/store/errors.ts';
-import type { NewOutboxRow, OutboxRow, RenderedMessage, Store } from '../../src/types.ts';
-import { OUTBOX_STATES } from '../../src/types.ts';
+import type { NewOutboxRow, OutboxRow, Store } from '../../src/store/index.ts';
+import type { RenderedMessage } from '../../src/types.ts';
+import { OUTBOX_STATES } from '../../src/store/index.ts';
 
 /**
  * `open(db)` opens a NEW handle on the database named `db`: the same name gives another handle on

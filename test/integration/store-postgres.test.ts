@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore } from '../../src/store/index.ts';
 import { loadMigrations } from '../../src/store/migrations.ts';
-import type { Store } from '../../src/types.ts';
+import type { Store } from '../../src/store/index.ts';
 import {
   dropSchemas,
   randomSchema,

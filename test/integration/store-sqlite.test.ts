@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { openStore, StoreLockedError, StoreMissingError } from '../../src/store/index.ts';
-import type { Store } from '../../src/types.ts';
+import type { Store } from '../../src/store/index.ts';
 import { row, storeContract } from './store-contract.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'lead-notifier-store-'));

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isValidId, makeId, to18 } from '../../src/emulator/ids.ts';
+import { isValidId, makeId, to18 } from '../../src/sources/salesforce/ids.ts';
 import { Org, SalesforceError, STANDARD_OBJECTS, type OrgRecord } from '../../src/emulator/org.ts';
 
 function errorOf(fn: () => unknown): SalesforceError {

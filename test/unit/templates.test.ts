@@ -5,7 +5,7 @@ import { simpleParser, type ParsedMail } from 'mailparser';
 import MailComposer from 'nodemailer/lib/mail-composer';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ruleSchema, type RuleConfig } from '../../src/config/schema.ts';
-import { isValidId } from '../../src/emulator/ids.ts';
+import { isValidId } from '../../src/sources/salesforce/ids.ts';
 import {
   compileRule,
   RenderError,
@@ -288,14 +288,14 @@ describe('renderMessage: hostile record data', () => {
     ]);
   });
 
-  it('markup in a display name cannot become an address: INVALID_ADDRESS', () => {
+  it('markup in a display name cannot become an address: EADDRESS', () => {
     const err = renderError(() =>
       render(
         rule({}, { replyTo: '{{FirstName}} <reply@example.com>' }),
         lead({ FirstName: '<script>alert(1)</script>' }),
       ),
     );
-    expect(err.code).toBe('INVALID_ADDRESS');
+    expect(err.code).toBe('EADDRESS');
     expect(err.keyPath).toBe('email.replyTo');
   });
 
@@ -318,7 +318,7 @@ describe('renderMessage: hostile record data', () => {
   it('a recipient field carrying a second address is blocked by allowRecipients', () => {
     const r = rule({ allowRecipients: ['*@example.com'] }, { to: '{{Email}}' });
     const err = renderError(() => render(r, lead({ Email: 'a@example.com, evil@attacker.com' })));
-    expect(err.code).toBe('RECIPIENT_NOT_ALLOWED');
+    expect(err.code).toBe('ERECIPIENT');
     expect(err.address).toBe('evil@attacker.com');
     expect(err.message).toBe('email.to: recipient evil@attacker.com is not allowed by allowRecipients');
     // same guard on cc and bcc
@@ -329,7 +329,7 @@ describe('renderMessage: hostile record data', () => {
           lead({ Email: 'x@evil.org' }),
         ),
       );
-      expect(e.code).toBe('RECIPIENT_NOT_ALLOWED');
+      expect(e.code).toBe('ERECIPIENT');
       expect(e.keyPath).toBe(`email.${key}`);
     }
   });
@@ -339,11 +339,11 @@ describe('renderMessage: hostile record data', () => {
     expect(m.to).toEqual(['a@example.com', 'evil@attacker.com']);
   });
 
-  it('a line break in a recipient field is INVALID_ADDRESS, never parsed into a new address', () => {
+  it('a line break in a recipient field is EADDRESS, never parsed into a new address', () => {
     const err = renderError(() =>
       render(rule({}, { to: '{{Email}}' }), lead({ Email: 'a@example.com\r\nBcc: evil@x.com' })),
     );
-    expect(err.code).toBe('INVALID_ADDRESS');
+    expect(err.code).toBe('EADDRESS');
     expect(err.keyPath).toBe('email.to');
   });
 
@@ -387,18 +387,18 @@ describe('renderMessage: addresses', () => {
     expect(m.bcc).toEqual(['d@example.com']);
   });
 
-  it('NO_RECIPIENTS when to, cc and bcc render empty', () => {
+  it('ENORECIPIENTS when to, cc and bcc render empty', () => {
     const err = renderError(() =>
       render(rule({}, { to: '{{Email}}', cc: '{{Owner.Email}}' }), lead({ Email: '', Owner: null })),
     );
-    expect(err.code).toBe('NO_RECIPIENTS');
+    expect(err.code).toBe('ENORECIPIENTS');
   });
 
-  it('INVALID_ADDRESS for a malformed recipient, naming it', () => {
+  it('EADDRESS for a malformed recipient, naming it', () => {
     const err = renderError(() =>
       render(rule({}, { to: '{{Email}}' }), lead({ Email: 'ada at example dot com' })),
     );
-    expect(err.code).toBe('INVALID_ADDRESS');
+    expect(err.code).toBe('EADDRESS');
     expect(err.message).toContain('ada at example dot com');
   });
 
@@ -407,17 +407,17 @@ describe('renderMessage: addresses', () => {
       renderError(() =>
         render(rule({}, { from: '{{Email}}' }), lead({ Email: 'a@example.com, b@example.com' })),
       ).code,
-    ).toBe('INVALID_ADDRESS');
+    ).toBe('EADDRESS');
     expect(renderError(() => render(rule({}, { from: '{{Email}}' }), lead({ Email: '' }))).message).toMatch(
       /email\.from: must be exactly one address/,
     );
-    expect(renderError(() => render(rule({}, { from: 'leads@' }))).code).toBe('INVALID_ADDRESS');
+    expect(renderError(() => render(rule({}, { from: 'leads@' }))).code).toBe('EADDRESS');
   });
 
   it('replyTo is optional and validated', () => {
     expect(render(rule()).replyTo).toBeUndefined();
     expect(render(rule({}, { replyTo: '{{Email}}' })).replyTo).toBe('ada@example.com');
-    expect(renderError(() => render(rule({}, { replyTo: 'nope' }))).code).toBe('INVALID_ADDRESS');
+    expect(renderError(() => render(rule({}, { replyTo: 'nope' }))).code).toBe('EADDRESS');
   });
 });
 
@@ -526,16 +526,16 @@ describe('renderMessage: headers, Message-ID, attachments', () => {
     expect(note?.content.toString('utf8')).toBe('Note: Ada');
   });
 
-  it('base64 content that is not base64 is a per-record TEMPLATE_ERROR', () => {
+  it('base64 content that is not base64 is a per-record ERENDER', () => {
     const r = rule(
       {},
       { attachments: [{ fileName: 'a.bin', content: '{{Data}}', contentTransferEncoding: 'base64' }] },
     );
     const compiled = compileRule(r, FIXTURES);
     const err = renderError(() => renderMessage(compiled, lead({ Data: 'not base64!' })));
-    expect(err.code).toBe('TEMPLATE_ERROR');
+    expect(err.code).toBe('ERENDER');
     expect(err.message).toBe('email.attachments[0].content: not valid base64');
-    expect(renderError(() => renderMessage(compiled, lead({ Data: 'abcde' }))).code).toBe('TEMPLATE_ERROR');
+    expect(renderError(() => renderMessage(compiled, lead({ Data: 'abcde' }))).code).toBe('ERENDER');
     expect(renderMessage(compiled, lead({ Data: 'aGk=' })).attachments[0]?.content).toBe('aGk=');
   });
 
@@ -641,11 +641,11 @@ describe('compileRule: files, partials and compile errors', () => {
     expect(err.keyPath).toBe('allowRecipients[1]');
   });
 
-  it('a runtime error for one record is a TEMPLATE_ERROR for that record only', () => {
+  it('a runtime error for one record is a ERENDER for that record only', () => {
     // a dynamic partial named by record data: only known at render time
     const compiled = compileRule(rule({}, { html: '{{> (lookup . "Block")}}' }), FIXTURES);
     const err = renderError(() => renderMessage(compiled, lead({ Block: 'nosuch' })));
-    expect(err.code).toBe('TEMPLATE_ERROR');
+    expect(err.code).toBe('ERENDER');
     expect(err.keyPath).toBe('email.html');
     expect(err.message).toMatch(/^email\.html: .*nosuch/);
     expect(renderMessage(compiled, lead({ Block: 'footer' }), { now: NOW }).html).toBe(

@@ -7,7 +7,7 @@
 import type { FieldDef, ObjectDef } from '../objects.ts';
 import { dateLiteralRange, dayToDate, dayToMs, formatDateTime } from './dates.ts';
 import { queryError, SalesforceError, type Pos } from './errors.ts';
-import { normalizeId } from '../ids.ts';
+import { normalizeId } from '../../sources/salesforce/ids.ts';
 import { parseSoql, type Condition, type Literal, type SelectQuery } from './parser.ts';
 
 export type FieldValue = string | number | boolean | null;

@@ -1,4 +1,4 @@
-// Polls Salesforce for one rule's new records and enqueues a rendered notification for each.
+// Polls Salesforce for one rule's new records and hands them, page by page, to the enqueue step.
 //
 // The cursor ("watermark") is the newest CreatedDate Salesforce has returned, so it never runs
 // ahead of Salesforce's clock. A regular poll reads from the watermark's second on (CreatedDate
@@ -6,17 +6,20 @@
 // late carry a CreatedDate behind the watermark; a lookback sweep catches them: at most every
 // `sweepEveryMs`, a poll re-reads from (start of the previous complete sweep - lookback), so a
 // record that becomes visible up to `lookback` after its CreatedDate is always read. The outbox's
-// UNIQUE(rule, record) ledger, not the cursor, decides what is new. Every page is enqueued and the
-// watermark advanced in ONE store transaction, so a crash re-reads at most one page.
+// UNIQUE(rule, record) ledger, not the cursor, decides what is new. Every page goes to the batch
+// sink with the watermark it lets advance, and the next page is read only once the sink has
+// committed both in ONE store transaction, so a crash re-reads at most one page.
 import type { Connection } from 'jsforce';
 import type { Logger } from 'pino';
-import type { RuleConfig } from '../../config/schema.ts';
-import type { CompiledRule } from '../../templates/index.ts';
-import { renderMessage } from '../../templates/index.ts';
-import type { Checkpoint, NewOutboxRow, SourceRecord, Store } from '../../types.ts';
+import type { RuleConfig } from '../../config/index.ts';
+import type { Checkpoint, Store } from '../../store/index.ts';
+import type { SourceRecord } from '../../types.ts';
 import { parseDuration } from '../../util/duration.ts';
 import { coerceError } from '../../util/errors.ts';
-import { asQueryPage, toSourceRecord } from './records.ts';
+import type { BatchSink } from '../types.ts';
+import { isSalesforceId } from './ids.ts';
+import { queryPages, type QueryOptions } from './query.ts';
+import { toSourceRecord } from './records.ts';
 import { buildEnrichmentQuery, buildPollQuery } from './soql.ts';
 
 export interface PollResult {
@@ -38,9 +41,11 @@ export interface ApiUsage {
 
 export interface PollerOptions {
   rule: RuleConfig;
-  compiled: CompiledRule;
   conn: Connection;
-  store: Store;
+  /** read for the rule's checkpoint; written only through `commit` */
+  store: Pick<Store, 'getCheckpoint'>;
+  /** the enqueue step (app/enqueue.ts): commits records and checkpoint together */
+  commit: BatchSink;
   apiVersion: string;
   logger: Logger;
   /** Sforce-Query-Options batchSize: 200..2000 */
@@ -50,8 +55,6 @@ export interface PollerOptions {
   /** per-request options for jsforce: `timeout` (ms), `retry` (jsforce retries GETs on 5xx) */
   http?: { timeout?: number; retry?: { maxRetries?: number; minTimeout?: number } };
   now?: () => Date;
-  /** called after each committed page that enqueued rows (wakes the dispatcher) */
-  onEnqueued?: (count: number) => void;
   /** Sforce-Limit-Info after each call */
   onApiUsage?: (usage: ApiUsage) => void;
 }
@@ -71,8 +74,6 @@ export class RulePoller {
   private readonly lookbackMs: number;
   private readonly sweepEveryMs: number;
   private readonly log: Logger;
-  /** checkpoint writes of this rule (poll pages, stream batches) happen one at a time */
-  private commitChain: Promise<unknown> = Promise.resolve();
 
   constructor(o: PollerOptions) {
     this.o = o;
@@ -98,7 +99,7 @@ export class RulePoller {
         ? new Date(Math.floor(this.now().getTime() / 1000) * 1000)
         : new Date(this.rule.startFrom);
     const floor = start.toISOString();
-    await this.o.store.commitBatch(this.rule.name, [], { floor, watermark: floor });
+    await this.o.commit({ records: [], checkpoint: { floor, watermark: floor } });
     this.log.info({ floor }, 'first start: records created before the floor are not notified');
     const created = await this.o.store.getCheckpoint(this.rule.name);
     if (!created) throw new Error(`checkpoint for rule ${this.rule.name} was not stored`);
@@ -153,17 +154,17 @@ export class RulePoller {
     const from = new Date(Math.max(floorMs, sweep ? sweepBase - this.lookbackMs : watermarkMs));
     result.sweep = sweep;
     const soql = buildPollQuery(this.rule, from);
-    const headers = { 'Sforce-Query-Options': `batchSize=${this.o.batchSize ?? 2000}` };
-
-    let url: string | undefined = `/services/data/v${this.o.apiVersion}/query?q=${encodeURIComponent(soql)}`;
-    while (url) {
-      const body: unknown = await this.o.conn.request({ method: 'GET', url, headers }, this.o.http ?? {});
-      result.apiCalls++;
-      this.reportUsage();
-      const page = asQueryPage(body);
+    const pages = queryPages(this.o.conn, this.o.apiVersion, soql, {
+      ...this.queryOptions(),
+      headers: { 'Sforce-Query-Options': `batchSize=${this.o.batchSize ?? 2000}` },
+      onRequest: () => {
+        result.apiCalls++;
+        this.reportUsage();
+      },
+    });
+    for await (const page of pages) {
       // Parse the whole page before writing anything: a malformed record must not move the cursor.
       const records = page.records.map((r) => toSourceRecord(this.rule.object, r));
-      const rows = await this.newRows(records.filter((r) => Date.parse(r.createdDate) >= floorMs));
       // With ORDER BY CreatedDate every record before the page's last one has been read; the last
       // second itself may continue on the next page, so the watermark stops at it, not after it.
       // On the final page, everything up to the newest record seen is read.
@@ -172,99 +173,59 @@ export class RulePoller {
       const last = records.at(-1);
       const candidate = page.done || !last ? pageMax : Date.parse(last.createdDate);
       watermarkMs = Math.max(watermarkMs, candidate);
-      const { inserted } = await this.serialized(() =>
-        this.o.store.commitBatch(this.rule.name, rows, {
+      const { inserted, dead } = await this.o.commit({
+        records: records.filter((r) => Date.parse(r.createdDate) >= floorMs),
+        checkpoint: {
           floor: cp.floor,
           watermark: new Date(watermarkMs).toISOString(),
           // the sweep counts once its last page is committed
           ...(sweep && page.done ? { sweptAt: new Date(startedAt).toISOString() } : {}),
-        }),
-      );
+        },
+      });
       result.pages++;
       result.read += records.length;
       result.enqueued += inserted;
-      result.dead += rows.filter((r) => r.state === 'dead').length;
-      if (inserted > 0) this.o.onEnqueued?.(inserted);
-      url = page.done ? undefined : page.nextRecordsUrl;
+      result.dead += dead;
     }
     result.watermark = new Date(watermarkMs).toISOString();
   }
 
   /**
    * Stream mode: fetch the records an event named (the enrichment query applies the rule's
-   * `where`), enqueue them and store the replay id, in one transaction. Returns rows inserted.
+   * `where`), and commit them with the replay id, in one transaction. Returns rows inserted.
    */
   async enqueueByIds(ids: string[], replayId: string | null): Promise<number> {
-    const valid = [...new Set(ids)].filter((id) => /^[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?$/.test(id));
+    const valid = [...new Set(ids)].filter(isSalesforceId);
     const cp = await this.init();
     const floorMs = Date.parse(cp.floor);
     const found: SourceRecord[] = [];
     for (let i = 0; i < valid.length; i += 200) {
-      const chunk = valid.slice(i, i + 200);
-      const soql = buildEnrichmentQuery(this.rule, chunk);
-      let url: string | undefined =
-        `/services/data/v${this.o.apiVersion}/query?q=${encodeURIComponent(soql)}`;
-      while (url) {
-        const page = asQueryPage(await this.o.conn.request({ method: 'GET', url }, this.o.http ?? {}));
-        this.reportUsage();
+      const soql = buildEnrichmentQuery(this.rule, valid.slice(i, i + 200));
+      const pages = queryPages(this.o.conn, this.o.apiVersion, soql, {
+        ...this.queryOptions(),
+        onRequest: () => this.reportUsage(),
+      });
+      for await (const page of pages) {
         for (const raw of page.records) {
           const r = toSourceRecord(this.rule.object, raw);
           if (Date.parse(r.createdDate) >= floorMs) found.push(r);
         }
-        url = page.done ? undefined : page.nextRecordsUrl;
       }
     }
-    const rows = await this.newRows(found);
-    const { inserted } = await this.serialized(async () => {
-      const current = (await this.o.store.getCheckpoint(this.rule.name)) ?? cp;
-      return this.o.store.commitBatch(this.rule.name, rows, {
-        floor: current.floor,
-        watermark: current.watermark,
+    const { inserted } = await this.o.commit({
+      records: found,
+      // the poller's watermark as stored when this commits: a stream batch never moves it
+      checkpoint: (current) => ({
+        floor: (current ?? cp).floor,
+        watermark: (current ?? cp).watermark,
         replayId,
-      });
+      }),
     });
-    if (inserted > 0) this.o.onEnqueued?.(inserted);
     return inserted;
   }
 
-  private serialized<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.commitChain.then(fn, fn);
-    this.commitChain = next.catch(() => undefined);
-    return next;
-  }
-
-  /**
-   * Rows for the records the ledger does not hold yet. Re-read records (the watermark's second,
-   * lookback sweeps) are not rendered again; the insert would skip them anyway.
-   */
-  private async newRows(records: SourceRecord[]): Promise<NewOutboxRow[]> {
-    if (records.length === 0) return [];
-    const known = await this.o.store.existingRecordIds(
-      this.rule.name,
-      records.map((r) => r.id),
-    );
-    return records.filter((r) => !known.has(r.id)).map((r) => this.toRow(r));
-  }
-
-  private toRow(record: SourceRecord): NewOutboxRow {
-    const base = {
-      rule: this.rule.name,
-      object: record.object,
-      recordId: record.id,
-      recordCreatedDate: record.createdDate,
-    };
-    try {
-      return {
-        ...base,
-        message: renderMessage(this.o.compiled, record, { now: this.now() }),
-        state: 'pending',
-      };
-    } catch (err) {
-      // A template or recipient problem with one record dead-letters that record only.
-      const e = coerceError(err);
-      this.log.warn({ recordId: record.id, err: e }, 'render failed; notification dead-lettered');
-      return { ...base, message: null, state: 'dead', lastError: `render: ${e.message}` };
-    }
+  private queryOptions(): QueryOptions {
+    return this.o.http ? { http: this.o.http } : {};
   }
 
   private reportUsage(): void {

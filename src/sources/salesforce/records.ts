@@ -1,10 +1,11 @@
 // Turning REST API query results into SourceRecords, refusing anything malformed: a reply we
 // cannot understand must not move the cursor.
 import type { SourceRecord } from '../../types.ts';
+import { isSalesforceId } from './ids.ts';
 
 export class MalformedReplyError extends Error {
   override name = 'MalformedReplyError';
-  readonly code = 'MALFORMED_REPLY';
+  readonly code = 'EMALFORMED';
 }
 
 export interface QueryPage {
@@ -55,7 +56,7 @@ export function toSourceRecord(object: string, raw: Record<string, unknown>): So
   if (!raw || typeof raw !== 'object')
     throw new MalformedReplyError(`record is not an object: ${preview(raw)}`);
   const id = raw.Id;
-  if (typeof id !== 'string' || !/^[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?$/.test(id)) {
+  if (!isSalesforceId(id)) {
     throw new MalformedReplyError(`record has no valid Id: ${preview(id)}`);
   }
   return {

@@ -5,20 +5,21 @@ import cron from 'node-cron';
 import type { ScheduledTask } from 'node-cron';
 import type { Connection } from 'jsforce';
 import type { Logger } from 'pino';
-import type { LoadedConfig, RuleConfig } from './config/schema.ts';
-import { Dispatcher } from './delivery/dispatcher.ts';
-import type { DispatchEvent } from './delivery/dispatcher.ts';
-import { createSmtpSink } from './sinks/smtp.ts';
-import type { SmtpSink } from './sinks/smtp.ts';
-import { connectSalesforce, createConnection } from './sources/salesforce/connection.ts';
-import { isRequestLimitError, RulePoller } from './sources/salesforce/poller.ts';
-import type { ApiUsage, PollResult } from './sources/salesforce/poller.ts';
-import { RuleStreamer } from './sources/salesforce/streamer.ts';
-import { openStore } from './store/index.ts';
-import { compileRule } from './templates/index.ts';
-import type { Store } from './types.ts';
-import { parseDuration } from './util/duration.ts';
-import { coerceError } from './util/errors.ts';
+import type { LoadedConfig, RuleConfig } from '../config/schema.ts';
+import { Dispatcher } from '../delivery/dispatcher.ts';
+import type { DispatchEvent } from '../delivery/dispatcher.ts';
+import { createSmtpSink } from '../sinks/index.ts';
+import type { SmtpSink } from '../sinks/index.ts';
+import { connectSalesforce, createConnection } from '../sources/salesforce/connection.ts';
+import { isRequestLimitError, RulePoller } from '../sources/salesforce/poller.ts';
+import type { ApiUsage, PollResult } from '../sources/salesforce/poller.ts';
+import { RuleStreamer } from '../sources/salesforce/streamer.ts';
+import { openStore } from '../store/index.ts';
+import { compileRule } from '../templates/index.ts';
+import { Enqueuer } from './enqueue.ts';
+import type { Store } from '../store/index.ts';
+import { parseDuration } from '../util/duration.ts';
+import { coerceError } from '../util/errors.ts';
 
 export interface RuleStatus {
   name: string;
@@ -146,15 +147,21 @@ export class App {
         lastResult: null,
         polling: false,
       });
-      const poller = new RulePoller({
+      const enqueuer = new Enqueuer({
         rule,
         compiled: c,
+        store,
+        logger: this.opts.logger.child({ component: 'enqueue', rule: rule.name }),
+        onEnqueued: () => this.dispatcher?.kick(),
+      });
+      const poller = new RulePoller({
+        rule,
         conn: this.conn,
         store,
+        commit: enqueuer.commit,
         apiVersion: cfg.salesforce.apiVersion,
         http: { timeout: cfg.salesforce.requestTimeoutMs },
         logger: this.opts.logger.child({ component: 'poller', rule: rule.name }),
-        onEnqueued: () => this.dispatcher?.kick(),
         onApiUsage: (u) => {
           this.apiUsage = u;
           this.opts.events?.onApiUsage?.(u);

@@ -1,4 +1,4 @@
-// Salesforce record Ids: 15 case-sensitive characters (3-char key prefix, pod/instance chars,
+// Salesforce record Ids (used by the source, the sample record and the org emulator): 15 case-sensitive characters (3-char key prefix, pod/instance chars,
 // base62 counter) plus, in the 18-char form, a 3-char case-safe checksum. The checksum algorithm is
 // the documented one (Salesforce Knowledge "What is a Salesforce Id", and the CASESAFEID() formula):
 // split the 15 chars into three chunks of 5; for each chunk, bit i is set when char i is an
@@ -10,6 +10,16 @@ const SUFFIX_CHARS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ012345';
 const INSTANCE = '5g0';
 const COUNTER_LEN = 15 - 3 - INSTANCE.length;
 const ALNUM = /^[0-9A-Za-z]+$/;
+const ID_SHAPE = /^[0-9A-Za-z]{15}([0-9A-Za-z]{3})?$/;
+
+/**
+ * The shape of a record Id (15 or 18 letters and digits), the check applied to Ids that come from
+ * Salesforce replies, events or the command line before they reach a query. It does not verify
+ * the checksum: that is isValidId.
+ */
+export function isSalesforceId(id: unknown): id is string {
+  return typeof id === 'string' && ID_SHAPE.test(id);
+}
 
 function checksum(id15: string): string {
   let out = '';

@@ -1,0 +1,88 @@
+// The enqueue step between a source and the outbox: for one rule, take a batch of records, skip
+// those the ledger already holds, render a notification for each new one, and write the rows and
+// the source's checkpoint in ONE store transaction. Batches of a rule are committed one at a
+// time, in order, so a poll page and a stream batch never interleave their checkpoint writes.
+import type { Logger } from 'pino';
+import type { RuleConfig } from '../config/index.ts';
+import type { BatchAck, SourceBatch } from '../sources/types.ts';
+import type { NewOutboxRow, Store } from '../store/index.ts';
+import { renderMessage, type CompiledRule } from '../templates/index.ts';
+import type { SourceRecord } from '../types.ts';
+import { codeOf, coerceError } from '../util/errors.ts';
+
+export interface EnqueuerOptions {
+  rule: RuleConfig;
+  compiled: CompiledRule;
+  store: Store;
+  logger: Logger;
+  now?: () => Date;
+  /** called after each committed batch that enqueued rows (wakes the dispatcher) */
+  onEnqueued?: (count: number) => void;
+}
+
+export class Enqueuer {
+  private readonly o: EnqueuerOptions;
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(o: EnqueuerOptions) {
+    this.o = o;
+  }
+
+  /** Commit one batch (the source's acknowledgement). */
+  readonly commit = (batch: SourceBatch): Promise<BatchAck> => this.serialized(() => this.commitNow(batch));
+
+  private async commitNow(batch: SourceBatch): Promise<BatchAck> {
+    const rows = await this.newRows(batch.records);
+    const checkpoint =
+      typeof batch.checkpoint === 'function'
+        ? batch.checkpoint(await this.o.store.getCheckpoint(this.o.rule.name))
+        : batch.checkpoint;
+    const { inserted } = await this.o.store.commitBatch(this.o.rule.name, rows, checkpoint);
+    if (inserted > 0) this.o.onEnqueued?.(inserted);
+    return { inserted, dead: rows.filter((r) => r.state === 'dead').length };
+  }
+
+  private serialized<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.chain.then(fn, fn);
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  /**
+   * Rows for the records the ledger does not hold yet. Re-read records (lookback sweeps, replayed
+   * events) are not rendered again; the insert would skip them anyway.
+   */
+  private async newRows(records: SourceRecord[]): Promise<NewOutboxRow[]> {
+    if (records.length === 0) return [];
+    const unique = [...new Map(records.map((r) => [r.id, r])).values()];
+    const known = await this.o.store.existingRecordIds(
+      this.o.rule.name,
+      unique.map((r) => r.id),
+    );
+    return unique.filter((r) => !known.has(r.id)).map((r) => this.toRow(r));
+  }
+
+  private toRow(record: SourceRecord): NewOutboxRow {
+    const base = {
+      rule: this.o.rule.name,
+      object: record.object,
+      recordId: record.id,
+      recordCreatedDate: record.createdDate,
+    };
+    try {
+      const now = this.o.now ? this.o.now() : new Date();
+      return { ...base, message: renderMessage(this.o.compiled, record, { now }), state: 'pending' };
+    } catch (err) {
+      // A template or recipient problem with one record dead-letters that record only.
+      const e = coerceError(err);
+      this.o.logger.warn({ recordId: record.id, err: e }, 'render failed; notification dead-lettered');
+      return {
+        ...base,
+        message: null,
+        state: 'dead',
+        lastError: `render: ${e.message}`,
+        lastErrorCode: codeOf(e) ?? 'ERENDER',
+      };
+    }
+  }
+}
