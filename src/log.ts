@@ -5,6 +5,9 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import type { Logger } from 'pino';
 import pinoPretty from 'pino-pretty';
+import { makeScrubber, SECRET_KEYS } from './util/secrets.ts';
+
+export { makeScrubber };
 
 export type { Logger };
 
@@ -17,22 +20,6 @@ export interface LoggerOptions {
   destination?: { write(line: string): unknown };
 }
 
-const SECRET_KEYS = [
-  'password',
-  'pass',
-  'clientSecret',
-  'client_secret',
-  'accessToken',
-  'access_token',
-  'refreshToken',
-  'refresh_token',
-  'securityToken',
-  'privateKey',
-  'assertion',
-  'authorization',
-  'Authorization',
-];
-
 export const REDACT_PATHS = [
   ...SECRET_KEYS,
   ...SECRET_KEYS.map((k) => `*.${k}`),
@@ -40,24 +27,6 @@ export const REDACT_PATHS = [
   'req.headers.authorization',
   'headers.authorization',
 ];
-
-/** Replaces each secret, raw and as it appears inside a JSON string, with [redacted]. */
-export function makeScrubber(secrets: string[]): (text: string) => string {
-  const needles = new Set<string>();
-  for (const s of secrets) {
-    if (typeof s !== 'string' || s.length < 4) continue; // too short to scrub without mangling text
-    needles.add(s);
-    needles.add(JSON.stringify(s).slice(1, -1));
-    needles.add(encodeURIComponent(s));
-  }
-  const list = [...needles].sort((a, b) => b.length - a.length);
-  if (list.length === 0) return (t) => t;
-  return (text) => {
-    let out = text;
-    for (const n of list) if (out.includes(n)) out = out.split(n).join('[redacted]');
-    return out;
-  };
-}
 
 export function createLogger(opts: LoggerOptions = {}): Logger {
   const scrub = makeScrubber(opts.secrets ?? []);

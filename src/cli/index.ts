@@ -267,7 +267,9 @@ function parseSince(text: string): Date {
 
 async function load(values: Record<string, unknown>, checkTemplates = true): Promise<LoadedConfig> {
   const path = resolveConfigPath(typeof values.config === 'string' ? values.config : undefined);
-  const config = await loadConfig(path, { checkTemplates });
+  // compileRule is imported lazily, as before: `status` and `outbox` only read the config
+  const ruleChecks = checkTemplates ? (await import('../templates/index.ts')).compileRule : undefined;
+  const config = await loadConfig(path, ruleChecks ? { ruleChecks } : {});
   scrub = makeScrubber(secretsOf(config));
   return config;
 }

@@ -11,7 +11,7 @@ export {
   secretsOf,
   storeLocation,
 } from './load.ts';
-export type { StoreLocation } from './load.ts';
+export type { LoadOptions, RuleCheck, StoreLocation } from './load.ts';
 export {
   configSchema,
   ruleSchema,
@@ -20,6 +20,7 @@ export {
   salesforceSchema,
   authSchema,
   deliverySchema,
+  attachmentSchema,
 } from './schema.ts';
 export type {
   AuthConfig,

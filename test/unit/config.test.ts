@@ -1,11 +1,12 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   DEFAULT_CONFIG_PATH,
+  isTemplateFile,
   loadConfig,
   parseConfigText,
   redactConfig,
@@ -13,6 +14,9 @@ import {
   secretsOf,
   storeLocation,
 } from '../../src/config/index.ts';
+import type { RuleCheck } from '../../src/config/index.ts';
+import { sqlitePath } from '../../src/store/index.ts';
+import { compileRule } from '../../src/templates/index.ts';
 import { ConfigError } from '../../src/util/errors.ts';
 import { generateJsonSchema, SCHEMA_FILE } from '../../scripts/gen-schema.ts';
 
@@ -56,10 +60,10 @@ afterAll(() => {
 async function issuesOf(
   file: string,
   env: NodeJS.ProcessEnv = ENV,
-  checkTemplates = false,
+  ruleChecks?: RuleCheck,
 ): Promise<string[]> {
   try {
-    await loadConfig(file, { env, checkTemplates });
+    await loadConfig(file, { env, ruleChecks });
   } catch (err) {
     expect(err).toBeInstanceOf(ConfigError);
     return (err as ConfigError).issues.map((i) =>
@@ -228,10 +232,7 @@ describe('broken configs: file:line key.path: message', () => {
   });
 
   it('the valid minimal config the fixtures derive from loads', async () => {
-    const config = await loadConfig(join(FIXTURES, 'valid-minimal.yaml'), {
-      env: ENV,
-      checkTemplates: false,
-    });
+    const config = await loadConfig(join(FIXTURES, 'valid-minimal.yaml'), { env: ENV });
     expect(config.rules[0]?.name).toBe('web-leads');
   });
 
@@ -281,7 +282,7 @@ describe('secrets never reach error messages', () => {
       join(dir, 'notifier.yaml'),
       MINIMAL.replace('subject: "New lead {{LastName}}"', 'subject: "{{#if x}} ${SMTP_PASS}"'),
     );
-    const issues = await issuesOf(join(dir, 'notifier.yaml'), ENV, true);
+    const issues = await issuesOf(join(dir, 'notifier.yaml'), ENV, compileRule);
     expect(issues).toHaveLength(1);
     expect(issues[0]).toMatch(/^.*notifier\.yaml:15 rules\[0\]\.email\.subject: /);
     expect(issues.join('\n')).not.toContain(SMTP_PASS);
@@ -343,7 +344,7 @@ describe('the example config', () => {
   };
 
   it('loads, compiles its templates and shows every documented default', async () => {
-    const c = await loadConfig(EXAMPLE, { env });
+    const c = await loadConfig(EXAMPLE, { env, ruleChecks: compileRule });
     expect(c.smtp).toMatchObject({ host: 'smtp.example.com', port: 587, secure: false, requireTLS: true });
     const rule = c.rules[0]!;
     expect(rule).toMatchObject({ name: 'new-web-leads', object: 'Lead', mode: 'poll', lookback: '10m' });
@@ -358,7 +359,7 @@ describe('the example config', () => {
   });
 
   it('redactConfig and secretsOf', async () => {
-    const c = await loadConfig(EXAMPLE, { env, checkTemplates: false });
+    const c = await loadConfig(EXAMPLE, { env });
     expect(secretsOf(c).sort()).toEqual([SF_SECRET, SMTP_PASS].sort());
     const red = JSON.stringify(redactConfig(c));
     expect(red).not.toContain(SF_SECRET);
@@ -367,6 +368,19 @@ describe('the example config', () => {
     expect(red).toContain('"clientSecret":"[redacted]"');
     // a deep copy: the config itself is untouched
     expect(c.smtp.auth?.pass).toBe(SMTP_PASS);
+  });
+
+  it('an Authorization email header is a secret, like the logger treats it', () => {
+    const text = MINIMAL.replace(
+      '      to: sales@example.com\n',
+      '      to: sales@example.com\n      headers: { Authorization: "Bearer ${HDR_TOKEN}", X-Source: web }\n',
+    );
+    const c = parseConfigText(text, 'notifier.yaml', { env: { ...ENV, HDR_TOKEN: 'hdr-Token-55' } });
+    expect(secretsOf(c)).toContain('Bearer hdr-Token-55');
+    expect(secretsOf(c)).not.toContain('web');
+    expect(JSON.stringify(redactConfig(c))).toContain(
+      '"headers":{"Authorization":"[redacted]","X-Source":"web"}',
+    );
   });
 
   it('a postgres password in the store URL is a secret', () => {
@@ -399,7 +413,7 @@ describe('paths relative to the config file', () => {
         .replace('text: "{{FirstName}} {{LastName}}"', 'html: mail/body.html.hbs') +
         'store: sqlite:state/n.db\n',
     );
-    const c = await loadConfig(join(dir, 'notifier.yaml'), { env: ENV });
+    const c = await loadConfig(join(dir, 'notifier.yaml'), { env: ENV, ruleChecks: compileRule });
     expect(c.configPath).toBe(join(dir, 'notifier.yaml'));
     expect(c.baseDir).toBe(dir);
     expect(c.salesforce.auth).toMatchObject({ privateKeyFile: join(dir, 'keys', 'sf.key') });
@@ -423,6 +437,20 @@ describe('paths relative to the config file', () => {
     expect(() => storeLocation('postgres://u:pw-secret@[bad/db', '/srv')).toThrow(/^is not a valid postgres/);
   });
 
+  it('storeLocation gives the sqlite file the store opens (sqlitePath)', () => {
+    const urls = [
+      'sqlite:./a.db',
+      'sqlite:a.db',
+      'sqlite:/abs/a.db',
+      'sqlite:///abs/a.db',
+      'sqlite://rel/a.db',
+    ];
+    for (const url of [...urls, 'sqlite::memory:']) {
+      expect(storeLocation(url, '/srv')).toEqual({ kind: 'sqlite', path: sqlitePath(url, '/srv') });
+      expect(storeLocation(url)).toEqual({ kind: 'sqlite', path: sqlitePath(url) });
+    }
+  });
+
   it('a bad postgres URL is reported without echoing it', () => {
     const issues = issuesOfText(`${MINIMAL}store: "postgres://u:pw-Secret-1@[bad/db"\n`);
     expect(issues).toEqual([
@@ -441,7 +469,7 @@ describe('templates are compiled at load time', () => {
       join(dir, 'notifier.yaml'),
       MINIMAL.replace('text: "{{FirstName}} {{LastName}}"', 'html: templates/missing.html.hbs') + second,
     );
-    const issues = await issuesOf(join(dir, 'notifier.yaml'), ENV, true);
+    const issues = await issuesOf(join(dir, 'notifier.yaml'), ENV, compileRule);
     expect(issues).toHaveLength(2);
     expect(issues[0]).toBe(
       `${dir}/notifier.yaml:16 rules[0].email.html: template file not found: ${dir}/templates/missing.html.hbs`,
@@ -450,10 +478,49 @@ describe('templates are compiled at load time', () => {
       `${dir}/notifier.yaml:21 rules[1].email.subject: Parse error on line 1: Expecting 'OPEN_INVERSE_CHAIN', ` +
         `'INVERSE', 'OPEN_ENDBLOCK', got 'EOF' (near "...if Company}}unclosed")`,
     );
-    // checkTemplates: false skips the compile step
-    await expect(
-      loadConfig(join(dir, 'notifier.yaml'), { env: ENV, checkTemplates: false }),
-    ).resolves.toBeTruthy();
+    // without a ruleChecks hook nothing is compiled: only the missing file is reported
+    expect(await issuesOf(join(dir, 'notifier.yaml'), ENV)).toEqual([issues[0]]);
+  });
+
+  it('a template syntax error is reported only when the caller passes a hook', async () => {
+    const dir = tmp();
+    const text = MINIMAL.replace('subject: "New lead {{LastName}}"', 'subject: "{{#if Company}}unclosed"');
+    writeFileSync(join(dir, 'notifier.yaml'), text);
+    await expect(loadConfig(join(dir, 'notifier.yaml'), { env: ENV })).resolves.toBeTruthy();
+    expect(await issuesOf(join(dir, 'notifier.yaml'), ENV, compileRule)).toEqual([
+      `${dir}/notifier.yaml:15 rules[0].email.subject: Parse error on line 1: Expecting 'OPEN_INVERSE_CHAIN', ` +
+        `'INVERSE', 'OPEN_ENDBLOCK', got 'EOF' (near "...if Company}}unclosed")`,
+    ]);
+  });
+
+  it('a hook error without a keyPath is shown against the rule', async () => {
+    const dir = tmp();
+    writeFileSync(join(dir, 'notifier.yaml'), MINIMAL);
+    const hook: RuleCheck = (rule) => {
+      throw new Error(`rule ${rule.name} refused`);
+    };
+    expect(await issuesOf(join(dir, 'notifier.yaml'), ENV, hook)).toEqual([
+      `${dir}/notifier.yaml:11 rules[0]: rule web-leads refused`,
+    ]);
+  });
+
+  it('src/config does not import src/templates (the caller passes compileRule)', () => {
+    const configDir = fileURLToPath(new URL('../../src/config/', import.meta.url));
+    const files = readdirSync(configDir).filter((f) => f.endsWith('.ts'));
+    expect(files.length).toBeGreaterThan(5);
+    for (const f of files) expect(readFileSync(join(configDir, f), 'utf8'), f).not.toContain('templates/');
+  });
+});
+
+describe('isTemplateFile', () => {
+  it('one line ending in .hbs, without {{: the same test the template layer applies', () => {
+    expect(isTemplateFile('mail/body.html.hbs')).toBe(true);
+    expect(isTemplateFile('  mail/body.html.hbs\n')).toBe(true); // a block scalar's trailing newline
+    expect(isTemplateFile('{{Name}}.hbs')).toBe(false);
+    expect(isTemplateFile('line one\nmail/body.hbs')).toBe(false);
+    expect(isTemplateFile('line one\rmail/body.hbs')).toBe(false);
+    expect(isTemplateFile('Hello {{FirstName}}')).toBe(false);
+    expect(isTemplateFile(undefined)).toBe(false);
   });
 });
 

@@ -1,0 +1,69 @@
+// Paths relative to the config file: template files, the key and CA files, the store URL.
+import { readFileSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import type { LoadedConfig } from './schema.ts';
+
+export const TEMPLATE_KEYS = ['from', 'to', 'cc', 'bcc', 'replyTo', 'subject', 'text', 'html'] as const;
+
+/** A value that names a template file rather than being an inline template. */
+export function isTemplateFile(value: string | undefined): value is string {
+  if (value === undefined) return false;
+  // the same test the template layer applies when it reads the file (surrounding blanks do not count)
+  const v = value.trim();
+  return v.endsWith('.hbs') && !v.includes('{{') && !/[\r\n]/.test(v);
+}
+
+export function resolvePaths(config: LoadedConfig, baseDir: string): void {
+  const auth = config.salesforce.auth;
+  if (auth.flow === 'jwt') auth.privateKeyFile = resolve(baseDir, auth.privateKeyFile);
+  if (config.smtp.tls.ca !== undefined) config.smtp.tls.ca = resolve(baseDir, config.smtp.tls.ca);
+  const store = storeLocation(config.store, baseDir);
+  if (store.kind === 'sqlite') config.store = `sqlite:${store.path}`;
+  for (const rule of config.rules) {
+    for (const key of TEMPLATE_KEYS) {
+      const v = rule.email[key];
+      if (isTemplateFile(v)) rule.email[key] = resolve(baseDir, v.trim());
+    }
+    for (const a of rule.email.attachments) {
+      if (isTemplateFile(a.content)) a.content = resolve(baseDir, a.content.trim());
+    }
+  }
+}
+
+export type StoreLocation = { kind: 'sqlite'; path: string } | { kind: 'postgres'; url: string };
+
+/**
+ * `sqlite:relative/path.db` (against baseDir), `sqlite:/abs/path.db`, `sqlite:///abs/path.db`,
+ * `sqlite::memory:`, or a `postgres://` / `postgresql://` URL. Messages never echo the URL: it may
+ * hold a password. `baseDir` defaults to the working directory, as for the store's sqlitePath.
+ */
+export function storeLocation(store: string, baseDir: string = process.cwd()): StoreLocation {
+  if (store.startsWith('sqlite:')) {
+    let p = store.slice('sqlite:'.length);
+    if (p === ':memory:') return { kind: 'sqlite', path: ':memory:' };
+    if (p.startsWith('//')) p = p.slice(2);
+    if (p.trim() === '') throw new Error('needs a file path after sqlite:, e.g. sqlite:./data/notifier.db');
+    return { kind: 'sqlite', path: isAbsolute(p) ? p : resolve(baseDir, p) };
+  }
+  if (/^postgres(ql)?:/.test(store)) {
+    let url: URL;
+    try {
+      url = new URL(store);
+    } catch {
+      throw new Error('is not a valid postgres:// URL (postgres://user:password@host:5432/database)');
+    }
+    if (!store.startsWith(`${url.protocol}//`)) {
+      throw new Error('must be written postgres://user@host/database (with //)');
+    }
+    return { kind: 'postgres', url: store };
+  }
+  throw new Error('must start with sqlite: or postgres://');
+}
+
+export function readText(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
