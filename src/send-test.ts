@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { LoadedConfig } from './config/schema.ts';
-import { isValidAddress } from './rules/recipients.ts';
+import { isValidAddress } from './templates/recipients.ts';
 import { createSmtpSink } from './sinks/index.ts';
 import { connectSalesforce, createConnection } from './sources/salesforce/connection.ts';
 import { asQueryPage, toSourceRecord } from './sources/salesforce/records.ts';

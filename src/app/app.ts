@@ -16,6 +16,7 @@ import type { ApiUsage, PollResult } from '../sources/salesforce/poller.ts';
 import { RuleStreamer } from '../sources/salesforce/streamer.ts';
 import { openStore } from '../store/index.ts';
 import { compileRule } from '../templates/index.ts';
+import { enabledRules, resendRuleNames } from '../rules/index.ts';
 import { Enqueuer } from './enqueue.ts';
 import type { Store } from '../store/index.ts';
 import { parseDuration } from '../util/duration.ts';
@@ -98,9 +99,7 @@ export class App {
     const store = await openStore(cfg.store, { baseDir: cfg.baseDir, exclusive: true });
     this.store = store;
     await store.migrate();
-    const resendRules = cfg.rules
-      .filter((r) => (r.onUncertain ?? cfg.delivery.onUncertain) === 'resend')
-      .map((r) => r.name);
+    const resendRules = resendRuleNames(cfg);
     // The SQLite store is held exclusively: any row still `sending` belongs to a process that died.
     const abandoned = await store.recoverAbandoned({ all: store.kind === 'sqlite', resendRules });
     if (abandoned.length > 0) {
@@ -110,7 +109,7 @@ export class App {
       );
     }
 
-    const enabled = cfg.rules.filter((r) => r.enabled);
+    const enabled = enabledRules(cfg);
     const compiled = new Map(enabled.map((r) => [r.name, compileRule(r, cfg.baseDir)]));
 
     this.sink = createSmtpSink(cfg.smtp, {

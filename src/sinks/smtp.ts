@@ -5,7 +5,6 @@ import { resolve } from 'node:path';
 import { Transform } from 'node:stream';
 import nodemailer from 'nodemailer';
 import type { SendMailOptions } from 'nodemailer';
-import type pino from 'pino';
 import type { SmtpConfig } from '../config/schema.ts';
 import type { RenderedMessage } from '../types.ts';
 import { coerceError } from '../util/errors.ts';

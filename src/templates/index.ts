@@ -16,7 +16,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Handlebars from 'handlebars';
-import type { RuleConfig } from '../config/schema.ts';
+import { isTemplateFile, type RuleConfig } from '../config/index.ts';
 import type { RenderedAttachment, RenderedMessage, SourceRecord } from '../types.ts';
 import {
   compileAllowList,
@@ -24,7 +24,7 @@ import {
   InvalidAddressError,
   parseMailboxes,
   type Mailbox,
-} from '../rules/recipients.ts';
+} from './recipients.ts';
 import { RenderError, TemplateError } from './errors.ts';
 import { helpers, ROOT_FIELDS } from './helpers.ts';
 import { hasLineBreak, isHeaderName, multiLine, singleLine } from './sanitize.ts';
@@ -34,7 +34,7 @@ export type { RenderErrorCode } from './errors.ts';
 export { sampleRecord } from './sample.ts';
 export { helpers } from './helpers.ts';
 // the recipient guards, for callers that only import the template layer (check, send-test)
-export { compileAllowList, parseAddressList, staticRecipientProblems } from '../rules/recipients.ts';
+export { compileAllowList, isValidAddress, parseAddressList, staticRecipientProblems } from './recipients.ts';
 
 type Env = ReturnType<typeof Handlebars.create>;
 type Template = (context: unknown, options?: Handlebars.RuntimeOptions) => string;
@@ -93,12 +93,6 @@ const RESERVED_HEADERS = new Set([
 ]);
 
 const BUILTIN_HELPERS = new Set(['if', 'unless', 'each', 'with', 'lookup', 'log']);
-
-/** A template value naming a file: ends in `.hbs`, one line, no `{{`. */
-function isFileTemplate(value: string): boolean {
-  const v = value.trim();
-  return v.endsWith('.hbs') && !v.includes('{{') && !/[\r\n]/.test(v);
-}
 
 function readTemplateFile(keyPath: string, file: string, baseDir: string): string {
   const full = path.resolve(baseDir, file.trim());
@@ -172,7 +166,7 @@ function compileValue(
   baseDir: string,
   escapeHtml: boolean,
 ): Template {
-  const source = isFileTemplate(value) ? readTemplateFile(keyPath, value, baseDir) : value;
+  const source = isTemplateFile(value) ? readTemplateFile(keyPath, value, baseDir) : value;
   return compileSource(env, keyPath, source, escapeHtml);
 }
 

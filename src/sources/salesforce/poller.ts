@@ -16,6 +16,7 @@ import type { Checkpoint, Store } from '../../store/index.ts';
 import type { SourceRecord } from '../../types.ts';
 import { parseDuration } from '../../util/duration.ts';
 import { coerceError } from '../../util/errors.ts';
+import { firesOnCreate } from '../../rules/index.ts';
 import type { BatchSink } from '../types.ts';
 import { isSalesforceId } from './ids.ts';
 import { queryPages, type QueryOptions } from './query.ts';
@@ -174,7 +175,7 @@ export class RulePoller {
       const candidate = page.done || !last ? pageMax : Date.parse(last.createdDate);
       watermarkMs = Math.max(watermarkMs, candidate);
       const { inserted, dead } = await this.o.commit({
-        records: records.filter((r) => Date.parse(r.createdDate) >= floorMs),
+        records: records.filter((r) => firesOnCreate(r, cp.floor)),
         checkpoint: {
           floor: cp.floor,
           watermark: new Date(watermarkMs).toISOString(),
@@ -197,7 +198,6 @@ export class RulePoller {
   async enqueueByIds(ids: string[], replayId: string | null): Promise<number> {
     const valid = [...new Set(ids)].filter(isSalesforceId);
     const cp = await this.init();
-    const floorMs = Date.parse(cp.floor);
     const found: SourceRecord[] = [];
     for (let i = 0; i < valid.length; i += 200) {
       const soql = buildEnrichmentQuery(this.rule, valid.slice(i, i + 200));
@@ -208,7 +208,7 @@ export class RulePoller {
       for await (const page of pages) {
         for (const raw of page.records) {
           const r = toSourceRecord(this.rule.object, raw);
-          if (Date.parse(r.createdDate) >= floorMs) found.push(r);
+          if (firesOnCreate(r, cp.floor)) found.push(r);
         }
       }
     }

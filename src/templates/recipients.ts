@@ -2,7 +2,7 @@
 // forms), so anything that ends up as a recipient is parsed by nodemailer's own addressparser
 // (the same parser that later builds the envelope) and then checked strictly here.
 import addressparser from 'nodemailer/lib/addressparser';
-import type { RuleConfig } from '../config/schema.ts';
+import type { RuleConfig } from '../config/index.ts';
 
 /** One mailbox: the display name may be empty. */
 export interface Mailbox {

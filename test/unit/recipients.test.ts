@@ -7,7 +7,7 @@ import {
   parseAddressList,
   parseMailboxes,
   staticRecipientProblems,
-} from '../../src/rules/recipients.ts';
+} from '../../src/templates/recipients.ts';
 
 describe('parseAddressList', () => {
   it('splits on ";" and "," like the Logic Apps SMTP connector', () => {
