@@ -5,7 +5,7 @@ import cron from 'node-cron';
 import type { ScheduledTask } from 'node-cron';
 import type { Connection } from 'jsforce';
 import type { Logger } from 'pino';
-import type { LoadedConfig, RuleConfig } from '../config/schema.ts';
+import type { LoadedConfig, RuleConfig } from '../config/index.ts';
 import { Dispatcher } from '../delivery/dispatcher.ts';
 import type { DispatchEvent } from '../delivery/dispatcher.ts';
 import { createSmtpSink } from '../sinks/index.ts';

@@ -5,7 +5,7 @@ import type { Issue, KeyPath } from './issues.ts';
 
 const REF = /^([A-Za-z_][A-Za-z0-9_]*)(?::-([\s\S]*))?$/;
 
-// `auth: { user: ${SMTP_USER}, pass: ${SMTP_PASS} }` is what people write (DESIGN.md does), but
+// `auth: { user: ${SMTP_USER}, pass: ${SMTP_PASS} }` is what people write (the README does), but
 // `{` and `}` are flow indicators, so that is not valid YAML. Before parsing, each `${...}` is
 // replaced by a placeholder of the SAME length made of characters that are plain-scalar safe (so
 // lines and columns in error messages stay right); the parsed values get the original text back.

@@ -2,7 +2,7 @@
 // outcome. Sends happen outside any DB transaction; outcomes that complete close together are
 // written in one recordOutcomes call, and the same tick claims rows for the freed send slots.
 import type pino from 'pino';
-import type { DeliveryConfig } from '../config/schema.ts';
+import type { DeliveryConfig } from '../config/index.ts';
 import { attempt, SendError, type Channel, type FailureKind } from '../sinks/types.ts';
 import type { RenderedMessage } from '../types.ts';
 import type { Outcome, OutboxRow, Store } from '../store/index.ts';

@@ -6,14 +6,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { App } from '../app/app.ts';
-import { Metrics } from '../http/metrics.ts';
-import { startHttpServer } from '../http/server.ts';
-import { loadConfig, secretsOf } from '../config/load.ts';
+import type { App } from '../app/app.ts';
+import { createWorker } from '../app/worker.ts';
+import { loadConfig } from '../config/index.ts';
 import { startEmulator, DEFAULT_PASSWORD, DEFAULT_USERNAME } from '../emulator/index.ts';
 import type { Emulator } from '../emulator/index.ts';
-import { createLogger } from '../log.ts';
-import { coerceError } from '../util/errors.ts';
+import { enabledRules } from '../rules/index.ts';
+import { compileRule } from '../templates/index.ts';
+import { coerceError, StartupError } from '../util/errors.ts';
 import { createEmailStore, startCaptureSmtp } from './capture.ts';
 import type { CaptureSmtp, EmailStore } from './capture.ts';
 import { describeLead, leadFactory, SAMPLE_USERS } from './generator.ts';
@@ -58,9 +58,6 @@ export interface Demo {
   /** stop everything; safe twice */
   stop(): Promise<void>;
 }
-
-/** A start-up failure with a message meant for the user as it is. */
-export class DemoError extends Error {}
 
 /** Strips control characters (ANSI escapes included) before record data reaches a terminal. */
 export function forTerminal(text: string): string {
@@ -148,7 +145,7 @@ export async function startDemo(opts: DemoOptions = {}): Promise<Demo> {
       });
     } catch (err) {
       if (isAddrInUse(err))
-        throw new DemoError(
+        throw new StartupError(
           `port ${inboxPort} is already in use (is another demo running?): choose another with --inbox-port N, or --inbox-port 0 for any free port`,
         );
       throw err;
@@ -160,6 +157,7 @@ export async function startDemo(opts: DemoOptions = {}): Promise<Demo> {
     cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
     const configPath = opts.configPath ?? DEMO_CONFIG_PATH;
     const config = await loadConfig(configPath, {
+      ruleChecks: compileRule,
       env: {
         ...(opts.env ?? process.env),
         DEMO_SF_URL: emulator.url,
@@ -167,40 +165,22 @@ export async function startDemo(opts: DemoOptions = {}): Promise<Demo> {
         DEMO_DATA_DIR: dataDir,
       },
     });
-    const logger = createLogger({
-      level: config.log.level,
-      ...(config.log.format ? { format: config.log.format } : {}),
-      secrets: secretsOf(config),
-    });
-    // The worker's health, readiness and metrics endpoints, as `run` serves them.
-    const metrics = config.http.enabled
-      ? new Metrics({ rules: config.rules.filter((r) => r.enabled).map((r) => r.name) })
-      : undefined;
-    const app = new App(config, { logger, ...(metrics ? { events: metrics.events } : {}) });
-    cleanups.push(() => app.stop());
-    let metricsUrl: string | null = null;
+    // The worker as `run` starts it, with its health, readiness and metrics endpoints.
+    const worker = await createWorker(config);
+    const app = worker.app;
+    cleanups.push(() => worker.stop());
     try {
-      if (config.http.enabled) {
-        const http = await startHttpServer({
-          app,
-          host: config.http.host,
-          port: config.http.port,
-          logger,
-          ...(metrics ? { metrics } : {}),
-        });
-        cleanups.push(() => http.close(100));
-        metricsUrl = `${http.url}/metrics`;
-      }
-      await app.start();
+      await worker.start();
     } catch (e) {
       const err = coerceError(e);
-      throw new DemoError(
+      throw new StartupError(
         isAddrInUse(err) || /EADDRINUSE/.test(err.message)
           ? `the worker could not start: ${err.message} (port ${config.http.port} busy? set DEMO_HTTP_PORT=N, or 0 for any free port)`
           : `the worker could not start: ${err.message}`,
       );
     }
 
+    const metricsUrl = worker.http ? `${worker.http.url}/metrics` : null;
     emails.onAdd((e) => out(forTerminal(`  mail  ${e.to}: ${e.subject}`)));
 
     const addLead = (): { id: string; lead: Record<string, unknown> } => {
@@ -233,7 +213,7 @@ export async function startDemo(opts: DemoOptions = {}): Promise<Demo> {
       smtpPort: smtp.port,
       metricsUrl,
       configPath: config.configPath,
-      rules: config.rules.filter((r) => r.enabled).map((r) => r.name),
+      rules: enabledRules(config).map((r) => r.name),
       dataDir,
       generator: opts.generator !== false,
       intervalMs,
@@ -305,52 +285,4 @@ function printBanner(out: (line: string) => void, b: BannerInfo): void {
     '',
   ];
   for (const l of lines) out(l);
-}
-
-/** The `demo` command: parses its options, runs until SIGINT/SIGTERM, returns the exit code. */
-export async function runDemoCommand(values: Record<string, unknown>): Promise<number> {
-  const fail = (msg: string): number => {
-    process.stderr.write(
-      `${msg}\nUsage: lead-notifier demo [--inbox-port N] [--interval SECONDS] [--no-generator]\n`,
-    );
-    return 2;
-  };
-  const inboxPort = values['inbox-port'] === undefined ? DEFAULT_INBOX_PORT : Number(values['inbox-port']);
-  if (!Number.isInteger(inboxPort) || inboxPort < 0 || inboxPort > 65535)
-    return fail('--inbox-port must be 0..65535 (0 = any free port)');
-  const interval = values.interval === undefined ? DEFAULT_INTERVAL_MS / 1000 : Number(values.interval);
-  if (!Number.isFinite(interval) || interval < 0.1 || interval > 3600)
-    return fail('--interval must be a number of seconds, 0.1..3600');
-
-  let demo: Demo;
-  try {
-    demo = await startDemo({
-      inboxPort,
-      intervalMs: Math.round(interval * 1000),
-      generator: values['no-generator'] !== true,
-    });
-  } catch (e) {
-    const err = coerceError(e);
-    process.stderr.write(
-      `lead-notifier demo: ${err instanceof DemoError ? err.message : (err.stack ?? err.message)}\n`,
-    );
-    return 1;
-  }
-  let signals = 0;
-  return new Promise<number>((resolve) => {
-    const onSignal = (): void => {
-      signals++;
-      if (signals > 1) process.exit(1);
-      process.stdout.write('\nstopping the demo...\n');
-      demo.stop().then(
-        () => resolve(0),
-        (err: unknown) => {
-          process.stderr.write(`lead-notifier demo: error while stopping: ${coerceError(err).message}\n`);
-          resolve(1);
-        },
-      );
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-  });
 }

@@ -3,44 +3,15 @@
 // both go through EmulatorControl so they behave the same. Documented in README.md here.
 
 import type { ApiRecord, InsertOptions } from './org.ts';
-import type { Context, ReqInfo, Reply } from './server.ts';
-import { errorReply, json } from './rest.ts';
+import { errorReply, json } from './http.ts';
+import type { ActiveFault, Context, FaultSpec, LimitsState, ReqInfo, Reply } from './http.ts';
 
-export interface FaultSpec {
-  /** HTTP method to match (any when absent) */
-  method?: string;
-  /** regular expression (source) tested against the request path, e.g. "/query" */
-  path: string;
-  /** how many matching requests fail; default 1 */
-  count?: number;
-  /** reply status; default 503 when `body` or `errorCode` is given */
-  status?: number;
-  /** REST error code in the JSON error body; default by status (503 SERVER_UNAVAILABLE, ...) */
-  errorCode?: string;
-  message?: string;
-  /** raw body instead of the JSON error, e.g. an HTML maintenance page */
-  body?: string;
-  contentType?: string;
-  /** hold the request this long first; without status/body/errorCode it then proceeds normally */
-  delayMs?: number;
-}
-
-export interface ActiveFault extends Required<Pick<FaultSpec, 'path'>> {
-  id: number;
-  spec: FaultSpec;
-  regex: RegExp;
-  remaining: number;
-}
+export type { FaultSpec, LimitsState } from './http.ts';
 
 export interface InsertRequest {
   records: Array<Record<string, unknown>>;
   createdDate?: string;
   systemModstamp?: string;
-}
-
-export interface LimitsState {
-  max: number;
-  used: number;
 }
 
 export class EmulatorControl {

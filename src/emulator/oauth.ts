@@ -5,8 +5,8 @@
 
 import { createHmac, createPublicKey, verify as verifySignature } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import type { Context, ReqInfo, Reply, UserEntry } from './server.ts';
-import { json } from './rest.ts';
+import type { Context, ReqInfo, Reply, UserEntry } from './http.ts';
+import { json } from './http.ts';
 
 /** JWT audiences Salesforce accepts, plus the emulator itself (login URL = instance URL here). */
 const JWT_AUDIENCES = ['https://login.salesforce.com', 'https://test.salesforce.com'];

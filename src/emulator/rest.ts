@@ -2,43 +2,12 @@
 // (resources_list.htm, resources_query.htm, resources_sobject_*.htm, resources_limits.htm,
 // errorcodes.htm). Errors are JSON arrays [{ message, errorCode }].
 
-import type { Context, ReqInfo, Reply } from './server.ts';
-import { SalesforceError } from './org.ts';
+import { errorReply, json, methodNotAllowed, notFound, sfError } from './http.ts';
+import type { Context, ReqInfo, Reply } from './http.ts';
+
 import type { ApiRecord, FieldDef, ObjectDef } from './org.ts';
 import { normalizeId } from '../sources/salesforce/ids.ts';
 import type { Session } from './sessions.ts';
-
-const JSON_TYPE = 'application/json;charset=UTF-8';
-
-export function json(status: number, value: unknown, headers: Record<string, string> = {}): Reply {
-  return { status, headers: { 'content-type': JSON_TYPE, ...headers }, body: JSON.stringify(value) };
-}
-
-export function sfError(status: number, errorCode: string, message: string, fields?: string[]): Reply {
-  return json(status, [fields ? { message, errorCode, fields } : { message, errorCode }]);
-}
-
-export const notFound = (): Reply => sfError(404, 'NOT_FOUND', 'The requested resource does not exist');
-
-export function methodNotAllowed(method: string, allowed: string[]): Reply {
-  const r = sfError(
-    405,
-    'METHOD_NOT_ALLOWED',
-    `HTTP Method '${method}' not allowed. Allowed are ${allowed.join(',')}`,
-  );
-  r.headers.allow = allowed.join(', ');
-  return r;
-}
-
-/** Maps anything thrown by the org into the REST error reply. */
-export function errorReply(err: unknown): Reply {
-  if (err instanceof SalesforceError) return json(err.status, [err.toJSON()]);
-  return sfError(
-    500,
-    'UNKNOWN_EXCEPTION',
-    'An unexpected error occurred. Please include this ErrorId if you contact support: emulator',
-  );
-}
 
 /** "REST API versions" season labels: 50.0 was Winter '21, three releases a year. */
 export function versionLabel(v: string): string {

@@ -1,9 +1,9 @@
 // The emulator's HTTP server (node:http only): routing, body limits, API usage accounting
 // (Sforce-Limit-Info), injected faults and counters. The resources themselves live in
-// oauth.ts, soap.ts, rest.ts, control.ts; CometD in cometd.ts (engineer C).
+// oauth.ts, soap.ts, rest.ts, control.ts; CometD in cometd.ts .
 
 import { createServer } from 'node:http';
-import type { IncomingHttpHeaders, IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Org } from './org.ts';
@@ -11,12 +11,13 @@ import type { OrgOptions } from './org.ts';
 import { makeId } from '../sources/salesforce/ids.ts';
 import { CursorStore, SessionStore } from './sessions.ts';
 import { EmulatorControl } from './control.ts';
-import type { ActiveFault, LimitsState } from './control.ts';
 import { handleControl } from './control.ts';
 import { handleIdentity, handleRevoke, handleToken } from './oauth.ts';
 import { handleSoap } from './soap.ts';
 import { CometdServer } from './cometd.ts';
-import { handleRest, json, notFound, restEndpointKey, sfError, versionsList } from './rest.ts';
+import { handleRest, restEndpointKey, versionsList } from './rest.ts';
+import { json, notFound, sfError } from './http.ts';
+import type { ActiveFault, CometdLike, Context, ReqInfo, Reply, UserEntry } from './http.ts';
 
 export interface EmulatorOptions {
   /** default 0 (any free port) */
@@ -65,65 +66,6 @@ export const DEFAULT_CLIENT_SECRET = 'emulator-secret';
 export const DEFAULT_USERNAME = 'integration@example.com';
 export const DEFAULT_PASSWORD = 'emulator-password';
 export const DEFAULT_API_VERSIONS = Array.from({ length: 13 }, (_, i) => `${50 + i}.0`);
-
-export interface UserEntry {
-  username: string;
-  password: string;
-  securityToken: string;
-  email: string;
-  firstName: string | undefined;
-  lastName: string;
-  userId: string;
-}
-
-export interface ClientEntry {
-  clientId: string;
-  clientSecret?: string;
-  jwtPublicKeyPem?: string;
-}
-
-export interface ReqInfo {
-  method: string;
-  path: string;
-  query: URLSearchParams;
-  headers: IncomingHttpHeaders;
-  body: string;
-}
-
-export interface Reply {
-  status: number;
-  headers: Record<string, string>;
-  body: string;
-}
-
-/** What the server needs of engineer C's CometdServer. */
-export interface CometdLike {
-  handle(req: IncomingMessage, res: ServerResponse, body: string): void;
-  ageOut(olderThanMs?: number): void;
-  close(): void;
-}
-
-export interface Context {
-  url: string;
-  orgId: string;
-  org: Org;
-  sessions: SessionStore;
-  cursors: CursorStore;
-  clients: ClientEntry[];
-  users(): UserEntry[];
-  provisionUsers(): void;
-  checkPassword(username: string, password: string): UserEntry | undefined;
-  bearerToken(req: ReqInfo): string | undefined;
-  apiVersions: string[];
-  latestVersion: string;
-  sessionTtlMs: number;
-  limits: LimitsState;
-  counters: Map<string, number>;
-  faults: ActiveFault[];
-  cometd: CometdLike | undefined;
-  now(): number;
-  log(line: string): void;
-}
 
 const DEFAULT_MAX_BODY = 8 * 1024 * 1024;
 const TWO_HOURS = 2 * 60 * 60 * 1000;

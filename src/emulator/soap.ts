@@ -3,7 +3,7 @@
 // conn.login(user, pass) without an OAuth client uses this. The envelope is read tolerantly with a
 // small element extraction (no XML dependency); anything unreadable gets a SOAP fault, never a crash.
 
-import type { Context, ReqInfo, Reply } from './server.ts';
+import type { Context, ReqInfo, Reply } from './http.ts';
 
 const XML_TYPE = 'text/xml;charset=UTF-8';
 

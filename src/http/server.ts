@@ -5,8 +5,7 @@ import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { secretsOf } from '../config/load.ts';
-import { makeScrubber } from '../log.ts';
+import { makeScrubber } from '../util/secrets.ts';
 import { coerceError } from '../util/errors.ts';
 import type { Metrics } from './metrics.ts';
 import { OutboxCache, readiness } from './readiness.ts';
@@ -20,8 +19,8 @@ export interface HttpServerOptions {
   logger: Logger;
   /** serves /metrics when given (404 otherwise) */
   metrics?: Metrics;
-  /** values never to appear in a response; default: the config's secrets */
-  secrets?: string[];
+  /** values never to appear in a response (the caller's config's secrets) */
+  secrets: string[];
   /** whole header block must arrive within this (slowloris); default 10 s */
   headersTimeoutMs?: number;
   /** whole request within this; default 15 s */
@@ -51,7 +50,7 @@ const ALLOW = 'GET, HEAD';
 export async function startHttpServer(o: HttpServerOptions): Promise<HttpServer> {
   const { app, logger } = o;
   const log = logger.child({ component: 'http' });
-  const scrub = makeScrubber(o.secrets ?? secretsOf(app.config));
+  const scrub = makeScrubber(o.secrets);
   const outbox = new OutboxCache(app, o.outboxCacheMs ?? 2000);
   const staleMs = o.heartbeatStaleMs ?? 30_000;
   const recheck = o.smtpRecheckMs ?? { ok: 60_000, error: 30_000 };

@@ -3,7 +3,7 @@
 // own thread keeps talking SMTP meanwhile, and its MIME building does not compete with the loop
 // that claims rows, polls Salesforce and serves HTTP. Same SmtpSink contract as in-process.
 import { Worker } from 'node:worker_threads';
-import type { SmtpConfig } from '../config/schema.ts';
+import type { SmtpConfig } from '../config/index.ts';
 import type { RenderedMessage } from '../types.ts';
 import { SendError, type SendErrorInit, type SmtpSendResult, type SmtpSink } from './types.ts';
 

@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import { Transform } from 'node:stream';
 import nodemailer from 'nodemailer';
 import type { SendMailOptions } from 'nodemailer';
-import type { SmtpConfig } from '../config/schema.ts';
+import type { SmtpConfig } from '../config/index.ts';
 import type { RenderedMessage } from '../types.ts';
 import { coerceError } from '../util/errors.ts';
 import { SendError, type FailureKind, type SmtpSendResult, type SmtpSink } from './types.ts';

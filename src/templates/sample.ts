@@ -1,6 +1,6 @@
 // A plausible record for `send-test` and `dry-run` previews: every selected field filled with a
 // value that reads like real data, so a template author sees a realistic email.
-import type { RuleConfig } from '../config/schema.ts';
+import type { RuleConfig } from '../config/index.ts';
 import type { SourceRecord } from '../types.ts';
 import { makeId } from '../sources/salesforce/ids.ts';
 

@@ -8,6 +8,8 @@ export const CODES = {
   ECONFIG: 'the configuration is invalid',
   EUSAGE: 'the command line is invalid',
   ETEMPLATE: 'a template does not compile',
+  // start-up
+  ESTARTUP: 'a part could not start (busy port, unreachable dependency)',
   // one record's notification (the row is dead-lettered, nothing else stops)
   ERENDER: 'a template failed for this record',
   EADDRESS: 'an address is not valid',
@@ -84,4 +86,10 @@ export class ConfigError extends Error {
 export class UsageError extends Error {
   override name = 'UsageError';
   readonly code = 'EUSAGE';
+}
+
+/** A part could not start (a busy port, an unreachable dependency): the message is for the user as it is. */
+export class StartupError extends Error {
+  override name = 'StartupError';
+  readonly code = 'ESTARTUP';
 }

@@ -4,12 +4,12 @@ import { connect } from 'node:net';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { App } from '../../src/app/app.ts';
-import { loadConfig } from '../../src/config/load.ts';
+import { loadConfig, secretsOf } from '../../src/config/index.ts';
 import { Metrics } from '../../src/http/metrics.ts';
 import { startHttpServer } from '../../src/http/server.ts';
 import type { HttpServer } from '../../src/http/server.ts';
 import type { ReadinessReport } from '../../src/http/readiness.ts';
-import { createLogger } from '../../src/log.ts';
+import { createLogger } from '../../src/util/log.ts';
 import { waitFor } from '../helpers/process.ts';
 import { leadFields, startStack } from '../helpers/stack.ts';
 import type { Stack } from '../helpers/stack.ts';
@@ -64,6 +64,7 @@ async function startRunning(
     port: 0,
     logger,
     metrics,
+    secrets: secretsOf(config),
     headersTimeoutMs: 500,
     requestTimeoutMs: 1000,
     ...httpOpts,

@@ -216,7 +216,7 @@ describe('broken configs: file:line key.path: message', () => {
     ]);
   });
 
-  it('an unquoted ${...} inside a flow mapping loads (as DESIGN.md writes it), values with YAML punctuation intact', () => {
+  it('an unquoted ${...} inside a flow mapping loads (as the README writes it), values with YAML punctuation intact', () => {
     const text = MINIMAL.replace('pass: "${SMTP_PASS}"', 'pass: ${SMTP_PASS}');
     expect(text).toContain('pass: ${SMTP_PASS} }');
     const c = parseConfigText(text, 'flow.yaml', { env: { ...ENV, SMTP_PASS: 'p{a}s,s: #x' } });

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import jsforce from 'jsforce';
 import type { Connection } from 'jsforce';
-import type { SalesforceConfig } from '../../config/schema.ts';
+import type { SalesforceConfig } from '../../config/index.ts';
 import { coerceError } from '../../util/errors.ts';
 
 export type SfConnection = Connection;

@@ -1,6 +1,6 @@
 // Building the poll query. Values that reach SOQL are our own (timestamps, field names validated by
 // the config schema); the rule's `where` is the operator's, wrapped in parentheses.
-import type { RuleConfig } from '../../config/schema.ts';
+import type { RuleConfig } from '../../config/index.ts';
 
 /** Always read, whatever the rule selects. */
 export const BASE_FIELDS = ['Id', 'CreatedDate', 'SystemModstamp'] as const;

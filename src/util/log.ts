@@ -5,7 +5,7 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import type { Logger } from 'pino';
 import pinoPretty from 'pino-pretty';
-import { makeScrubber, SECRET_KEYS } from './util/secrets.ts';
+import { makeScrubber, SECRET_KEYS } from './secrets.ts';
 
 export { makeScrubber };
 

@@ -1,13 +1,14 @@
 // `dry-run`: what each rule would send for recent records. Reads Salesforce, renders, prints;
 // opens no store and sends nothing.
-import type { LoadedConfig } from './config/schema.ts';
-import { connectSalesforce, createConnection } from './sources/salesforce/connection.ts';
-import { asQueryPage, toSourceRecord } from './sources/salesforce/records.ts';
-import { selectList, soqlDateTime } from './sources/salesforce/soql.ts';
-import { compileRule, renderMessage } from './templates/index.ts';
-import { secretsOf } from './config/load.ts';
-import { makeScrubber } from './log.ts';
-import { coerceError } from './util/errors.ts';
+import type { LoadedConfig } from '../config/index.ts';
+import { enabledRules } from '../rules/index.ts';
+import { connectSalesforce, createConnection } from '../sources/salesforce/connection.ts';
+import { queryFirstPage } from '../sources/salesforce/query.ts';
+import { toSourceRecord } from '../sources/salesforce/records.ts';
+import { selectList, soqlDateTime } from '../sources/salesforce/soql.ts';
+import { compileRule, renderMessage } from '../templates/index.ts';
+import { coerceError, EXIT } from '../util/errors.ts';
+import { configOption, intOption, parseSince, str, type Command } from './options.ts';
 
 export interface DryRunOptions {
   limit: number;
@@ -17,13 +18,37 @@ export interface DryRunOptions {
   out: (line: string) => void;
 }
 
-export async function dryRun(config: LoadedConfig, options: DryRunOptions): Promise<number> {
-  const scrub = makeScrubber(secretsOf(config));
-  const o = { ...options, out: (line: string) => options.out(scrub(line)) };
-  const rules = config.rules.filter((r) => (o.rule ? r.name === o.rule : r.enabled));
+export const dryRunCommand: Command = {
+  name: 'dry-run',
+  summary: 'query Salesforce and render what each rule would send; sends and writes nothing',
+  usage: 'lead-notifier dry-run [-c FILE] [--limit N] [--since DURATION|ISO] [--rule NAME] [--json]',
+  options: {
+    ...configOption,
+    limit: { type: 'string' },
+    since: { type: 'string' },
+    rule: { type: 'string' },
+    json: { type: 'boolean' },
+  },
+  async run(values, _positionals, ctx) {
+    const config = await ctx.load(values);
+    const limit = intOption(values, 'limit', 5, 1, 2000);
+    const since = parseSince(str(values, 'since') ?? '24h');
+    const rule = str(values, 'rule');
+    return dryRun(config, {
+      limit,
+      since,
+      json: Boolean(values.json),
+      ...(rule ? { rule } : {}),
+      out: ctx.out,
+    });
+  },
+};
+
+export async function dryRun(config: LoadedConfig, o: DryRunOptions): Promise<number> {
+  const rules = o.rule ? config.rules.filter((r) => r.name === o.rule) : enabledRules(config);
   if (rules.length === 0) {
     o.out(o.rule ? `no rule named ${o.rule}` : 'no enabled rules');
-    return 2;
+    return EXIT.INVALID;
   }
   const conn = createConnection(config.salesforce, config.baseDir);
   await connectSalesforce(conn, config.salesforce, config.baseDir);
@@ -34,11 +59,7 @@ export async function dryRun(config: LoadedConfig, options: DryRunOptions): Prom
     const soql =
       `SELECT ${selectList(rule).join(', ')} FROM ${rule.object} WHERE ${where.join(' AND ')}` +
       ` ORDER BY CreatedDate DESC, Id DESC LIMIT ${o.limit}`;
-    const page = asQueryPage(
-      await conn.request(
-        `/services/data/v${config.salesforce.apiVersion}/query?q=${encodeURIComponent(soql)}`,
-      ),
-    );
+    const page = await queryFirstPage(conn, config.salesforce.apiVersion, soql);
     if (!o.json) o.out(`rule ${rule.name}: ${page.records.length} record(s) since ${o.since.toISOString()}`);
     for (const raw of page.records) {
       const record = toSourceRecord(rule.object, raw);
@@ -66,5 +87,5 @@ export async function dryRun(config: LoadedConfig, options: DryRunOptions): Prom
     }
   }
   if (o.json) o.out(JSON.stringify(results, null, 2));
-  return 0;
+  return EXIT.OK;
 }

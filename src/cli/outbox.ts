@@ -2,22 +2,55 @@
 // Works beside a running daemon: SQLite in WAL mode lets this process write while the daemon
 // holds its lock; the daemon's dispatcher picks retried rows up on its next tick.
 import { existsSync } from 'node:fs';
-import type { LoadedConfig } from './config/schema.ts';
-import { storeLocation } from './config/load.ts';
-import { openStore } from './store/index.ts';
-import { StoreMissingError } from './store/errors.ts';
-import { OUTBOX_STATES } from './store/index.ts';
-import type { OutboxRow, OutboxState, Store } from './store/index.ts';
+import { storeLocation, type LoadedConfig } from '../config/index.ts';
+import { OUTBOX_STATES, openStore, StoreMissingError } from '../store/index.ts';
+import type { OutboxRow, OutboxState, Store } from '../store/index.ts';
+import { EXIT, UsageError } from '../util/errors.ts';
+import { configOption, str, type Command } from './options.ts';
 
-export class OutboxUsageError extends Error {
-  override name = 'OutboxUsageError';
-}
+export const outbox: Command = {
+  name: 'outbox',
+  summary: 'inspect and act on outbox rows: list, retry dead ones, resolve uncertain ones',
+  usage:
+    'lead-notifier outbox list [--state dead|uncertain|pending|failed|sent] [--rule NAME] [--limit N] [--json] [-c FILE]\n' +
+    '       lead-notifier outbox retry <id> | --all-dead [-c FILE]\n' +
+    '       lead-notifier outbox resolve <id> --as sent|dead [--note TEXT] [-c FILE]',
+  options: {
+    ...configOption,
+    state: { type: 'string' },
+    rule: { type: 'string' },
+    limit: { type: 'string' },
+    json: { type: 'boolean' },
+    'all-dead': { type: 'boolean' },
+    as: { type: 'string' },
+    note: { type: 'string' },
+  },
+  async run(values, positionals, ctx) {
+    const config = await ctx.load(values, { templates: false });
+    const opt = (k: string) => {
+      const v = str(values, k);
+      return v ? { [k]: v } : {};
+    };
+    return outboxCommand(config, {
+      action: positionals[0],
+      args: positionals.slice(1),
+      ...opt('state'),
+      ...opt('rule'),
+      ...opt('limit'),
+      ...opt('as'),
+      ...opt('note'),
+      json: Boolean(values.json),
+      allDead: Boolean(values['all-dead']),
+      out: ctx.out,
+    });
+  },
+};
 
 /** `uncertain` is what operators call the `unknown` state */
 export function parseState(text: string): OutboxState {
   const s = text === 'uncertain' ? 'unknown' : text;
   if (!(OUTBOX_STATES as readonly string[]).includes(s)) {
-    throw new OutboxUsageError(`--state must be one of ${[...OUTBOX_STATES, 'uncertain'].join(', ')}`);
+    throw new UsageError(`--state must be one of ${[...OUTBOX_STATES, 'uncertain'].join(', ')}`);
   }
   return s as OutboxState;
 }
@@ -33,7 +66,7 @@ async function open(config: LoadedConfig, readOnly: boolean): Promise<Store> {
 function parseId(text: string | undefined): number {
   const id = Number(text);
   if (!text || !Number.isInteger(id) || id < 1)
-    throw new OutboxUsageError(`an outbox row id is a positive integer, not '${text ?? ''}'`);
+    throw new UsageError(`an outbox row id is a positive integer, not '${text ?? ''}'`);
   return id;
 }
 
@@ -47,6 +80,7 @@ function summary(r: OutboxRow): Record<string, unknown> {
     subject: r.message?.subject ?? null,
     to: r.message?.to ?? [],
     lastError: r.lastError,
+    lastErrorCode: r.lastErrorCode,
     nextAttemptAt: r.nextAttemptAt,
     result: r.result,
     createdAt: r.createdAt,
@@ -72,7 +106,7 @@ export async function outboxCommand(config: LoadedConfig, o: OutboxCommandOption
     case 'list': {
       const limit = o.limit === undefined ? 50 : Number(o.limit);
       if (!Number.isInteger(limit) || limit < 1 || limit > 10_000)
-        throw new OutboxUsageError('--limit must be 1..10000');
+        throw new UsageError('--limit must be 1..10000');
       const store = await open(config, true);
       try {
         const rows = await store.list({
@@ -82,11 +116,11 @@ export async function outboxCommand(config: LoadedConfig, o: OutboxCommandOption
         });
         if (o.json) {
           o.out(JSON.stringify(rows.map(summary), null, 2));
-          return 0;
+          return EXIT.OK;
         }
         if (rows.length === 0) {
           o.out('no rows');
-          return 0;
+          return EXIT.OK;
         }
         o.out(
           `${'id'.padStart(7)}  ${'state'.padEnd(8)} ${'rule'.padEnd(20)} ${'record'.padEnd(18)}  subject / last error`,
@@ -98,56 +132,54 @@ export async function outboxCommand(config: LoadedConfig, o: OutboxCommandOption
             `${String(r.id).padStart(7)}  ${r.state.padEnd(8)} ${r.rule.padEnd(20)} ${r.recordId.padEnd(18)}  ${detail.slice(0, 100)}`,
           );
         }
-        return 0;
+        return EXIT.OK;
       } finally {
         await store.close();
       }
     }
     case 'retry': {
       if (o.allDead === (o.args[0] !== undefined))
-        throw new OutboxUsageError('give either one row id or --all-dead');
+        throw new UsageError('give either one row id or --all-dead');
       const store = await open(config, false);
       try {
         if (o.allDead) {
           const n = await store.retryAllDead();
           o.out(`${n} dead row(s) set to pending; the running daemon sends them on its next tick`);
-          return 0;
+          return EXIT.OK;
         }
         const id = parseId(o.args[0]);
         const row = await store.get(id);
-        if (!row) throw new OutboxUsageError(`no outbox row ${id}`);
+        if (!row) throw new UsageError(`no outbox row ${id}`);
         if (!(await store.retry(id))) {
-          throw new OutboxUsageError(
+          throw new UsageError(
             row.message === null
               ? `row ${id} has no rendered message (its template failed): fix the rule; it cannot be retried`
               : `row ${id} is ${row.state}: only dead, failed and unknown rows can be retried`,
           );
         }
         o.out(`row ${id} (${row.rule} ${row.recordId}) set to pending`);
-        return 0;
+        return EXIT.OK;
       } finally {
         await store.close();
       }
     }
     case 'resolve': {
       const id = parseId(o.args[0]);
-      if (o.as !== 'sent' && o.as !== 'dead') throw new OutboxUsageError('--as must be sent or dead');
+      if (o.as !== 'sent' && o.as !== 'dead') throw new UsageError('--as must be sent or dead');
       const store = await open(config, false);
       try {
         const row = await store.get(id);
-        if (!row) throw new OutboxUsageError(`no outbox row ${id}`);
+        if (!row) throw new UsageError(`no outbox row ${id}`);
         if (!(await store.resolve(id, o.as, o.note))) {
-          throw new OutboxUsageError(
-            `row ${id} is ${row.state}: only unknown (uncertain) rows can be resolved`,
-          );
+          throw new UsageError(`row ${id} is ${row.state}: only unknown (uncertain) rows can be resolved`);
         }
         o.out(`row ${id} (${row.rule} ${row.recordId}) resolved as ${o.as}`);
-        return 0;
+        return EXIT.OK;
       } finally {
         await store.close();
       }
     }
     default:
-      throw new OutboxUsageError(`unknown outbox action '${o.action ?? ''}': use list, retry or resolve`);
+      throw new UsageError(`unknown outbox action '${o.action ?? ''}': use list, retry or resolve`);
   }
 }

@@ -1,7 +1,19 @@
 // `status`: the store's view, read-only (works while the daemon runs).
-import type { LoadedConfig } from './config/schema.ts';
-import { openStore } from './store/index.ts';
-import { OUTBOX_STATES } from './store/index.ts';
+import type { LoadedConfig } from '../config/index.ts';
+import { OUTBOX_STATES, openStore } from '../store/index.ts';
+import { EXIT } from '../util/errors.ts';
+import { configOption, type Command } from './options.ts';
+
+export const status: Command = {
+  name: 'status',
+  summary: 'checkpoints per rule, outbox counts by state, last errors',
+  usage: 'lead-notifier status [-c FILE] [--json]',
+  options: { ...configOption, json: { type: 'boolean' } },
+  async run(values, _positionals, ctx) {
+    const config = await ctx.load(values, { templates: false });
+    return printStatus(config, { json: Boolean(values.json), out: ctx.out });
+  },
+};
 
 export async function printStatus(
   config: LoadedConfig,
@@ -26,6 +38,7 @@ export async function printStatus(
               rule: r.rule,
               recordId: r.recordId,
               lastError: r.lastError,
+              lastErrorCode: r.lastErrorCode,
             })),
             lastErrors: errors.map((r) => ({
               id: r.id,
@@ -33,6 +46,7 @@ export async function printStatus(
               recordId: r.recordId,
               state: r.state,
               lastError: r.lastError,
+              lastErrorCode: r.lastErrorCode,
               updatedAt: r.updatedAt,
             })),
           },
@@ -40,22 +54,18 @@ export async function printStatus(
           2,
         ),
       );
-      return 0;
+      return EXIT.OK;
     }
     o.out('Checkpoints');
     for (const c of checkpoints)
       o.out(`  ${c.rule}: watermark ${c.watermark} (floor ${c.floor}, updated ${c.updatedAt})`);
     if (checkpoints.length === 0) o.out('  (none yet)');
     o.out('Outbox');
+    const row = (label: string, n: (s: (typeof OUTBOX_STATES)[number]) => number) =>
+      `  ${label.padEnd(24)} ${OUTBOX_STATES.map((s) => String(n(s)).padStart(8)).join(' ')}`;
     o.out(`  ${'rule'.padEnd(24)} ${OUTBOX_STATES.map((s) => s.padStart(8)).join(' ')}`);
-    for (const [rule, byState] of Object.entries(counts.byRule)) {
-      o.out(
-        `  ${rule.padEnd(24)} ${OUTBOX_STATES.map((s) => String(byState[s] ?? 0).padStart(8)).join(' ')}`,
-      );
-    }
-    o.out(
-      `  ${'total'.padEnd(24)} ${OUTBOX_STATES.map((s) => String(counts.total[s]).padStart(8)).join(' ')}`,
-    );
+    for (const [rule, byState] of Object.entries(counts.byRule)) o.out(row(rule, (s) => byState[s] ?? 0));
+    o.out(row('total', (s) => counts.total[s]));
     if (unknown.length > 0) {
       o.out(`Uncertain (state unknown: may or may not have been delivered; resolve with 'outbox resolve')`);
       for (const r of unknown) o.out(`  #${r.id} ${r.rule} ${r.recordId}: ${r.lastError ?? ''}`);
@@ -65,7 +75,7 @@ export async function printStatus(
       for (const r of errors)
         o.out(`  #${r.id} ${r.rule} ${r.recordId} [${r.state}] ${r.updatedAt}: ${r.lastError}`);
     }
-    return 0;
+    return EXIT.OK;
   } finally {
     await store.close();
   }

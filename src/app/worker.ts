@@ -1,0 +1,91 @@
+// The worker as `run` and `demo` start it: one logger, the metrics, the HTTP endpoints and the App.
+// HTTP binds first, so liveness answers during start-up and a busy port fails before the store
+// opens; stopping turns readiness 503 at once, drains the App, and closes HTTP last.
+import { secretsOf, type LoadedConfig } from '../config/index.ts';
+import type { Metrics } from '../http/metrics.ts';
+import type { HttpServer } from '../http/server.ts';
+import { enabledRules } from '../rules/index.ts';
+import { coerceError, EXIT } from '../util/errors.ts';
+import { createLogger, type Logger } from '../util/log.ts';
+import { App } from './app.ts';
+
+export interface Worker {
+  readonly app: App;
+  readonly logger: Logger;
+  /** set once start() has bound the HTTP port (when http.enabled) */
+  readonly http: HttpServer | undefined;
+  /** HTTP first, then the App; throws what failed (after undoing what had started) */
+  start(): Promise<void>;
+  /** readiness 503 from now on (the first signal) */
+  markStopping(): void;
+  /** graceful stop; returns the exit code. Safe twice, and during start(). */
+  stop(): Promise<number>;
+}
+
+export function loggerFor(config: LoadedConfig): Logger {
+  return createLogger({
+    level: config.log.level,
+    ...(config.log.format ? { format: config.log.format } : {}),
+    secrets: secretsOf(config),
+  });
+}
+
+export async function createWorker(config: LoadedConfig, opts: { logger?: Logger } = {}): Promise<Worker> {
+  const logger = opts.logger ?? loggerFor(config);
+  // loaded here, not at the top: commands that never serve HTTP do not pay for prom-client
+  const { Metrics } = await import('../http/metrics.ts');
+  const { startHttpServer } = await import('../http/server.ts');
+  const metrics: Metrics | undefined = config.http.enabled
+    ? new Metrics({ rules: enabledRules(config).map((r) => r.name) })
+    : undefined;
+  const app = new App(config, { logger, ...(metrics ? { events: metrics.events } : {}) });
+  let http: HttpServer | undefined;
+  let starting: Promise<void> | undefined;
+  let stopping: Promise<number> | undefined;
+
+  return {
+    app,
+    logger,
+    get http() {
+      return http;
+    },
+    async start() {
+      try {
+        if (config.http.enabled)
+          http = await startHttpServer({
+            app,
+            host: config.http.host,
+            port: config.http.port,
+            logger,
+            secrets: secretsOf(config),
+            ...(metrics ? { metrics } : {}),
+          });
+        if (stopping) return; // stopped while the port was being bound
+        starting = app.start();
+        await starting;
+      } catch (err) {
+        await app.stop(1000).catch(() => undefined);
+        await http?.close(100);
+        throw err;
+      }
+    },
+    markStopping() {
+      http?.markStopping();
+    },
+    stop() {
+      return (stopping ??= (async () => {
+        http?.markStopping();
+        let code: number = EXIT.OK;
+        await starting?.catch(() => undefined);
+        try {
+          await app.stop();
+        } catch (err) {
+          logger.error({ err: coerceError(err) }, 'error while stopping');
+          code = EXIT.FAILURE;
+        }
+        await http?.close();
+        return code;
+      })());
+    },
+  };
+}
