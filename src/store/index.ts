@@ -1,6 +1,8 @@
 // openStore: the one way the rest of the program gets a Store.
 import { existsSync, mkdirSync } from 'node:fs';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { dirname } from 'node:path';
+import { storeLocation, type StoreLocation } from '../config/index.ts';
+import { coerceError } from '../util/errors.ts';
 import type { Store } from './types.ts';
 import { FileLock } from './lock.ts';
 import { SqliteStore } from './sqlite.ts';
@@ -21,16 +23,6 @@ export interface OpenStoreOptions {
   readOnly?: boolean;
 }
 
-/** The file a `sqlite:` URL points at, or ':memory:'. */
-export function sqlitePath(url: string, baseDir?: string): string {
-  const rest = url.slice('sqlite:'.length);
-  if (rest === ':memory:') return rest;
-  if (rest === '') throw new Error('store URL: sqlite: needs a file path, e.g. sqlite:./data/notifier.db');
-  // sqlite:///abs.db and sqlite://rel.db are common spellings of the same thing; accept them
-  const path = rest.startsWith('//') ? rest.slice(2) : rest;
-  return isAbsolute(path) ? path : resolve(baseDir ?? process.cwd(), path);
-}
-
 /**
  * 'sqlite:./data/notifier.db' | 'sqlite:/abs.db' | 'sqlite::memory:' | 'postgres://...' | 'postgresql://...'
  * A writable store is migrated before it is returned.
@@ -38,8 +30,14 @@ export function sqlitePath(url: string, baseDir?: string): string {
 export async function openStore(url: string, opts: OpenStoreOptions = {}): Promise<Store> {
   const readOnly = opts.readOnly ?? false;
   let store: Store;
-  if (url.startsWith('sqlite:')) {
-    const path = sqlitePath(url, opts.baseDir);
+  let location: StoreLocation;
+  try {
+    location = storeLocation(url, opts.baseDir);
+  } catch (err) {
+    throw new Error(`store URL ${coerceError(err).message}`, { cause: err });
+  }
+  if (location.kind === 'sqlite') {
+    const path = location.path;
     const memory = path === ':memory:';
     if (!memory) {
       if (readOnly && !existsSync(path)) throw new StoreMissingError(path);
@@ -52,13 +50,9 @@ export async function openStore(url: string, opts: OpenStoreOptions = {}): Promi
       lock?.release();
       throw err;
     }
-  } else if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
-    const { PostgresStore } = await import('./postgres.ts');
-    store = new PostgresStore(url, { readOnly });
   } else {
-    throw new Error(
-      `store URL must start with sqlite: or postgres://, got ${JSON.stringify(url.split(':')[0] + ':')}`,
-    );
+    const { PostgresStore } = await import('./postgres.ts');
+    store = new PostgresStore(location.url, { readOnly });
   }
   try {
     await store.migrate();

@@ -15,7 +15,6 @@ import {
   storeLocation,
 } from '../../src/config/index.ts';
 import type { RuleCheck } from '../../src/config/index.ts';
-import { sqlitePath } from '../../src/store/index.ts';
 import { compileRule } from '../../src/templates/index.ts';
 import { ConfigError } from '../../src/util/errors.ts';
 import { generateJsonSchema, SCHEMA_FILE } from '../../scripts/gen-schema.ts';
@@ -437,18 +436,17 @@ describe('paths relative to the config file', () => {
     expect(() => storeLocation('postgres://u:pw-secret@[bad/db', '/srv')).toThrow(/^is not a valid postgres/);
   });
 
-  it('storeLocation gives the sqlite file the store opens (sqlitePath)', () => {
-    const urls = [
-      'sqlite:./a.db',
-      'sqlite:a.db',
-      'sqlite:/abs/a.db',
-      'sqlite:///abs/a.db',
-      'sqlite://rel/a.db',
+  it('storeLocation is the one store-URL parser: each sqlite spelling names one file', () => {
+    const cases: Array<[string, string]> = [
+      ['sqlite:./a.db', '/srv/a.db'],
+      ['sqlite:a.db', '/srv/a.db'],
+      ['sqlite:/abs/a.db', '/abs/a.db'],
+      ['sqlite:///abs/a.db', '/abs/a.db'],
+      ['sqlite://rel/a.db', '/srv/rel/a.db'],
+      ['sqlite::memory:', ':memory:'],
     ];
-    for (const url of [...urls, 'sqlite::memory:']) {
-      expect(storeLocation(url, '/srv')).toEqual({ kind: 'sqlite', path: sqlitePath(url, '/srv') });
-      expect(storeLocation(url)).toEqual({ kind: 'sqlite', path: sqlitePath(url) });
-    }
+    for (const [url, path] of cases) expect(storeLocation(url, '/srv')).toEqual({ kind: 'sqlite', path });
+    expect(storeLocation('sqlite:a.db')).toEqual({ kind: 'sqlite', path: join(process.cwd(), 'a.db') });
   });
 
   it('a bad postgres URL is reported without echoing it', () => {
