@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { deliverySchema, smtpSchema, type DeliveryConfig } from '../../src/config/schema.ts';
 import { Dispatcher, type DispatchEvent } from '../../src/delivery/dispatcher.ts';
 import { backoffDelay } from '../../src/delivery/outcomes.ts';
@@ -16,11 +16,9 @@ import {
   type CaptureServer,
   type CaptureServerOptions,
 } from '../helpers/smtp-server.ts';
+import { cleanupsAfterEach } from '../helpers/cleanups.ts';
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!();
-});
+const cleanups = cleanupsAfterEach();
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const silent = pino({ level: 'silent' });

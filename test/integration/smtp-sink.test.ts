@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { smtpSchema, type SmtpConfig } from '../../src/config/schema.ts';
 import { classifySmtpError, createSmtpSink, SendError, type SmtpSink } from '../../src/sinks/index.ts';
 import type { RenderedMessage } from '../../src/types.ts';
@@ -11,11 +11,9 @@ import {
   type CaptureServer,
   type CaptureServerOptions,
 } from '../helpers/smtp-server.ts';
+import { cleanupsAfterEach } from '../helpers/cleanups.ts';
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!();
-});
+const cleanups = cleanupsAfterEach();
 
 async function setup(
   serverOpts: CaptureServerOptions = {},

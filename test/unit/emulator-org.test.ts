@@ -1,16 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { isValidId, makeId, to18 } from '../../src/sources/salesforce/ids.ts';
 import { Org, SalesforceError, STANDARD_OBJECTS, type OrgRecord } from '../../src/emulator/org.ts';
-
-function errorOf(fn: () => unknown): SalesforceError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof SalesforceError) return e;
-    throw new Error(`expected a SalesforceError, got ${String(e)}`, { cause: e });
-  }
-  throw new Error('expected an error, got none');
-}
+import { errorOf } from '../helpers/errors.ts';
 
 /** a clock the test moves by hand */
 function clock(start: string): { now: () => Date; set(iso: string): void } {

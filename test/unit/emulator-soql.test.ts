@@ -2,19 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { Org, SalesforceError } from '../../src/emulator/org.ts';
 import { parseSoql, tokenize } from '../../src/emulator/soql/parser.ts';
 import { dateLiteralRange, dayToDate } from '../../src/emulator/soql/dates.ts';
+import { errorOf } from '../helpers/errors.ts';
 
 // Sunday 2026-03-15, 12:00 UTC
 const NOW = new Date('2026-03-15T12:00:00Z');
-
-function errorOf(fn: () => unknown): SalesforceError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof SalesforceError) return e;
-    throw new Error(`expected a SalesforceError, got ${String(e)}`, { cause: e });
-  }
-  throw new Error('expected an error, got none');
-}
 
 function seeded(): Org {
   const org = new Org({ now: () => NOW });
