@@ -17,8 +17,8 @@ import { coerceError, StartupError } from '../util/errors.ts';
 import { createEmailStore, startCaptureSmtp } from './capture.ts';
 import type { CaptureSmtp, EmailStore } from './capture.ts';
 import { describeLead, leadFactory, SAMPLE_USERS } from './generator.ts';
-import { startInbox } from './inbox.ts';
-import type { Inbox } from './inbox.ts';
+import { startInbox } from './inbox/server.ts';
+import type { Inbox } from './inbox/server.ts';
 
 export const DEMO_CONFIG_PATH = fileURLToPath(new URL('../../config/demo.yaml', import.meta.url));
 export const DEFAULT_INBOX_PORT = 8025;

@@ -8,8 +8,8 @@ import type { SendMailOptions } from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createEmailStore, startCaptureSmtp } from '../../src/demo/capture.ts';
 import type { CaptureSmtp, EmailStore } from '../../src/demo/capture.ts';
-import { startInbox } from '../../src/demo/inbox.ts';
-import type { Inbox } from '../../src/demo/inbox.ts';
+import { startInbox } from '../../src/demo/inbox/server.ts';
+import type { Inbox } from '../../src/demo/inbox/server.ts';
 import { runCli, startCli, waitFor } from '../helpers/process.ts';
 import type { CliProcess } from '../helpers/process.ts';
 
