@@ -70,7 +70,10 @@ export const DEFAULT_API_VERSIONS = Array.from({ length: 13 }, (_, i) => `${50 +
 const DEFAULT_MAX_BODY = 8 * 1024 * 1024;
 const TWO_HOURS = 2 * 60 * 60 * 1000;
 
-class BodyTooLarge extends Error {}
+/** a request body over maxBodyBytes: answered 413 */
+class BodyTooLarge extends Error {
+  readonly code = 'EBODYTOOLARGE';
+}
 
 function readBody(req: IncomingMessage, max: number): Promise<string> {
   return new Promise((resolve, reject) => {

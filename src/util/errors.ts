@@ -23,6 +23,8 @@ export const CODES = {
   // Salesforce
   ESALESFORCE: 'Salesforce refused or failed a request',
   EMALFORMED: 'Salesforce sent a reply that cannot be read',
+  // the org emulator
+  EBODYTOOLARGE: 'a request body is over the size limit (413)',
   // delivery (the outbox keeps the code of a row's last failure in last_error_code)
   ESEND: 'a channel failed to deliver (no transport code)',
   EWORKER: 'the SMTP worker thread failed',

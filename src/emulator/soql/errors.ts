@@ -4,6 +4,8 @@
 const STATUS: Record<string, number> = { NOT_FOUND: 404, ENTITY_IS_DELETED: 404 };
 
 export class SalesforceError extends Error {
+  /** the program's code (util/errors.ts CODES); `errorCode` is Salesforce's own, e.g. INVALID_FIELD */
+  readonly code = 'ESALESFORCE';
   readonly errorCode: string;
   readonly status: number;
   readonly fields?: string[];
