@@ -1,19 +1,31 @@
 #!/usr/bin/env node
 // Entry point for `npx lead-notifier`. The sources are TypeScript run by Node's type stripping
 // (on by default from Node 22.18/23.6); older 22.x lines get the flag by a re-exec.
-import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-
-const cli = fileURLToPath(new URL('../src/main.ts', import.meta.url));
-if (process.features.typescript) {
-  await import(cli);
-} else {
-  const r = spawnSync(
-    process.execPath,
-    ['--experimental-strip-types', '--no-warnings', cli, ...process.argv.slice(2)],
-    {
-      stdio: 'inherit',
-    },
+//
+// This file must stay plain JavaScript that any old Node can parse (no top-level await, no
+// static imports): the version check comes first, before anything TypeScript is loaded, so an
+// unsupported Node gets one line and exit code 1 instead of a stack trace or an option error.
+const MIN = [22, 12];
+const [major, minor] = process.versions.node.split('.').map(Number);
+if (major < MIN[0] || (major === MIN[0] && minor < MIN[1])) {
+  process.stderr.write(
+    `lead-notifier needs Node.js >= ${MIN.join('.')} (this is ${process.versions.node})\n`,
   );
-  process.exit(r.status ?? 1);
+  process.exitCode = 1;
+} else {
+  const cli = new URL('../src/main.ts', import.meta.url);
+  if (process.features.typescript) {
+    import(cli.href);
+  } else {
+    Promise.all([import('node:child_process'), import('node:url')]).then(
+      ([{ spawnSync }, { fileURLToPath }]) => {
+        const r = spawnSync(
+          process.execPath,
+          ['--experimental-strip-types', '--no-warnings', fileURLToPath(cli), ...process.argv.slice(2)],
+          { stdio: 'inherit' },
+        );
+        process.exit(r.status ?? 1);
+      },
+    );
+  }
 }
