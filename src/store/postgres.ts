@@ -1,9 +1,11 @@
 // PostgreSQL store (pg): for several replicas sharing the work. Claims use FOR UPDATE SKIP LOCKED.
 import pg from 'pg';
 import type {
+  BatchExtra,
   Checkpoint,
   CheckpointUpdate,
   ClaimOptions,
+  MatchState,
   NewOutboxRow,
   Outcome,
   OutboxCounts,
@@ -164,6 +166,7 @@ export class PostgresStore implements Store {
     rule: string,
     rows: NewOutboxRow[],
     checkpoint: CheckpointUpdate,
+    extra?: BatchExtra,
   ): Promise<{ inserted: number }> {
     this.check('commitBatch');
     const floor = normalizeInstant(checkpoint.floor, 'checkpoint floor');
@@ -210,6 +213,7 @@ export class PostgresStore implements Store {
             : normalizeInstant(checkpoint.sweptAt, 'checkpoint sweptAt'),
         ],
       );
+      if (extra) await writeMatchStates(c, rule, extra);
       if (sorted.length === 0) return { inserted: 0 };
       // One statement for the whole batch (unnest of column arrays): one round trip for 2,000 rows.
       const res = await c.query(
@@ -229,6 +233,40 @@ export class PostgresStore implements Store {
       );
       return { inserted: res.rowCount ?? 0 };
     });
+  }
+
+  async getMatchStates(rule: string, recordIds: string[]): Promise<Map<string, MatchState>> {
+    this.check('getMatchStates');
+    const out = new Map<string, MatchState>();
+    if (recordIds.length === 0) return out;
+    const { rows } = await this.q(
+      'SELECT * FROM match_state WHERE rule = $1 AND record_id = ANY($2::text[])',
+      [rule, recordIds],
+    );
+    for (const r of rows as Row[]) {
+      out.set(String(r.record_id), {
+        recordId: String(r.record_id),
+        matched: r.matched === true,
+        watched: (r.watched ?? null) as Record<string, unknown> | null,
+        systemModstamp: (r.system_modstamp as Date).toISOString(),
+      });
+    }
+    return out;
+  }
+
+  async firstMessageIds(recordIds: string[]): Promise<Map<string, string>> {
+    this.check('firstMessageIds');
+    const out = new Map<string, string>();
+    if (recordIds.length === 0) return out;
+    const { rows } = await this.q(
+      `SELECT DISTINCT ON (record_id) record_id, message->>'messageId' AS message_id FROM outbox
+       WHERE record_id = ANY($1::text[]) AND message IS NOT NULL ORDER BY record_id, id`,
+      [recordIds],
+    );
+    for (const r of rows as Row[]) {
+      if (typeof r.message_id === 'string') out.set(String(r.record_id), r.message_id);
+    }
+    return out;
   }
 
   async claimDue(opts: ClaimOptions): Promise<OutboxRow[]> {
@@ -463,4 +501,31 @@ function toOutboxRow(r: Row): OutboxRow {
     updatedAt: iso(r.updated_at),
     sentAt: isoOrNull(r.sent_at as Date | null),
   };
+}
+
+/** inside commitBatch's transaction; sorted by record so overlapping batches lock in one order */
+async function writeMatchStates(c: pg.PoolClient, rule: string, extra: BatchExtra): Promise<void> {
+  const states = [...(extra.matchStates ?? [])].sort((a, b) => cmp(a.recordId, b.recordId));
+  if (states.length > 0) {
+    await c.query(
+      `INSERT INTO match_state (rule, record_id, matched, watched, system_modstamp)
+       SELECT $1, * FROM unnest($2::text[], $3::boolean[], $4::jsonb[], $5::timestamptz[])
+       ON CONFLICT (rule, record_id) DO UPDATE SET matched = excluded.matched, watched = excluded.watched,
+         system_modstamp = excluded.system_modstamp
+       WHERE excluded.system_modstamp > match_state.system_modstamp`,
+      [
+        rule,
+        states.map((m) => m.recordId),
+        states.map((m) => m.matched),
+        states.map((m) => (m.watched === null ? null : JSON.stringify(m.watched))),
+        states.map((m) => normalizeInstant(m.systemModstamp, `systemModstamp of ${m.recordId}`)),
+      ],
+    );
+  }
+  if (extra.pruneMatchStatesBefore !== undefined) {
+    await c.query('DELETE FROM match_state WHERE rule = $1 AND system_modstamp < $2', [
+      rule,
+      normalizeInstant(extra.pruneMatchStatesBefore, 'pruneMatchStatesBefore'),
+    ]);
+  }
 }

@@ -1,9 +1,11 @@
 // SQLite store (node:sqlite, WAL): the default embedded store for a single daemon.
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
 import type {
+  BatchExtra,
   Checkpoint,
   CheckpointUpdate,
   ClaimOptions,
+  MatchState,
   NewOutboxRow,
   Outcome,
   OutboxCounts,
@@ -152,6 +154,7 @@ export class SqliteStore implements Store {
     rule: string,
     rows: NewOutboxRow[],
     checkpoint: CheckpointUpdate,
+    extra?: BatchExtra,
   ): Promise<{ inserted: number }> {
     this.check('commitBatch');
     const floor = normalizeInstant(checkpoint.floor, 'checkpoint floor');
@@ -190,8 +193,67 @@ export class SqliteStore implements Store {
         );
         inserted += Number(res.changes);
       }
+      if (extra) this.writeMatchStates(rule, extra);
       return { inserted };
     });
+  }
+
+  /** inside commitBatch's transaction */
+  private writeMatchStates(rule: string, extra: BatchExtra): void {
+    const upsert = this.stmt(
+      `INSERT INTO match_state (rule, record_id, matched, watched, system_modstamp) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (rule, record_id) DO UPDATE SET matched = excluded.matched, watched = excluded.watched,
+         system_modstamp = excluded.system_modstamp
+       WHERE excluded.system_modstamp > match_state.system_modstamp`,
+    );
+    for (const m of extra.matchStates ?? []) {
+      upsert.run(
+        rule,
+        m.recordId,
+        m.matched ? 1 : 0,
+        m.watched === null ? null : JSON.stringify(m.watched),
+        normalizeInstant(m.systemModstamp, `systemModstamp of ${m.recordId}`),
+      );
+    }
+    if (extra.pruneMatchStatesBefore !== undefined) {
+      this.stmt('DELETE FROM match_state WHERE rule = ? AND system_modstamp < ?').run(
+        rule,
+        normalizeInstant(extra.pruneMatchStatesBefore, 'pruneMatchStatesBefore'),
+      );
+    }
+  }
+
+  async getMatchStates(rule: string, recordIds: string[]): Promise<Map<string, MatchState>> {
+    this.check('getMatchStates');
+    const out = new Map<string, MatchState>();
+    if (recordIds.length === 0) return out;
+    const rows = this.stmt(
+      'SELECT * FROM match_state WHERE rule = ? AND record_id IN (SELECT value FROM json_each(?))',
+    ).all(rule, JSON.stringify(recordIds)) as Row[];
+    for (const r of rows) {
+      out.set(String(r.record_id), {
+        recordId: String(r.record_id),
+        matched: r.matched === 1,
+        watched: r.watched === null ? null : (JSON.parse(String(r.watched)) as Record<string, unknown>),
+        systemModstamp: String(r.system_modstamp),
+      });
+    }
+    return out;
+  }
+
+  async firstMessageIds(recordIds: string[]): Promise<Map<string, string>> {
+    this.check('firstMessageIds');
+    const out = new Map<string, string>();
+    if (recordIds.length === 0) return out;
+    const rows = this.stmt(
+      `SELECT record_id, json_extract(message, '$.messageId') AS message_id FROM outbox
+       WHERE record_id IN (SELECT value FROM json_each(?)) AND message IS NOT NULL ORDER BY id`,
+    ).all(JSON.stringify(recordIds)) as Row[];
+    for (const r of rows) {
+      const id = String(r.record_id);
+      if (!out.has(id) && typeof r.message_id === 'string') out.set(id, r.message_id);
+    }
+    return out;
   }
 
   async claimDue(opts: ClaimOptions): Promise<OutboxRow[]> {

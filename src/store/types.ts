@@ -74,6 +74,26 @@ export interface CheckpointUpdate {
   sweptAt?: string;
 }
 
+/**
+ * on: updated rules: the state of one record when last seen, judged against at its next change
+ * (rules/triggers.ts). `watched` null: the values are not known (a baseline without them).
+ */
+export interface MatchState {
+  recordId: string;
+  matched: boolean;
+  watched: Record<string, unknown> | null;
+  /** the record's SystemModstamp when seen (ISO-8601) */
+  systemModstamp: string;
+}
+
+/** What an on: updated batch writes besides its rows, in the same transaction. */
+export interface BatchExtra {
+  /** upserted; a state never replaces one with a later SystemModstamp */
+  matchStates?: MatchState[];
+  /** delete the rule's states whose SystemModstamp is before this instant (retention) */
+  pruneMatchStatesBefore?: string;
+}
+
 export interface ClaimOptions {
   /** unique per process */
   owner: string;
@@ -108,13 +128,22 @@ export interface Store {
   listCheckpoints(): Promise<Checkpoint[]>;
   /**
    * ONE transaction: insert rows (a row whose rule+recordId exists already is skipped) and set
-   * the rule's checkpoint. Returns how many rows were new.
+   * the rule's checkpoint, plus, for on: updated rules, the match states in `extra`. Returns how
+   * many rows were new.
    */
   commitBatch(
     rule: string,
     rows: NewOutboxRow[],
     checkpoint: CheckpointUpdate,
+    extra?: BatchExtra,
   ): Promise<{ inserted: number }>;
+  /** the rule's stored match states of these records (on: updated) */
+  getMatchStates(rule: string, recordIds: string[]): Promise<Map<string, MatchState>>;
+  /**
+   * The Message-ID of each record's first notification (the earliest row keyed by the plain
+   * record Id, whatever the rule), for In-Reply-To / References of later ones.
+   */
+  firstMessageIds(recordIds: string[]): Promise<Map<string, string>>;
   /** which of these record ids the rule's ledger already holds (lets a re-read skip rendering) */
   existingRecordIds(rule: string, recordIds: string[]): Promise<Set<string>>;
   /** pending rows, and failed rows whose next attempt is due -> sending, leased to `owner`; attempts+1 */

@@ -700,5 +700,81 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
         }
       });
     });
+
+    describe('match states and threading (on: updated)', () => {
+      it('writes states with the batch, never replaces a later one, and prunes by SystemModstamp', async () => {
+        const { store } = await fresh();
+        const t1 = '2024-05-01T10:00:00.000Z';
+        const t2 = '2024-05-01T11:00:00.000Z';
+        await store.commitBatch('u', [row('u', 'a.20240501T100000Z')], cp(T0), {
+          matchStates: [
+            {
+              recordId: 'a',
+              matched: true,
+              watched: { Status: 'Qualified', Owner: { Email: 'x@y.z' } },
+              systemModstamp: t1,
+            },
+            { recordId: 'b', matched: false, watched: null, systemModstamp: t2 },
+          ],
+        });
+        let states = await store.getMatchStates('u', ['a', 'b', 'c']);
+        expect([...states.keys()].sort()).toEqual(['a', 'b']);
+        expect(states.get('a')).toEqual({
+          recordId: 'a',
+          matched: true,
+          watched: { Status: 'Qualified', Owner: { Email: 'x@y.z' } },
+          systemModstamp: t1,
+        });
+        expect(states.get('b')).toEqual({ recordId: 'b', matched: false, watched: null, systemModstamp: t2 });
+        // another rule's states are its own
+        expect((await store.getMatchStates('other', ['a'])).size).toBe(0);
+
+        // an older observation (a re-read, a late stream batch) does not replace a newer one
+        await store.commitBatch('u', [], cp(T0), {
+          matchStates: [
+            { recordId: 'a', matched: false, watched: { Status: 'Open' }, systemModstamp: t2 },
+            { recordId: 'b', matched: true, watched: { Status: 'Old' }, systemModstamp: t1 },
+          ],
+        });
+        states = await store.getMatchStates('u', ['a', 'b']);
+        expect(states.get('a')).toMatchObject({
+          matched: false,
+          watched: { Status: 'Open' },
+          systemModstamp: t2,
+        });
+        expect(states.get('b')).toMatchObject({ matched: false, watched: null, systemModstamp: t2 });
+
+        await store.commitBatch('u', [], cp(T0), {
+          matchStates: [{ recordId: 'c', matched: true, watched: {}, systemModstamp: t1 }],
+          pruneMatchStatesBefore: '2024-05-01T10:30:00.000Z',
+        });
+        states = await store.getMatchStates('u', ['a', 'b', 'c']);
+        expect([...states.keys()].sort()).toEqual(['a', 'b']);
+      });
+
+      it('states roll back with the batch when the batch fails', async () => {
+        const { store } = await fresh();
+        await expect(
+          store.commitBatch('u', [row('u', 'x', { recordCreatedDate: 'not a date' })], cp(T0), {
+            matchStates: [{ recordId: 'x', matched: true, watched: null, systemModstamp: T0 }],
+          }),
+        ).rejects.toThrow();
+        expect((await store.getMatchStates('u', ['x'])).size).toBe(0);
+        expect(await store.getCheckpoint('u')).toBeNull();
+      });
+
+      it('update rows keyed by record and version coexist; created rows keep their one-per-record ledger', async () => {
+        const { store } = await fresh();
+        const created = row('new-leads', 'rec1');
+        await store.commitBatch('new-leads', [created], cp(T0));
+        expect((await store.commitBatch('new-leads', [row('new-leads', 'rec1')], cp(T0))).inserted).toBe(0);
+        const v1 = row('qualified', 'rec1.20240501T100000Z');
+        const v2 = row('qualified', 'rec1.20240501T110000Z');
+        expect((await store.commitBatch('qualified', [v1, v2], cp(T0))).inserted).toBe(2);
+        expect((await store.commitBatch('qualified', [v1], cp(T0))).inserted).toBe(0);
+        const ids = await store.firstMessageIds(['rec1', 'rec2']);
+        expect([...ids.entries()]).toEqual([['rec1', '<new-leads.rec1@test.local>']]);
+      });
+    });
   });
 }
