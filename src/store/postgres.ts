@@ -259,8 +259,12 @@ export class PostgresStore implements Store {
     const out = new Map<string, string>();
     if (recordIds.length === 0) return out;
     const { rows } = await this.q(
-      `SELECT DISTINCT ON (record_id) record_id, message->>'messageId' AS message_id FROM outbox
-       WHERE record_id = ANY($1::text[]) AND message IS NOT NULL ORDER BY record_id, id`,
+      // rows keyed `<Id>` (created) or `<Id>.<version>` (updates); the text_pattern_ops index
+      // serves both the equality and the prefix match
+      `SELECT DISTINCT ON (i.id) i.id AS record_id, o.message->>'messageId' AS message_id
+       FROM unnest($1::text[]) AS i(id)
+       JOIN outbox o ON (o.record_id = i.id OR o.record_id LIKE i.id || '.%') AND o.message IS NOT NULL
+       ORDER BY i.id, o.id`,
       [recordIds],
     );
     for (const r of rows as Row[]) {

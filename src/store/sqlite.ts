@@ -244,14 +244,15 @@ export class SqliteStore implements Store {
   async firstMessageIds(recordIds: string[]): Promise<Map<string, string>> {
     this.check('firstMessageIds');
     const out = new Map<string, string>();
-    if (recordIds.length === 0) return out;
-    const rows = this.stmt(
-      `SELECT record_id, json_extract(message, '$.messageId') AS message_id FROM outbox
-       WHERE record_id IN (SELECT value FROM json_each(?)) AND message IS NOT NULL ORDER BY id`,
-    ).all(JSON.stringify(recordIds)) as Row[];
-    for (const r of rows) {
-      const id = String(r.record_id);
-      if (!out.has(id) && typeof r.message_id === 'string') out.set(id, r.message_id);
+    // the record's rows are keyed `<Id>` (created) or `<Id>.<version>` (updates): the range
+    // [Id, Id + '/') holds exactly those ('.' sorts just before '/'), and uses the index
+    const stmt = this.stmt(
+      `SELECT json_extract(message, '$.messageId') AS message_id FROM outbox
+       WHERE record_id >= ? AND record_id < ? AND message IS NOT NULL ORDER BY id LIMIT 1`,
+    );
+    for (const id of new Set(recordIds)) {
+      const r = stmt.get(id, `${id}/`) as Row | undefined;
+      if (r && typeof r.message_id === 'string') out.set(id, r.message_id);
     }
     return out;
   }

@@ -140,8 +140,8 @@ export interface Store {
   /** the rule's stored match states of these records (on: updated) */
   getMatchStates(rule: string, recordIds: string[]): Promise<Map<string, MatchState>>;
   /**
-   * The Message-ID of each record's first notification (the earliest row keyed by the plain
-   * record Id, whatever the rule), for In-Reply-To / References of later ones.
+   * The Message-ID of each record's first notification (the earliest row keyed `<Id>` or
+   * `<Id>.<version>`, whatever the rule), for In-Reply-To / References of later ones.
    */
   firstMessageIds(recordIds: string[]): Promise<Map<string, string>>;
   /** which of these record ids the rule's ledger already holds (lets a re-read skip rendering) */

@@ -772,8 +772,14 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
         const v2 = row('qualified', 'rec1.20240501T110000Z');
         expect((await store.commitBatch('qualified', [v1, v2], cp(T0))).inserted).toBe(2);
         expect((await store.commitBatch('qualified', [v1], cp(T0))).inserted).toBe(0);
-        const ids = await store.firstMessageIds(['rec1', 'rec2']);
-        expect([...ids.entries()]).toEqual([['rec1', '<new-leads.rec1@test.local>']]);
+        // an update row of a record without a created notification threads the later ones
+        await store.commitBatch('qualified', [row('qualified', 'rec2.20240501T100000Z')], cp(T0));
+        await store.commitBatch('qualified', [row('qualified', 'rec20.20240501T100000Z')], cp(T0));
+        const ids = await store.firstMessageIds(['rec1', 'rec2', 'rec3']);
+        expect(Object.fromEntries(ids)).toEqual({
+          rec1: '<new-leads.rec1@test.local>',
+          rec2: '<qualified.rec2.20240501T100000Z@test.local>',
+        });
       });
     });
   });

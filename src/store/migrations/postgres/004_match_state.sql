@@ -12,4 +12,5 @@ CREATE TABLE match_state (
 );
 CREATE INDEX match_state_modstamp ON match_state (rule, system_modstamp);
 -- a record's earlier notifications (Message-ID threading), across rules
-CREATE INDEX outbox_record_id ON outbox (record_id);
+-- (text_pattern_ops: the prefix match `<Id>.%` uses it whatever the database's collation)
+CREATE INDEX outbox_record_id ON outbox (record_id text_pattern_ops);
