@@ -14,6 +14,7 @@ import { connectSalesforce, createConnection } from '../sources/salesforce/conne
 import { isRequestLimitError, RulePoller } from '../sources/salesforce/poller.ts';
 import type { ApiUsage, PollResult } from '../sources/salesforce/poller.ts';
 import { RuleStreamer } from '../sources/salesforce/streamer.ts';
+import { UpdatePoller } from '../sources/salesforce/update-poller.ts';
 import { openStore } from '../store/index.ts';
 import { compileRule } from '../templates/index.ts';
 import { enabledRules, resendRuleNames } from '../rules/index.ts';
@@ -72,7 +73,7 @@ export class App {
   readonly rules = new Map<string, RuleStatus>();
   private readonly log: Logger;
   private readonly opts: AppOptions;
-  private pollers = new Map<string, RulePoller>();
+  private pollers = new Map<string, RulePoller | UpdatePoller>();
   readonly streamers = new Map<string, RuleStreamer>();
   private tasks: ScheduledTask[] = [];
   private inFlightPolls = new Set<Promise<void>>();
@@ -153,7 +154,8 @@ export class App {
         logger: this.opts.logger.child({ component: 'enqueue', rule: rule.name }),
         onEnqueued: () => this.dispatcher?.kick(),
       });
-      const poller = new RulePoller({
+      const Poller = rule.on === 'updated' ? UpdatePoller : RulePoller;
+      const poller = new Poller({
         rule,
         conn: this.conn,
         store,

@@ -9,6 +9,7 @@ import type { NewOutboxRow, Store } from '../store/index.ts';
 import { renderMessage, type CompiledRule } from '../templates/index.ts';
 import type { SourceRecord } from '../types.ts';
 import { codeOf, coerceError } from '../util/errors.ts';
+import { planUpdates } from './enqueue-updates.ts';
 
 export interface EnqueuerOptions {
   rule: RuleConfig;
@@ -32,12 +33,19 @@ export class Enqueuer {
   readonly commit = (batch: SourceBatch): Promise<BatchAck> => this.serialized(() => this.commitNow(batch));
 
   private async commitNow(batch: SourceBatch): Promise<BatchAck> {
-    const rows = await this.newRows(batch.records);
     const checkpoint =
       typeof batch.checkpoint === 'function'
         ? batch.checkpoint(await this.o.store.getCheckpoint(this.o.rule.name))
         : batch.checkpoint;
-    const { inserted } = await this.o.store.commitBatch(this.o.rule.name, rows, checkpoint);
+    let rows = await this.newRows(batch.records);
+    let extra;
+    if (batch.observed && batch.observed.length > 0) {
+      const now = this.o.now ? this.o.now() : new Date();
+      const plan = await planUpdates({ ...this.o, now }, checkpoint.floor, batch.observed);
+      rows = [...rows, ...plan.rows];
+      extra = plan.extra;
+    }
+    const { inserted } = await this.o.store.commitBatch(this.o.rule.name, rows, checkpoint, extra);
     if (inserted > 0) this.o.onEnqueued?.(inserted);
     return { inserted, dead: rows.filter((r) => r.state === 'dead').length };
   }

@@ -66,7 +66,6 @@ const same = (a: unknown, b: unknown): boolean => JSON.stringify(a ?? null) === 
 export interface DecideContext {
   /** the rule's floor (checkpoint): records created before it were there before the rule */
   floor: string;
-  now: Date;
 }
 
 /**
@@ -74,7 +73,8 @@ export interface DecideContext {
  * stored state (a re-read: nothing to decide, nothing to store).
  *
  * First sight (no stored state) is the baseline and sends nothing, with one exception: a record
- * created after the rule's floor (and within the state retention) whose SystemModstamp is later
+ * created after the rule's floor (and within the state retention before this change, so that its
+ * state cannot have been pruned) whose SystemModstamp is later
  * than its CreatedDate has been changed since it was created, and the rule never saw it match:
  * its baseline is "did not match, values unknown", so a `where` rule fires if it matches now.
  * A `changed` rule cannot tell which fields such a change touched and does not fire.
@@ -100,7 +100,8 @@ export function decideUpdate(
   if (state) before = state;
   else {
     const created = Date.parse(record.createdDate);
-    const recent = created >= Date.parse(ctx.floor) && created >= ctx.now.getTime() - STATE_RETENTION_MS;
+    // times from Salesforce's clock only (the change's own SystemModstamp), never ours
+    const recent = created >= Date.parse(ctx.floor) && created >= modstamp - STATE_RETENTION_MS;
     if (!recent || modstamp <= created) {
       return { fire: false, previous: {}, changedFields: [], next };
     }

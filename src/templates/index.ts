@@ -7,7 +7,9 @@
 // plus `rule` ({ name, object }), `now` (ISO string of the render time) and `record` (the fields
 // again, for {{json record}}). A record field literally named `rule`, `now` or `record` is
 // shadowed by ours at the top level; it stays reachable as {{record.rule}}, {{record.now}},
-// {{record.record}}.
+// {{record.record}}. An update notification (on: updated) also sees `previous` (the watched
+// fields' values before the change, where known) and `changedFields` (their names), shadowing
+// record fields of those names the same way.
 //
 // Escaping: `html` is HTML-escaped (Handlebars default); every other template is rendered with
 // noEscape (it is not HTML) and then sanitised: single-line values (subject, from, replyTo,
@@ -284,6 +286,7 @@ function contextFor(
   compiled: CompiledRule,
   record: SourceRecord,
   now: Date,
+  extra: Record<string, unknown> = {},
 ): Record<string | symbol, unknown> {
   const fields: Record<string, unknown> = {
     Id: record.id,
@@ -295,6 +298,7 @@ function contextFor(
   }
   const context: Record<string | symbol, unknown> = {
     ...fields,
+    ...extra,
     rule: { name: compiled.rule.name, object: compiled.rule.object },
     now: now.toISOString(),
     record: fields,
@@ -332,13 +336,23 @@ function mailboxes(text: string, keyPath: string): Mailbox[] {
  * EADDRESS, ENORECIPIENTS, ERECIPIENT, EHEADER); the caller
  * dead-letters that row only, with err.message as the reason.
  */
+export interface RenderContext {
+  now?: Date;
+  /** the Message-ID's key instead of the record Id (update notifications: `<Id>.<version>`) */
+  messageKey?: string;
+  /** extra top-level template values (update notifications: previous, changedFields) */
+  extra?: Record<string, unknown>;
+  /** the Message-ID (with angle brackets) of the notification this one follows in a thread */
+  threadTo?: string;
+}
+
 export function renderMessage(
   compiled: CompiledRule,
   record: SourceRecord,
-  ctx?: { now?: Date },
+  ctx?: RenderContext,
 ): RenderedMessage {
   const now = ctx?.now ?? new Date();
-  const context = contextFor(compiled, record, now);
+  const context = contextFor(compiled, record, now, ctx?.extra);
   const t = compiled.templates;
 
   // From: exactly one mailbox; its domain names the Message-ID
@@ -428,7 +442,7 @@ export function renderMessage(
   const domain = fromBox.address.slice(fromBox.address.lastIndexOf('@') + 1).toLowerCase();
   const message: RenderedMessage = {
     // stable across restarts and hosts (unlike os.hostname()), so a re-send is recognisable
-    messageId: `<${compiled.rule.name}.${record.id}@${domain}>`,
+    messageId: `<${compiled.rule.name}.${ctx?.messageKey ?? record.id}@${domain}>`,
     from: formatMailbox(fromBox),
     to: lists.to,
     cc: lists.cc,
@@ -438,6 +452,11 @@ export function renderMessage(
     attachments,
   };
   if (replyToBoxes.length > 0) message.replyTo = replyToBoxes.map(formatMailbox).join(', ');
+  if (ctx?.threadTo && /^<[^<>\s]+>$/.test(ctx.threadTo)) {
+    // RFC 5322 3.6.4: mail clients thread a record's notifications under its first one
+    message.headers['In-Reply-To'] = ctx.threadTo;
+    message.headers['References'] = ctx.threadTo;
+  }
   if (t.text !== undefined) message.text = multiLine(run(t.text, context, 'email.text'));
   if (t.html !== undefined) message.html = multiLine(run(t.html, context, 'email.html'));
 

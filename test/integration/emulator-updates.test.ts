@@ -1,6 +1,6 @@
 // The emulator's record updates, relationship paths and queue owners, through the real jsforce
-/* eslint-disable @typescript-eslint/no-explicit-any -- query rows are nested JSON read by path */
 // client and the control API over HTTP.
+/* eslint-disable @typescript-eslint/no-explicit-any -- query rows are nested JSON read by path */
 import { describe, expect, it } from 'vitest';
 import { useEmulator } from '../helpers/emulator.ts';
 
