@@ -5,6 +5,8 @@ import type {
   Checkpoint,
   CheckpointUpdate,
   ClaimOptions,
+  DigestContent,
+  DigestItem,
   MatchState,
   NewOutboxRow,
   Outcome,
@@ -213,8 +215,12 @@ export class PostgresStore implements Store {
             : normalizeInstant(checkpoint.sweptAt, 'checkpoint sweptAt'),
         ],
       );
-      if (extra) await writeMatchStates(c, rule, extra);
-      if (sorted.length === 0) return { inserted: 0 };
+      let items = 0;
+      if (extra) {
+        await writeMatchStates(c, rule, extra);
+        items = await writeDigestItems(c, rule, extra);
+      }
+      if (sorted.length === 0) return { inserted: items };
       // One statement for the whole batch (unnest of column arrays): one round trip for 2,000 rows.
       const res = await c.query(
         `INSERT INTO outbox (rule, object, record_id, record_created_date, state, message, last_error, last_error_code)
@@ -231,7 +237,60 @@ export class PostgresStore implements Store {
           cols.lastErrorCode,
         ],
       );
-      return { inserted: res.rowCount ?? 0 };
+      return { inserted: (res.rowCount ?? 0) + items };
+    });
+  }
+
+  async openDigestItems(rule: string, maxRecords: number): Promise<DigestContent> {
+    this.check('openDigestItems');
+    const c = await this.pool.connect();
+    try {
+      const { items, count, since } = await readDigest(c, rule, maxRecords, false);
+      return { items, count, since };
+    } finally {
+      c.release();
+    }
+  }
+
+  async commitDigest(
+    rule: string,
+    opts: { until: string; maxRecords: number; build: (content: DigestContent) => NewOutboxRow | null },
+  ): Promise<{ outboxId: number | null; count: number }> {
+    this.check('commitDigest');
+    const until = normalizeInstant(opts.until, 'digest until');
+    return this.tx(async (c) => {
+      const { ids, items, count, since } = await readDigest(c, rule, opts.maxRecords, true);
+      const row = opts.build({ items, count, since });
+      if (!row) return { outboxId: null, count: 0 };
+      const res = await c.query(
+        `INSERT INTO outbox (rule, object, record_id, record_created_date, state, message, last_error, last_error_code)
+         VALUES ($1, $2, $3, $4, $5, $6::json, $7, $8) ON CONFLICT (rule, record_id) DO NOTHING RETURNING id`,
+        [
+          row.rule,
+          row.object,
+          row.recordId,
+          normalizeInstant(row.recordCreatedDate, 'digest recordCreatedDate'),
+          row.state,
+          row.message === null ? null : JSON.stringify(row.message),
+          row.lastError ?? null,
+          row.lastErrorCode ?? null,
+        ],
+      );
+      // this digest (rule + key) went out already (another replica, or before a restart)
+      const inserted = res.rows[0] as Row | undefined;
+      if (!inserted) return { outboxId: null, count: 0 };
+      const outboxId = Number(inserted.id);
+      await c.query('UPDATE digest_items SET digest_outbox_id = $1 WHERE id = ANY($2::bigint[])', [
+        outboxId,
+        ids,
+      ]);
+      await c.query('INSERT INTO digests (rule, until, outbox_id, count) VALUES ($1, $2, $3, $4)', [
+        rule,
+        until,
+        outboxId,
+        count,
+      ]);
+      return { outboxId, count };
     });
   }
 
@@ -532,4 +591,49 @@ async function writeMatchStates(c: pg.PoolClient, rule: string, extra: BatchExtr
       normalizeInstant(extra.pruneMatchStatesBefore, 'pruneMatchStatesBefore'),
     ]);
   }
+}
+
+/** inside commitBatch's transaction; returns the items new to the rule's digest ledger */
+async function writeDigestItems(c: pg.PoolClient, rule: string, extra: BatchExtra): Promise<number> {
+  const items = [...(extra.digestItems ?? [])].sort((a, b) => cmp(a.recordKey, b.recordKey));
+  if (items.length === 0) return 0;
+  const res = await c.query(
+    `INSERT INTO digest_items (rule, record_key, object, record)
+     SELECT $1, * FROM unnest($2::text[], $3::text[], $4::jsonb[])
+     ON CONFLICT (rule, record_key) DO NOTHING`,
+    [
+      rule,
+      items.map((i) => i.recordKey),
+      items.map((i) => i.object),
+      items.map((i) => JSON.stringify(i.record)),
+    ],
+  );
+  return res.rowCount ?? 0;
+}
+
+/** `lock`: inside commitDigest, the open items are locked so a concurrent digest waits */
+async function readDigest(
+  c: pg.PoolClient,
+  rule: string,
+  maxRecords: number,
+  lock: boolean,
+): Promise<DigestContent & { ids: number[] }> {
+  const open = await c.query(
+    `SELECT id FROM digest_items WHERE rule = $1 AND digest_outbox_id IS NULL ORDER BY id${lock ? ' FOR UPDATE' : ''}`,
+    [rule],
+  );
+  const ids = (open.rows as Row[]).map((r) => Number(r.id));
+  const listed = await c.query('SELECT * FROM digest_items WHERE id = ANY($1::bigint[]) ORDER BY id', [
+    ids.slice(0, maxRecords),
+  ]);
+  const items = (listed.rows as Row[]).map((r): DigestItem => ({
+    id: Number(r.id),
+    recordKey: String(r.record_key),
+    object: String(r.object),
+    record: r.record as Record<string, unknown>,
+    collectedAt: (r.collected_at as Date).toISOString(),
+  }));
+  const last = await c.query('SELECT max(until) AS until FROM digests WHERE rule = $1', [rule]);
+  const until = (last.rows[0] as Row | undefined)?.until;
+  return { ids, items, count: ids.length, since: until instanceof Date ? until.toISOString() : null };
 }

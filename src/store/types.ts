@@ -86,8 +86,32 @@ export interface MatchState {
   systemModstamp: string;
 }
 
+/** A matched record collected for a digest rule (instead of an email of its own). */
+export interface DigestItemInput {
+  /** the ledger key: `<Id>` (on: created) or `<Id>.<version>` (on: updated) */
+  recordKey: string;
+  object: string;
+  /** what the digest template sees of it (JSON) */
+  record: Record<string, unknown>;
+}
+
+export interface DigestItem extends DigestItemInput {
+  id: number;
+  collectedAt: string;
+}
+
+/** The open items of a digest rule: the oldest `maxRecords` of them, and how many there are. */
+export interface DigestContent {
+  items: DigestItem[];
+  count: number;
+  /** the previous digest's `until`, null before the first */
+  since: string | null;
+}
+
 /** What an on: updated batch writes besides its rows, in the same transaction. */
 export interface BatchExtra {
+  /** digest rules: collected items (an item whose rule+recordKey exists already is skipped) */
+  digestItems?: DigestItemInput[];
   /** upserted; a state never replaces one with a later SystemModstamp */
   matchStates?: MatchState[];
   /** delete the rule's states whose SystemModstamp is before this instant (retention) */
@@ -137,6 +161,18 @@ export interface Store {
     checkpoint: CheckpointUpdate,
     extra?: BatchExtra,
   ): Promise<{ inserted: number }>;
+  /**
+   * Digest rules: ONE transaction that reads the open items, lets `build` render the digest
+   * from them (null: nothing to send), inserts that row (key rule + recordId; an existing one
+   * means this digest went out already: nothing changes) and marks every item read as covered
+   * by it. Returns the new row's id (null when none) and how many items it covers.
+   */
+  commitDigest(
+    rule: string,
+    opts: { until: string; maxRecords: number; build: (content: DigestContent) => NewOutboxRow | null },
+  ): Promise<{ outboxId: number | null; count: number }>;
+  /** the open items a digest would take now (dry-run, send-test, status) */
+  openDigestItems(rule: string, maxRecords: number): Promise<DigestContent>;
   /** the rule's stored match states of these records (on: updated) */
   getMatchStates(rule: string, recordIds: string[]): Promise<Map<string, MatchState>>;
   /**

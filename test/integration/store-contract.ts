@@ -782,5 +782,82 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
         });
       });
     });
+
+    describe('digests', () => {
+      const item = (key: string) => ({
+        recordKey: key,
+        object: 'Lead',
+        record: { Id: key, LastName: `L ${key}` },
+      });
+      const digestRow = (key: string, n: number) => ({
+        ...row('digest', key),
+        message: { ...message('digest', key), subject: `${n} leads` },
+      });
+
+      it('collects items once per key, and a digest covers every open item in one transaction', async () => {
+        const { store } = await fresh();
+        expect(
+          (await store.commitBatch('digest', [], cp(T0), { digestItems: [item('a'), item('b'), item('c')] }))
+            .inserted,
+        ).toBe(3);
+        expect(
+          (await store.commitBatch('digest', [], cp(T0), { digestItems: [item('a'), item('d')] })).inserted,
+        ).toBe(1);
+        const open = await store.openDigestItems('digest', 2);
+        expect(open.count).toBe(4);
+        expect(open.since).toBeNull();
+        expect(open.items.map((i) => i.recordKey)).toEqual(['a', 'b']);
+        expect(open.items[0]!.record).toEqual({ Id: 'a', LastName: 'L a' });
+
+        let seen: { keys: string[]; count: number; since: string | null } | undefined;
+        const first = await store.commitDigest('digest', {
+          until: '2024-05-01T11:00:00.000Z',
+          maxRecords: 2,
+          build: (c) => {
+            seen = { keys: c.items.map((i) => i.recordKey), count: c.count, since: c.since };
+            return digestRow('digest.20240501T110000Z', c.count);
+          },
+        });
+        expect(seen).toEqual({ keys: ['a', 'b'], count: 4, since: null });
+        expect(first.count).toBe(4);
+        expect(first.outboxId).not.toBeNull();
+        // all four are covered, also the two not listed: none carried over
+        expect((await store.openDigestItems('digest', 10)).count).toBe(0);
+        // a re-collected record stays in its digest
+        expect(
+          (await store.commitBatch('digest', [], cp(T0), { digestItems: [item('a'), item('e')] })).inserted,
+        ).toBe(1);
+        // the same digest again (a restart in the same second): nothing changes
+        const again = await store.commitDigest('digest', {
+          until: '2024-05-01T11:00:00.000Z',
+          maxRecords: 2,
+          build: (c) => digestRow('digest.20240501T110000Z', c.count),
+        });
+        expect(again).toEqual({ outboxId: null, count: 0 });
+        const next = await store.openDigestItems('digest', 10);
+        expect(next.items.map((i) => i.recordKey)).toEqual(['e']);
+        expect(next.since).toBe('2024-05-01T11:00:00.000Z');
+        // nothing to send (sendEmpty: false) writes nothing
+        const { store: other } = await fresh();
+        expect(await other.commitDigest('digest', { until: T0, maxRecords: 5, build: () => null })).toEqual({
+          outboxId: null,
+          count: 0,
+        });
+      });
+
+      it('a failing digest commit leaves every item open', async () => {
+        const { store } = await fresh();
+        await store.commitBatch('digest', [], cp(T0), { digestItems: [item('a')] });
+        await expect(
+          store.commitDigest('digest', {
+            until: T0,
+            maxRecords: 5,
+            build: () =>
+              digestRow('digest.x', 1) && { ...digestRow('digest.x', 1), recordCreatedDate: 'nope' },
+          }),
+        ).rejects.toThrow();
+        expect((await store.openDigestItems('digest', 5)).count).toBe(1);
+      });
+    });
   });
 }
