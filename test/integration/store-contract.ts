@@ -852,8 +852,7 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
           store.commitDigest('digest', {
             until: T0,
             maxRecords: 5,
-            build: () =>
-              digestRow('digest.x', 1) && { ...digestRow('digest.x', 1), recordCreatedDate: 'nope' },
+            build: () => ({ ...digestRow('digest.x', 1), recordCreatedDate: 'nope' }),
           }),
         ).rejects.toThrow();
         expect((await store.openDigestItems('digest', 5)).count).toBe(1);
