@@ -10,6 +10,7 @@ import type { BatchExtra, MatchState, NewOutboxRow, Store } from '../store/index
 import { renderMessage, type CompiledRule } from '../templates/index.ts';
 import { parseDuration } from '../util/duration.ts';
 import { codeOf, coerceError } from '../util/errors.ts';
+import { digestItem } from './digest.ts';
 
 export interface UpdatePlan {
   rows: NewOutboxRow[];
@@ -17,7 +18,7 @@ export interface UpdatePlan {
 }
 
 export async function planUpdates(
-  o: { rule: RuleConfig; compiled: CompiledRule; store: Store; logger: Logger; now: Date },
+  o: { rule: RuleConfig; compiled: CompiledRule; store: Store; logger: Logger; now: Date; collect?: boolean },
   floor: string,
   observed: ObservedRecord[],
 ): Promise<UpdatePlan> {
@@ -36,6 +37,17 @@ export async function planUpdates(
     if (!d) continue;
     next.set(id, d.next);
     if (d.fire) decided.push({ observed: obs, previous: d.previous, changedFields: d.changedFields });
+  }
+  const extra: BatchExtra = { matchStates: [...next.values()] };
+  if (o.collect) {
+    // a digest rule collects each qualifying change; the digest item ledger keeps it once
+    extra.digestItems = decided.map((d) =>
+      digestItem(d.observed.record, updateLedgerKey(d.observed.record.id, d.observed.record.systemModstamp), {
+        previous: d.previous,
+        changedFields: d.changedFields,
+      }),
+    );
+    return { rows: [], extra: withPrune(extra, o.rule, observed) };
   }
   // re-reads of a change already notified are not rendered again
   const keys = decided.map((d) => updateLedgerKey(d.observed.record.id, d.observed.record.systemModstamp));
@@ -73,13 +85,18 @@ export async function planUpdates(
       };
     }
   });
-  // States of records unchanged for lookback + retention go: such a record's next change is a
-  // first sight again (rules/triggers.ts). Measured on Salesforce's clock: the newest change read.
+  return { rows, extra: withPrune(extra, o.rule, observed) };
+}
+
+/**
+ * States of records unchanged for lookback + retention go: such a record's next change is a
+ * first sight again (rules/triggers.ts). Measured on Salesforce's clock: the newest change read.
+ */
+function withPrune(extra: BatchExtra, rule: RuleConfig, observed: ObservedRecord[]): BatchExtra {
   const newest = Math.max(...observed.map((x) => Date.parse(x.record.systemModstamp)));
-  const extra: BatchExtra = { matchStates: [...next.values()] };
   if (Number.isFinite(newest)) {
-    const before = newest - parseDuration(o.rule.lookback) - STATE_RETENTION_MS;
+    const before = newest - parseDuration(rule.lookback) - STATE_RETENTION_MS;
     extra.pruneMatchStatesBefore = new Date(before).toISOString();
   }
-  return { rows, extra };
+  return extra;
 }

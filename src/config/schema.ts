@@ -166,6 +166,24 @@ export const ruleSchema = z.strictObject({
     .min(1, 'list at least one field, or omit changed')
     .optional()
     .describe('on: updated only: fire on every change of one of these fields while `where` holds'),
+  digest: z
+    .strictObject({
+      schedule: z
+        .string()
+        .describe('node-cron expression: when the digest goes out (6 fields with seconds, or 5)'),
+      maxRecords: z
+        .number()
+        .int()
+        .min(1)
+        .max(10_000)
+        .default(500)
+        .describe('records listed in one email; the rest are counted in it (`more`), not carried over'),
+      sendEmpty: z.boolean().default(false).describe('send a digest when nothing matched'),
+    })
+    .optional()
+    .describe(
+      'collect matched records instead of one email each; one email at each scheduled time lists them (records, count, more, since, until)',
+    ),
   email: emailSchema,
   allowRecipients: z
     .array(z.string().min(1))

@@ -1,4 +1,6 @@
-// Cross-checks of a rule's trigger keys (on, changed) that the schema cannot express.
+// Cross-checks of a rule's trigger keys (on, changed, digest) that the schema cannot express.
+import { validate } from 'node-cron';
+import { isRecord } from './issues.ts';
 import type { Issue, KeyPath } from './issues.ts';
 
 export function triggerChecks(rule: Record<string, unknown>, i: number): Issue[] {
@@ -32,6 +34,16 @@ export function triggerChecks(rule: Record<string, unknown>, i: number): Issue[]
           message: `'${field}' changes with every save (or never): watch the fields whose change matters`,
         });
       }
+    });
+  }
+  if (
+    isRecord(rule.digest) &&
+    typeof rule.digest.schedule === 'string' &&
+    !validate(rule.digest.schedule.trim())
+  ) {
+    issues.push({
+      path: at('digest', 'schedule'),
+      message: `invalid cron expression "${rule.digest.schedule}": node-cron takes 6 fields (second minute hour day-of-month month day-of-week) or 5`,
     });
   }
   return issues;

@@ -353,6 +353,52 @@ export function renderMessage(
 ): RenderedMessage {
   const now = ctx?.now ?? new Date();
   const context = contextFor(compiled, record, now, ctx?.extra);
+  return renderContext(compiled, context, ctx?.messageKey ?? record.id, ctx?.threadTo);
+}
+
+/** What a digest lists: the records (as collected), how many in all, and the period. */
+export interface DigestInput {
+  /** at most maxRecords of them, oldest first; each the record's fields (Id, ...) */
+  records: Array<Record<string, unknown>>;
+  /** all records in this digest, listed or not */
+  count: number;
+  /** the previous digest's time (ISO), or the rule's floor before the first */
+  since: string;
+  until: string;
+}
+
+/**
+ * Renders a digest: the templates see `records`, `count`, `more` (count - listed), `since`,
+ * `until`, `rule` and `now`. `key` names the Message-ID (`digest.<until>`). Throws RenderError.
+ */
+export function renderDigest(
+  compiled: CompiledRule,
+  digest: DigestInput,
+  ctx: { now?: Date; key: string },
+): RenderedMessage {
+  const now = ctx.now ?? new Date();
+  const values = {
+    records: digest.records,
+    count: digest.count,
+    more: Math.max(0, digest.count - digest.records.length),
+    since: digest.since,
+    until: digest.until,
+  };
+  const context: Record<string | symbol, unknown> = {
+    ...values,
+    rule: { name: compiled.rule.name, object: compiled.rule.object },
+    now: now.toISOString(),
+  };
+  Object.defineProperty(context, ROOT_FIELDS, { value: values, enumerable: false });
+  return renderContext(compiled, context, ctx.key);
+}
+
+function renderContext(
+  compiled: CompiledRule,
+  context: Record<string | symbol, unknown>,
+  key: string,
+  threadTo?: string,
+): RenderedMessage {
   const t = compiled.templates;
 
   // From: exactly one mailbox; its domain names the Message-ID
@@ -442,7 +488,7 @@ export function renderMessage(
   const domain = fromBox.address.slice(fromBox.address.lastIndexOf('@') + 1).toLowerCase();
   const message: RenderedMessage = {
     // stable across restarts and hosts (unlike os.hostname()), so a re-send is recognisable
-    messageId: `<${compiled.rule.name}.${ctx?.messageKey ?? record.id}@${domain}>`,
+    messageId: `<${compiled.rule.name}.${key}@${domain}>`,
     from: formatMailbox(fromBox),
     to: lists.to,
     cc: lists.cc,
@@ -452,10 +498,10 @@ export function renderMessage(
     attachments,
   };
   if (replyToBoxes.length > 0) message.replyTo = replyToBoxes.map(formatMailbox).join(', ');
-  if (ctx?.threadTo && /^<[^<>\s]+>$/.test(ctx.threadTo)) {
+  if (threadTo && /^<[^<>\s]+>$/.test(threadTo)) {
     // RFC 5322 3.6.4: mail clients thread a record's notifications under its first one
-    message.headers['In-Reply-To'] = ctx.threadTo;
-    message.headers['References'] = ctx.threadTo;
+    message.headers['In-Reply-To'] = threadTo;
+    message.headers['References'] = threadTo;
   }
   if (t.text !== undefined) message.text = multiLine(run(t.text, context, 'email.text'));
   if (t.html !== undefined) message.html = multiLine(run(t.html, context, 'email.html'));

@@ -57,4 +57,17 @@ describe('on / changed', () => {
     expect(issues(config('    on: deleted\n    where: "x = 1"'))[0]).toContain('rules[0].on');
     expect(issues(config('    on: updated\n    changed: []'))[0]).toContain('list at least one field');
   });
+
+  it('digest: schedule is checked, maxRecords defaults to 500, sendEmpty to false', () => {
+    const ok = parseConfigText(config('    digest: { schedule: "0 0 8 * * 1-5" }'), 'notifier.yaml', {
+      env: {},
+    });
+    expect(ok.rules[0]!.digest).toEqual({ schedule: '0 0 8 * * 1-5', maxRecords: 500, sendEmpty: false });
+    expect(issues(config('    digest: { schedule: "every morning" }'))[0]).toContain(
+      'rules[0].digest.schedule: invalid cron expression "every morning"',
+    );
+    expect(issues(config('    digest: { schedule: "* * * * *", maxRecords: 0 }'))[0]).toContain(
+      'rules[0].digest.maxRecords',
+    );
+  });
 });
