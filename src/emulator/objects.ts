@@ -136,9 +136,12 @@ export const STANDARD_OBJECTS: ObjectDef[] = [
       f('Phone', 'phone'),
       f('Title', 'string', { length: 128 }),
       f('Status', 'picklist', {
+        // the classic defaults, plus Qualified / Unqualified as many orgs' lead processes add
         picklistValues: [
           'Open - Not Contacted',
           'Working - Contacted',
+          'Qualified',
+          'Unqualified',
           'Closed - Converted',
           'Closed - Not Converted',
         ],
