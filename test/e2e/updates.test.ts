@@ -109,20 +109,25 @@ function query<T>(s: Stack, sql: string): T[] {
   }
 }
 
-async function watermarks(s: Stack): Promise<Map<string, number>> {
-  const rows = query<{ rule: string; watermark: string }>(s, 'SELECT rule, watermark FROM checkpoints');
-  return new Map(rows.map((c) => [c.rule, Date.parse(c.watermark)]));
-}
-
-/** until both updated rules have committed everything up to `ms` (the daemon read the round) */
-async function readUpTo(s: Stack, ms: number): Promise<void> {
+/**
+ * Until the daemon has judged every touched Lead at its current version: both rules' stored
+ * states carry the Lead's SystemModstamp (the watermark alone is not enough: a poll that reads
+ * one side of `where` before a round and the other after may move it past a change that the next
+ * poll, or sweep, judges).
+ */
+async function judged(s: Stack, versions: Map<string, number>): Promise<void> {
+  const ids = [...versions.keys()];
   await waitFor(
-    async () => {
-      const w = await watermarks(s);
-      return UPDATE_RULES.every((r) => (w.get(r.name) ?? 0) >= ms);
+    () => {
+      const rows = query<{ rule: string; record_id: string; system_modstamp: string }>(
+        s,
+        `SELECT rule, record_id, system_modstamp FROM match_state WHERE record_id IN (${ids.map((id) => `'${id}'`).join(', ')})`,
+      );
+      const seen = new Set(rows.map((r) => `${r.rule}|${r.record_id}|${Date.parse(r.system_modstamp)}`));
+      return UPDATE_RULES.every((r) => ids.every((id) => seen.has(`${r.name}|${id}|${versions.get(id)}`)));
     },
-    30_000,
-    `the daemon to read changes up to ${new Date(ms).toISOString()}`,
+    60_000,
+    'the daemon to judge every change of the round',
     100,
   );
 }
@@ -200,6 +205,7 @@ async function workload(
       touched.add(id);
     }
     // what the daemon will see: each touched Lead's state after the round, against before it
+    const versions = new Map<string, number>();
     for (const id of touched) {
       const v = emu.org.get('Lead', id)!.values;
       const now: LeadState = {
@@ -209,6 +215,7 @@ async function workload(
       };
       const before = state.get(id)!;
       const stamp = v.SystemModstamp as number;
+      versions.set(id, stamp);
       last = Math.max(last, stamp);
       const key = (rule: string) => `${rule}.${id}.${version(stamp)}`;
       const working = (x: LeadState) => x.Status === 'Working - Contacted';
@@ -219,7 +226,7 @@ async function workload(
       state.set(id, now);
     }
     if (between) await between(round);
-    await readUpTo(s, last);
+    await judged(s, versions);
   }
   return expected;
 }
