@@ -14,6 +14,7 @@ import { connectSalesforce, createConnection } from '../sources/salesforce/conne
 import { isRequestLimitError, RulePoller } from '../sources/salesforce/poller.ts';
 import type { ApiUsage, PollResult } from '../sources/salesforce/poller.ts';
 import { RuleStreamer } from '../sources/salesforce/streamer.ts';
+import { UpdatePoller } from '../sources/salesforce/update-poller.ts';
 import { openStore } from '../store/index.ts';
 import { compileRule } from '../templates/index.ts';
 import { enabledRules, resendRuleNames } from '../rules/index.ts';
@@ -72,7 +73,7 @@ export class App {
   readonly rules = new Map<string, RuleStatus>();
   private readonly log: Logger;
   private readonly opts: AppOptions;
-  private pollers = new Map<string, RulePoller>();
+  private pollers = new Map<string, RulePoller | UpdatePoller>();
   readonly streamers = new Map<string, RuleStreamer>();
   private tasks: ScheduledTask[] = [];
   private inFlightPolls = new Set<Promise<void>>();
@@ -153,7 +154,8 @@ export class App {
         logger: this.opts.logger.child({ component: 'enqueue', rule: rule.name }),
         onEnqueued: () => this.dispatcher?.kick(),
       });
-      const poller = new RulePoller({
+      const Poller = rule.on === 'updated' ? UpdatePoller : RulePoller;
+      const poller = new Poller({
         rule,
         conn: this.conn,
         store,
@@ -188,12 +190,35 @@ export class App {
         noOverlap: true,
       });
       this.tasks.push(task);
+      if (rule.digest) this.tasks.push(this.scheduleDigest(rule, enqueuer));
     }
     this.log.info(
       { rules: enabled.map((r) => r.name), store: store.kind, owner: this.owner },
       'lead-notifier started',
     );
     if (this.opts.pollOnStart !== false) for (const rule of enabled) this.triggerPoll(rule);
+  }
+
+  /**
+   * Digest rules: at each scheduled time, one digest of what was collected since the previous
+   * one. A time missed while the daemon was down is not made up: its records go in the next.
+   */
+  private scheduleDigest(rule: RuleConfig, enqueuer: Enqueuer): ReturnType<typeof cron.schedule> {
+    const log = this.opts.logger.child({ component: 'digest', rule: rule.name });
+    return cron.schedule(
+      rule.digest!.schedule,
+      async () => {
+        if (this.stopping) return;
+        const until = new Date(Math.floor(Date.now() / 1000) * 1000);
+        try {
+          const { outboxId, count } = await enqueuer.digest(until);
+          if (outboxId !== null) log.info({ count, until: until.toISOString(), outboxId }, 'digest');
+        } catch (e) {
+          log.error({ err: coerceError(e) }, 'digest failed; its records stay for the next one');
+        }
+      },
+      { name: `digest:${rule.name}`, noOverlap: true },
+    );
   }
 
   /** Start a poll unless one is running for the rule (a rule never overlaps itself). */

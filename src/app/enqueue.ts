@@ -5,10 +5,12 @@
 import type { Logger } from 'pino';
 import type { RuleConfig } from '../config/index.ts';
 import type { BatchAck, SourceBatch } from '../sources/types.ts';
-import type { NewOutboxRow, Store } from '../store/index.ts';
+import type { BatchExtra, NewOutboxRow, Store } from '../store/index.ts';
 import { renderMessage, type CompiledRule } from '../templates/index.ts';
 import type { SourceRecord } from '../types.ts';
 import { codeOf, coerceError } from '../util/errors.ts';
+import { digestItem, sendDigest } from './digest.ts';
+import { planUpdates } from './enqueue-updates.ts';
 
 export interface EnqueuerOptions {
   rule: RuleConfig;
@@ -32,14 +34,38 @@ export class Enqueuer {
   readonly commit = (batch: SourceBatch): Promise<BatchAck> => this.serialized(() => this.commitNow(batch));
 
   private async commitNow(batch: SourceBatch): Promise<BatchAck> {
-    const rows = await this.newRows(batch.records);
     const checkpoint =
       typeof batch.checkpoint === 'function'
         ? batch.checkpoint(await this.o.store.getCheckpoint(this.o.rule.name))
         : batch.checkpoint;
-    const { inserted } = await this.o.store.commitBatch(this.o.rule.name, rows, checkpoint);
+    const collect = this.o.rule.digest !== undefined;
+    // a digest rule collects its records (the digest renders them later); others render now
+    let rows = collect ? [] : await this.newRows(batch.records);
+    const extra: BatchExtra = collect ? { digestItems: batch.records.map((r) => digestItem(r, r.id)) } : {};
+    if (batch.observed && batch.observed.length > 0) {
+      const now = this.o.now ? this.o.now() : new Date();
+      const plan = await planUpdates({ ...this.o, now, collect }, checkpoint.floor, batch.observed);
+      rows = [...rows, ...plan.rows];
+      Object.assign(extra, plan.extra, {
+        digestItems: [...(extra.digestItems ?? []), ...(plan.extra.digestItems ?? [])],
+      });
+    }
+    const { inserted } = await this.o.store.commitBatch(this.o.rule.name, rows, checkpoint, extra);
     if (inserted > 0) this.o.onEnqueued?.(inserted);
     return { inserted, dead: rows.filter((r) => r.state === 'dead').length };
+  }
+
+  /**
+   * Digest rules: the digest due at `until` (its scheduled time), serialised with the batches so
+   * it covers exactly what was committed before it.
+   */
+  digest(until: Date): Promise<{ outboxId: number | null; count: number }> {
+    return this.serialized(async () => {
+      const now = this.o.now ? this.o.now() : new Date();
+      const res = await sendDigest(this.o, until, now);
+      if (res.outboxId !== null) this.o.onEnqueued?.(1);
+      return res;
+    });
   }
 
   private serialized<T>(fn: () => Promise<T>): Promise<T> {

@@ -6,7 +6,9 @@ import { connectSalesforce, createConnection } from '../sources/salesforce/conne
 import { queryFirstPage } from '../sources/salesforce/query.ts';
 import { toSourceRecord } from '../sources/salesforce/records.ts';
 import { selectList, soqlDateTime } from '../sources/salesforce/soql.ts';
-import { compileRule, renderMessage } from '../templates/index.ts';
+import { compileRule, renderDigest, renderMessage } from '../templates/index.ts';
+import { digestItem, digestKey } from '../app/digest.ts';
+import { updateSelectList } from '../sources/salesforce/update-soql.ts';
 import { coerceError, EXIT } from '../util/errors.ts';
 import { configOption, intOption, parseSince, str, type Command } from './options.ts';
 
@@ -55,12 +57,45 @@ export async function dryRun(config: LoadedConfig, o: DryRunOptions): Promise<nu
   const results: unknown[] = [];
   for (const rule of rules) {
     const compiled = compileRule(rule, config.baseDir);
-    const where = [`CreatedDate >= ${soqlDateTime(o.since)}`, ...(rule.where ? [`(${rule.where})`] : [])];
+    // an updated rule: records changed since then that match now (whether a change made them
+    // match needs the stored state, which a dry run does not open)
+    const stamp = rule.on === 'updated' ? 'SystemModstamp' : 'CreatedDate';
+    const fields = rule.on === 'updated' ? updateSelectList(rule) : selectList(rule);
+    const where = [`${stamp} >= ${soqlDateTime(o.since)}`, ...(rule.where ? [`(${rule.where})`] : [])];
     const soql =
-      `SELECT ${selectList(rule).join(', ')} FROM ${rule.object} WHERE ${where.join(' AND ')}` +
-      ` ORDER BY CreatedDate DESC, Id DESC LIMIT ${o.limit}`;
+      `SELECT ${fields.join(', ')} FROM ${rule.object} WHERE ${where.join(' AND ')}` +
+      ` ORDER BY ${stamp} DESC, Id DESC LIMIT ${o.limit}`;
     const page = await queryFirstPage(conn, config.salesforce.apiVersion, soql);
     if (!o.json) o.out(`rule ${rule.name}: ${page.records.length} record(s) since ${o.since.toISOString()}`);
+    if (rule.digest) {
+      // the digest these records would make if it went out now (oldest first, as collected)
+      const records = page.records.map((raw) => toSourceRecord(rule.object, raw)).reverse();
+      const now = new Date();
+      try {
+        const message = renderDigest(
+          compiled,
+          {
+            records: records.slice(0, rule.digest.maxRecords).map((r) => digestItem(r, r.id).record),
+            count: records.length,
+            since: o.since.toISOString(),
+            until: now.toISOString(),
+          },
+          { now, key: digestKey(now) },
+        );
+        if (o.json) results.push({ rule: rule.name, digest: true, count: records.length, message });
+        else {
+          o.out(`  digest of ${records.length} record(s), would go out at ${rule.digest.schedule}`);
+          o.out(`    To: ${message.to.join(', ')}`);
+          o.out(`    Subject: ${message.subject}`);
+          o.out(`    Body: ${(message.text ?? message.html ?? '').replace(/\s+/g, ' ').slice(0, 160)}`);
+        }
+      } catch (e) {
+        const err = coerceError(e);
+        if (o.json) results.push({ rule: rule.name, digest: true, error: err.message });
+        else o.out(`  digest would be dead-lettered: ${err.message}`);
+      }
+      continue;
+    }
     for (const raw of page.records) {
       const record = toSourceRecord(rule.object, raw);
       try {

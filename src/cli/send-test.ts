@@ -10,7 +10,8 @@ import { isSalesforceId } from '../sources/salesforce/ids.ts';
 import { queryFirstPage } from '../sources/salesforce/query.ts';
 import { toSourceRecord } from '../sources/salesforce/records.ts';
 import { buildEnrichmentQuery } from '../sources/salesforce/soql.ts';
-import { compileRule, isValidAddress, renderMessage, sampleRecord } from '../templates/index.ts';
+import { digestItem, digestKey } from '../app/digest.ts';
+import { compileRule, isValidAddress, renderDigest, renderMessage, sampleRecord } from '../templates/index.ts';
 import type { SourceRecord } from '../types.ts';
 import { coerceError, EXIT, UsageError } from '../util/errors.ts';
 import { configOption, str, type Command } from './options.ts';
@@ -96,7 +97,24 @@ export async function sendTest(config: LoadedConfig, o: SendTestOptions): Promis
   // The rule's allow-list guards recipients taken from record data; here the operator names the
   // only recipient, so render without it and replace every recipient.
   const compiled = compileRule({ ...rule, allowRecipients: undefined }, config.baseDir);
-  const rendered = renderMessage(compiled, record);
+  // a digest rule: the digest of this one record, as it would go out now
+  const now = new Date();
+  const rendered = rule.digest
+    ? renderDigest(
+        compiled,
+        {
+          records: [digestItem(record, record.id).record],
+          count: 1,
+          since: now.toISOString(),
+          until: now.toISOString(),
+        },
+        { now, key: digestKey(now) },
+      )
+    : renderMessage(
+        compiled,
+        record,
+        rule.on === 'updated' ? { extra: { previous: {}, changedFields: [] } } : {},
+      );
   const domain = /@([^>]+)>$/.exec(rendered.messageId)?.[1] ?? 'lead-notifier.invalid';
   const message = {
     ...rendered,

@@ -7,6 +7,7 @@ import { parseDuration } from '../util/duration.ts';
 import { isRecord } from './issues.ts';
 import type { Issue, KeyPath } from './issues.ts';
 import { readText, storeLocation } from './paths.ts';
+import { triggerChecks } from './trigger-checks.ts';
 
 // cross-checks: run per section, so a mistake in one section does not hide those in another
 
@@ -63,7 +64,7 @@ export function crossChecks(data: unknown, baseDir: string): Issue[] {
           });
         } else seen.set(rule.name, i);
       }
-      issues.push(...ruleChecks(rule, i));
+      issues.push(...ruleChecks(rule, i), ...triggerChecks(rule, i));
     });
   }
   return issues;

@@ -118,11 +118,12 @@ export const emailSchema = z
   });
 
 const apiName = z.string().regex(/^[A-Za-z][A-Za-z0-9_]*$/, 'must be an sObject API name such as Lead');
+// SOQL allows five levels in a relationship path, the queried object counting as the first
 const fieldPath = z
   .string()
   .regex(
-    /^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$/,
-    'must be a field API name, or Relationship.Field',
+    /^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*){0,4}$/,
+    'must be a field API name, or Relationship.Field (up to four relationships, e.g. Owner.Manager.Email)',
   );
 
 export const ruleSchema = z.strictObject({
@@ -154,6 +155,35 @@ export const ruleSchema = z.strictObject({
     .string()
     .optional()
     .describe('SOQL condition only (no WHERE, ORDER BY or LIMIT), pushed into the query'),
+  on: z
+    .enum(['created', 'updated'])
+    .default('created')
+    .describe(
+      'created: each new record once; updated: each change that makes the record match `where` (or, with `changed`, each change of those fields while `where` holds)',
+    ),
+  changed: z
+    .array(fieldPath)
+    .min(1, 'list at least one field, or omit changed')
+    .optional()
+    .describe('on: updated only: fire on every change of one of these fields while `where` holds'),
+  digest: z
+    .strictObject({
+      schedule: z
+        .string()
+        .describe('node-cron expression: when the digest goes out (6 fields with seconds, or 5)'),
+      maxRecords: z
+        .number()
+        .int()
+        .min(1)
+        .max(10_000)
+        .default(500)
+        .describe('records listed in one email; the rest are counted in it (`more`), not carried over'),
+      sendEmpty: z.boolean().default(false).describe('send a digest when nothing matched'),
+    })
+    .optional()
+    .describe(
+      'collect matched records instead of one email each; one email at each scheduled time lists them (records, count, more, since, until)',
+    ),
   email: emailSchema,
   allowRecipients: z
     .array(z.string().min(1))

@@ -16,7 +16,7 @@ import { compileRule } from '../templates/index.ts';
 import { coerceError, StartupError } from '../util/errors.ts';
 import { createEmailStore, startCaptureSmtp } from './capture.ts';
 import type { CaptureSmtp, EmailStore } from './capture.ts';
-import { describeLead, leadFactory, SAMPLE_USERS } from './generator.ts';
+import { describeLead, leadChange, leadFactory, SAMPLE_USERS } from './generator.ts';
 import { startInbox } from './inbox/server.ts';
 import type { Inbox } from './inbox/server.ts';
 
@@ -118,6 +118,11 @@ export async function startDemo(opts: DemoOptions = {}): Promise<Demo> {
     cleanups.push(() => emulator.close());
     const ownerIds = SAMPLE_USERS.map((u) => emulator.org.users.byUsername(u.username)!.Id);
     const nextLead = leadFactory({ ownerIds });
+    // Lead queues (Groups of Type Queue): one with an address, one without
+    const queueIds = emulator.control.insert('Group', [
+      { Name: 'Web leads', DeveloperName: 'Web_leads', Type: 'Queue', Email: 'web-queue@example.com' },
+      { Name: 'Unassigned', DeveloperName: 'Unassigned', Type: 'Queue' },
+    ]);
     // Historic Leads: created an hour ago, before the worker's first start (startFrom: now), so
     // they are never notified.
     emulator.control.insert(
@@ -137,6 +142,8 @@ export async function startDemo(opts: DemoOptions = {}): Promise<Demo> {
           '• new-web-lead: LeadSource = Web, to web-desk@example.com, with an HTML card and the record as a JSON attachment.',
           '• lead-owner: every Lead, to the sales rep who owns it. The address comes from the record, so allowRecipients fences it to *@example.com.',
           '• hot-lead: Rating = Hot, importance high, to the owner with the sales manager in Cc.',
+          '• lead-qualified (on: updated): a Lead the generator qualifies later, to its owner, threaded under its first email. Re-assigned to a queue without an email, it dead-letters with the reason.',
+          '• web-leads-digest: every minute, one email listing the web Leads since the previous digest.',
           'Some Leads carry hostile data, as web forms do (<b>, <script>, line breaks in a company name): look how the emails show it as text.',
         ],
         links: [
@@ -183,12 +190,22 @@ export async function startDemo(opts: DemoOptions = {}): Promise<Demo> {
     const metricsUrl = worker.http ? `${worker.http.url}/metrics` : null;
     emails.onAdd((e) => out(forTerminal(`  mail  ${e.to}: ${e.subject}`)));
 
+    const generated: string[] = [];
     const addLead = (): { id: string; lead: Record<string, unknown> } => {
       const lead = nextLead();
       const [id] = emulator.control.insert('Lead', [lead]);
       const owner = SAMPLE_USERS[ownerIds.indexOf(String(lead.OwnerId))];
       out(forTerminal(`  lead  ${id} ${describeLead(lead)}, owner ${owner?.email ?? '?'}`));
+      generated.push(id!);
       return { id: id!, lead };
+    };
+    // an earlier generated Lead moves on: qualified, re-assigned (maybe to a queue), or touched
+    const changeLead = (): void => {
+      const id = generated[Math.floor(Math.random() * generated.length)];
+      const fields = id ? leadChange(Math.random, { ownerIds, queueIds }) : null;
+      if (!id || !fields) return;
+      emulator.control.update('Lead', [{ Id: id, ...fields }]);
+      out(forTerminal(`  edit  ${id} ${JSON.stringify(fields)}`));
     };
 
     const intervalMs = opts.intervalMs ?? DEFAULT_INTERVAL_MS;
@@ -196,6 +213,7 @@ export async function startDemo(opts: DemoOptions = {}): Promise<Demo> {
     if (opts.generator !== false) {
       const generate = (): void => {
         try {
+          changeLead();
           addLead();
         } catch (e) {
           out(`  generator: ${coerceError(e).message}`);

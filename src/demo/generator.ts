@@ -198,3 +198,21 @@ export function describeLead(lead: Record<string, unknown>): string {
   const extras = [lead.LeadSource, lead.Rating].filter(Boolean).map(oneLine).join(', ');
   return `${name} (${oneLine(lead.Company)})${extras ? ` [${extras}]` : ''}`;
 }
+
+/**
+ * What happens to Leads after they come in: some are qualified (the "lead qualified" rule),
+ * some are re-assigned to another rep or to a queue (a queue may have no email: that
+ * notification dead-letters with the reason), most just get a field touched. Returns the
+ * fields to update, or null for no change this time.
+ */
+export function leadChange(
+  rng: Rng,
+  opts: { ownerIds: string[]; queueIds: string[] },
+): Record<string, unknown> | null {
+  const p = rng();
+  if (p < 0.3) return { Status: 'Qualified' };
+  if (p < 0.45) return { OwnerId: pick(rng, opts.ownerIds) };
+  if (p < 0.55 && opts.queueIds.length > 0) return { OwnerId: pick(rng, opts.queueIds) };
+  if (p < 0.75) return { Rating: pick(rng, ['Hot', 'Warm', 'Cold']) };
+  return null;
+}

@@ -2,7 +2,7 @@
 // Served over HTTP under /__emulator/ (JSON, no auth) and in-process as `emulator.control`;
 // both go through EmulatorControl so they behave the same. Documented in README.md here.
 
-import type { ApiRecord, InsertOptions } from './org.ts';
+import type { ApiRecord, InsertOptions, UpdateOptions } from './org.ts';
 import { errorReply, json } from './http.ts';
 import type { ActiveFault, Context, FaultSpec, LimitsState, ReqInfo, Reply } from './http.ts';
 
@@ -39,6 +39,32 @@ export class EmulatorControl {
         o.systemModstamp = SystemModstamp;
       return this.ctx.org.insert(name, fields, o).Id;
     });
+  }
+
+  /**
+   * Updates records as the REST API's PATCH does (fields validated, change events published), but
+   * with a chosen SystemModstamp (= LastModifiedDate): a late-committing transaction, a change
+   * made at a given second. Each record names its `Id`; its own `SystemModstamp` key overrides
+   * the batch-wide option. Returns the Ids in order.
+   */
+  update(object: string, records: Array<Record<string, unknown>>, opts: UpdateOptions = {}): string[] {
+    const def = this.ctx.org.describe(object);
+    const name = def?.name ?? object;
+    return records.map((rec) => {
+      const { Id, SystemModstamp, ...fields } = rec;
+      if (typeof Id !== 'string') throw new TypeError('each updated record needs its Id');
+      const o: UpdateOptions = { ...opts };
+      if (typeof SystemModstamp === 'string' || SystemModstamp instanceof Date)
+        o.systemModstamp = SystemModstamp;
+      return this.ctx.org.update(name, Id, fields, o).Id;
+    });
+  }
+
+  /** A system change: only SystemModstamp moves (see Org.touch). Returns the Ids. */
+  touch(object: string, ids: string[], opts: UpdateOptions = {}): string[] {
+    const def = this.ctx.org.describe(object);
+    const name = def?.name ?? object;
+    return ids.map((id) => this.ctx.org.touch(name, id, opts).Id);
   }
 
   /** Every record of an object (deleted ones included), REST-shaped with all fields. */
@@ -150,10 +176,32 @@ export function handleControl(control: EmulatorControl, req: ReqInfo, rest: stri
   }
   const m = req.method;
   try {
+    const touch = /^records\/([A-Za-z0-9_]+)\/touch$/.exec(rest);
+    if (touch) {
+      if (m !== 'POST') return json(405, { error: 'method_not_allowed' });
+      if (!isObj(body) || !Array.isArray(body.ids) || !body.ids.every((i) => typeof i === 'string'))
+        return bad('body must be { ids: [...], systemModstamp? }');
+      const opts: UpdateOptions = {};
+      if (typeof body.systemModstamp === 'string') opts.systemModstamp = body.systemModstamp;
+      return json(200, { ids: control.touch(touch[1] as string, body.ids as string[], opts) });
+    }
     const rec = /^records\/([A-Za-z0-9_]+)$/.exec(rest);
     if (rec) {
       const object = rec[1] as string;
       if (m === 'GET') return json(200, { records: control.records(object) });
+      if (m === 'PATCH') {
+        // body: [records...] | { records: [...], systemModstamp? }; each record carries its Id
+        const list = Array.isArray(body) ? body : isObj(body) ? body.records : undefined;
+        if (!Array.isArray(list) || !list.every(isObj)) return bad('records must be an array of objects');
+        const opts: UpdateOptions = {};
+        if (isObj(body) && typeof body.systemModstamp === 'string') opts.systemModstamp = body.systemModstamp;
+        try {
+          return json(200, { ids: control.update(object, list, opts) });
+        } catch (err) {
+          if (err instanceof TypeError) return bad(err.message);
+          throw err;
+        }
+      }
       if (m !== 'POST') return json(405, { error: 'method_not_allowed' });
       // body: [records...] | { records: [...], createdDate?, systemModstamp? } | one record
       let rows: unknown[];

@@ -93,6 +93,9 @@ function system(): FieldDef[] {
 }
 
 const owner = (): FieldDef => lookup('OwnerId', 'User', { nillable: false });
+/** Leads and Cases may be owned by a queue (a Group of Type Queue, Id prefix 00G). */
+const userOrQueueOwner = (): FieldDef =>
+  f('OwnerId', 'reference', { referenceTo: ['User', 'Group'], relationshipName: 'Owner', nillable: false });
 const computedName = (): FieldDef => f('Name', 'string', { ...readOnly, label: 'Full Name', length: 121 });
 
 const address = (prefix = ''): FieldDef[] => [
@@ -133,9 +136,12 @@ export const STANDARD_OBJECTS: ObjectDef[] = [
       f('Phone', 'phone'),
       f('Title', 'string', { length: 128 }),
       f('Status', 'picklist', {
+        // the classic defaults, plus Qualified / Unqualified as many orgs' lead processes add
         picklistValues: [
           'Open - Not Contacted',
           'Working - Contacted',
+          'Qualified',
+          'Unqualified',
           'Closed - Converted',
           'Closed - Not Converted',
         ],
@@ -149,7 +155,7 @@ export const STANDARD_OBJECTS: ObjectDef[] = [
       f('NumberOfEmployees', 'int'),
       f('AnnualRevenue', 'currency'),
       f('IsConverted', 'boolean', { nillable: false, label: 'Converted' }),
-      owner(),
+      userOrQueueOwner(),
     ],
   },
   {
@@ -217,7 +223,7 @@ export const STANDARD_OBJECTS: ObjectDef[] = [
       f('SuppliedName', 'string', { length: 80, label: 'Web Name' }),
       f('IsClosed', 'boolean', { ...readOnly, label: 'Closed' }),
       f('ClosedDate', 'datetime', readOnly),
-      owner(),
+      userOrQueueOwner(),
     ],
   },
   {
@@ -264,10 +270,27 @@ export const STANDARD_OBJECTS: ObjectDef[] = [
       f('Department', 'string', { length: 80 }),
       f('Phone', 'phone'),
       f('IsActive', 'boolean', { nillable: false, label: 'Active' }),
+      lookup('ManagerId', 'User'),
       f('TimeZoneSidKey', 'picklist', { label: 'Time Zone' }),
       f('LocaleSidKey', 'picklist', { label: 'Locale' }),
       f('LanguageLocaleKey', 'picklist', { label: 'Language' }),
       f('EmailEncodingKey', 'picklist', { label: 'Email Encoding' }),
+    ],
+  },
+  {
+    // Queues are Groups of Type Queue; Email is the queue's address and may be empty.
+    name: 'Group',
+    label: 'Group',
+    labelPlural: 'Groups',
+    keyPrefix: '00G',
+    required: ['Name'],
+    fields: [
+      ...system(),
+      f('Name', 'string', { length: 40, nillable: false, label: 'Label' }),
+      f('DeveloperName', 'string', { length: 80 }),
+      f('Type', 'picklist', { picklistValues: ['Queue', 'Regular'] }),
+      f('Email', 'email'),
+      lookup('OwnerId', 'User', { nillable: false }),
     ],
   },
   {
@@ -304,6 +327,7 @@ export const CREATE_DEFAULTS: Record<string, Record<string, string | number | bo
   Lead: { Status: 'Open - Not Contacted', IsConverted: false },
   Case: { Status: 'New', Priority: 'Medium', IsClosed: false },
   Opportunity: { IsClosed: false, IsWon: false },
+  Group: { Type: 'Queue' },
   User: { IsActive: true, TimeZoneSidKey: 'GMT', LocaleSidKey: 'en_US', LanguageLocaleKey: 'en_US' },
   PushTopic: {
     NotifyForOperationCreate: true,

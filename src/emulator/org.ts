@@ -507,6 +507,19 @@ export class Org implements Schema {
     return rec;
   }
 
+  /**
+   * A system change (a roll-up recalculation, a sharing or formula-dependency update): only
+   * SystemModstamp moves; LastModifiedDate and the fields stay. No change event: CDC publishes
+   * changes to record fields, and this changes none.
+   */
+  touch(object: string, id: string, opts: UpdateOptions = {}): OrgRecord {
+    const { rec } = this.requireLive(object, id);
+    if (rec.values.IsDeleted === true) throw new SalesforceError('ENTITY_IS_DELETED', 'entity is deleted');
+    const modstamp = this.stamp(opts.systemModstamp, truncateToSecond(this.now().getTime()));
+    rec.values = { ...rec.values, SystemModstamp: modstamp };
+    return rec;
+  }
+
   /** Soft delete (the recycle bin): IsDeleted = true, visible to query with includeDeleted. Emits 'delete'. */
   delete(object: string, id: string): OrgRecord {
     const { rec } = this.requireLive(object, id);

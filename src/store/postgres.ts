@@ -1,9 +1,13 @@
 // PostgreSQL store (pg): for several replicas sharing the work. Claims use FOR UPDATE SKIP LOCKED.
 import pg from 'pg';
 import type {
+  BatchExtra,
   Checkpoint,
   CheckpointUpdate,
   ClaimOptions,
+  DigestContent,
+  DigestItem,
+  MatchState,
   NewOutboxRow,
   Outcome,
   OutboxCounts,
@@ -164,6 +168,7 @@ export class PostgresStore implements Store {
     rule: string,
     rows: NewOutboxRow[],
     checkpoint: CheckpointUpdate,
+    extra?: BatchExtra,
   ): Promise<{ inserted: number }> {
     this.check('commitBatch');
     const floor = normalizeInstant(checkpoint.floor, 'checkpoint floor');
@@ -210,7 +215,12 @@ export class PostgresStore implements Store {
             : normalizeInstant(checkpoint.sweptAt, 'checkpoint sweptAt'),
         ],
       );
-      if (sorted.length === 0) return { inserted: 0 };
+      let items = 0;
+      if (extra) {
+        await writeMatchStates(c, rule, extra);
+        items = await writeDigestItems(c, rule, extra);
+      }
+      if (sorted.length === 0) return { inserted: items };
       // One statement for the whole batch (unnest of column arrays): one round trip for 2,000 rows.
       const res = await c.query(
         `INSERT INTO outbox (rule, object, record_id, record_created_date, state, message, last_error, last_error_code)
@@ -227,8 +237,99 @@ export class PostgresStore implements Store {
           cols.lastErrorCode,
         ],
       );
-      return { inserted: res.rowCount ?? 0 };
+      return { inserted: (res.rowCount ?? 0) + items };
     });
+  }
+
+  async openDigestItems(rule: string, maxRecords: number): Promise<DigestContent> {
+    this.check('openDigestItems');
+    const c = await this.pool.connect();
+    try {
+      const { items, count, since } = await readDigest(c, rule, maxRecords, false);
+      return { items, count, since };
+    } finally {
+      c.release();
+    }
+  }
+
+  async commitDigest(
+    rule: string,
+    opts: { until: string; maxRecords: number; build: (content: DigestContent) => NewOutboxRow | null },
+  ): Promise<{ outboxId: number | null; count: number }> {
+    this.check('commitDigest');
+    const until = normalizeInstant(opts.until, 'digest until');
+    return this.tx(async (c) => {
+      const { ids, items, count, since } = await readDigest(c, rule, opts.maxRecords, true);
+      const row = opts.build({ items, count, since });
+      if (!row) return { outboxId: null, count: 0 };
+      const res = await c.query(
+        `INSERT INTO outbox (rule, object, record_id, record_created_date, state, message, last_error, last_error_code)
+         VALUES ($1, $2, $3, $4, $5, $6::json, $7, $8) ON CONFLICT (rule, record_id) DO NOTHING RETURNING id`,
+        [
+          row.rule,
+          row.object,
+          row.recordId,
+          normalizeInstant(row.recordCreatedDate, 'digest recordCreatedDate'),
+          row.state,
+          row.message === null ? null : JSON.stringify(row.message),
+          row.lastError ?? null,
+          row.lastErrorCode ?? null,
+        ],
+      );
+      // this digest (rule + key) went out already (another replica, or before a restart)
+      const inserted = res.rows[0] as Row | undefined;
+      if (!inserted) return { outboxId: null, count: 0 };
+      const outboxId = Number(inserted.id);
+      await c.query('UPDATE digest_items SET digest_outbox_id = $1 WHERE id = ANY($2::bigint[])', [
+        outboxId,
+        ids,
+      ]);
+      await c.query('INSERT INTO digests (rule, until, outbox_id, count) VALUES ($1, $2, $3, $4)', [
+        rule,
+        until,
+        outboxId,
+        count,
+      ]);
+      return { outboxId, count };
+    });
+  }
+
+  async getMatchStates(rule: string, recordIds: string[]): Promise<Map<string, MatchState>> {
+    this.check('getMatchStates');
+    const out = new Map<string, MatchState>();
+    if (recordIds.length === 0) return out;
+    const { rows } = await this.q(
+      'SELECT * FROM match_state WHERE rule = $1 AND record_id = ANY($2::text[])',
+      [rule, recordIds],
+    );
+    for (const r of rows as Row[]) {
+      out.set(String(r.record_id), {
+        recordId: String(r.record_id),
+        matched: r.matched === true,
+        watched: (r.watched ?? null) as Record<string, unknown> | null,
+        systemModstamp: (r.system_modstamp as Date).toISOString(),
+      });
+    }
+    return out;
+  }
+
+  async firstMessageIds(recordIds: string[]): Promise<Map<string, string>> {
+    this.check('firstMessageIds');
+    const out = new Map<string, string>();
+    if (recordIds.length === 0) return out;
+    const { rows } = await this.q(
+      // rows keyed `<Id>` (created) or `<Id>.<version>` (updates); the text_pattern_ops index
+      // serves both the equality and the prefix match
+      `SELECT DISTINCT ON (i.id) i.id AS record_id, o.message->>'messageId' AS message_id
+       FROM unnest($1::text[]) AS i(id)
+       JOIN outbox o ON (o.record_id = i.id OR o.record_id LIKE i.id || '.%') AND o.message IS NOT NULL
+       ORDER BY i.id, o.id`,
+      [recordIds],
+    );
+    for (const r of rows as Row[]) {
+      if (typeof r.message_id === 'string') out.set(String(r.record_id), r.message_id);
+    }
+    return out;
   }
 
   async claimDue(opts: ClaimOptions): Promise<OutboxRow[]> {
@@ -463,4 +564,76 @@ function toOutboxRow(r: Row): OutboxRow {
     updatedAt: iso(r.updated_at),
     sentAt: isoOrNull(r.sent_at as Date | null),
   };
+}
+
+/** inside commitBatch's transaction; sorted by record so overlapping batches lock in one order */
+async function writeMatchStates(c: pg.PoolClient, rule: string, extra: BatchExtra): Promise<void> {
+  const states = [...(extra.matchStates ?? [])].sort((a, b) => cmp(a.recordId, b.recordId));
+  if (states.length > 0) {
+    await c.query(
+      `INSERT INTO match_state (rule, record_id, matched, watched, system_modstamp)
+       SELECT $1, * FROM unnest($2::text[], $3::boolean[], $4::jsonb[], $5::timestamptz[])
+       ON CONFLICT (rule, record_id) DO UPDATE SET matched = excluded.matched, watched = excluded.watched,
+         system_modstamp = excluded.system_modstamp
+       WHERE excluded.system_modstamp > match_state.system_modstamp`,
+      [
+        rule,
+        states.map((m) => m.recordId),
+        states.map((m) => m.matched),
+        states.map((m) => (m.watched === null ? null : JSON.stringify(m.watched))),
+        states.map((m) => normalizeInstant(m.systemModstamp, `systemModstamp of ${m.recordId}`)),
+      ],
+    );
+  }
+  if (extra.pruneMatchStatesBefore !== undefined) {
+    await c.query('DELETE FROM match_state WHERE rule = $1 AND system_modstamp < $2', [
+      rule,
+      normalizeInstant(extra.pruneMatchStatesBefore, 'pruneMatchStatesBefore'),
+    ]);
+  }
+}
+
+/** inside commitBatch's transaction; returns the items new to the rule's digest ledger */
+async function writeDigestItems(c: pg.PoolClient, rule: string, extra: BatchExtra): Promise<number> {
+  const items = [...(extra.digestItems ?? [])].sort((a, b) => cmp(a.recordKey, b.recordKey));
+  if (items.length === 0) return 0;
+  const res = await c.query(
+    `INSERT INTO digest_items (rule, record_key, object, record)
+     SELECT $1, * FROM unnest($2::text[], $3::text[], $4::jsonb[])
+     ON CONFLICT (rule, record_key) DO NOTHING`,
+    [
+      rule,
+      items.map((i) => i.recordKey),
+      items.map((i) => i.object),
+      items.map((i) => JSON.stringify(i.record)),
+    ],
+  );
+  return res.rowCount ?? 0;
+}
+
+/** `lock`: inside commitDigest, the open items are locked so a concurrent digest waits */
+async function readDigest(
+  c: pg.PoolClient,
+  rule: string,
+  maxRecords: number,
+  lock: boolean,
+): Promise<DigestContent & { ids: number[] }> {
+  const open = await c.query(
+    `SELECT id FROM digest_items WHERE rule = $1 AND digest_outbox_id IS NULL ORDER BY id${lock ? ' FOR UPDATE' : ''}`,
+    [rule],
+  );
+  const ids = (open.rows as Row[]).map((r) => Number(r.id));
+  const listed = await c.query('SELECT * FROM digest_items WHERE id = ANY($1::bigint[]) ORDER BY id', [
+    ids.slice(0, maxRecords),
+  ]);
+  const items = (listed.rows as Row[]).map((r): DigestItem => ({
+    id: Number(r.id),
+    recordKey: String(r.record_key),
+    object: String(r.object),
+    record: r.record as Record<string, unknown>,
+    collectedAt: (r.collected_at as Date).toISOString(),
+  }));
+  const last = await c.query('SELECT max(until) AS until FROM digests WHERE rule = $1', [rule]);
+  const until = (last.rows[0] as Row | undefined)?.until;
+  return { ids, items, count: ids.length, since: until instanceof Date ? until.toISOString() : null };
 }

@@ -1,9 +1,13 @@
 // SQLite store (node:sqlite, WAL): the default embedded store for a single daemon.
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
 import type {
+  BatchExtra,
   Checkpoint,
   CheckpointUpdate,
   ClaimOptions,
+  DigestContent,
+  DigestItem,
+  MatchState,
   NewOutboxRow,
   Outcome,
   OutboxCounts,
@@ -152,6 +156,7 @@ export class SqliteStore implements Store {
     rule: string,
     rows: NewOutboxRow[],
     checkpoint: CheckpointUpdate,
+    extra?: BatchExtra,
   ): Promise<{ inserted: number }> {
     this.check('commitBatch');
     const floor = normalizeInstant(checkpoint.floor, 'checkpoint floor');
@@ -190,8 +195,146 @@ export class SqliteStore implements Store {
         );
         inserted += Number(res.changes);
       }
+      if (extra) {
+        this.writeMatchStates(rule, extra);
+        inserted += this.writeDigestItems(rule, extra, now);
+      }
       return { inserted };
     });
+  }
+
+  /** inside commitBatch's transaction */
+  private writeMatchStates(rule: string, extra: BatchExtra): void {
+    const upsert = this.stmt(
+      `INSERT INTO match_state (rule, record_id, matched, watched, system_modstamp) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (rule, record_id) DO UPDATE SET matched = excluded.matched, watched = excluded.watched,
+         system_modstamp = excluded.system_modstamp
+       WHERE excluded.system_modstamp > match_state.system_modstamp`,
+    );
+    for (const m of extra.matchStates ?? []) {
+      upsert.run(
+        rule,
+        m.recordId,
+        m.matched ? 1 : 0,
+        m.watched === null ? null : JSON.stringify(m.watched),
+        normalizeInstant(m.systemModstamp, `systemModstamp of ${m.recordId}`),
+      );
+    }
+    if (extra.pruneMatchStatesBefore !== undefined) {
+      this.stmt('DELETE FROM match_state WHERE rule = ? AND system_modstamp < ?').run(
+        rule,
+        normalizeInstant(extra.pruneMatchStatesBefore, 'pruneMatchStatesBefore'),
+      );
+    }
+  }
+
+  /** inside commitBatch's transaction; returns the items new to the rule's digest ledger */
+  private writeDigestItems(rule: string, extra: BatchExtra, now: string): number {
+    const insert = this.stmt(
+      `INSERT INTO digest_items (rule, record_key, object, record, collected_at) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (rule, record_key) DO NOTHING`,
+    );
+    let n = 0;
+    for (const item of extra.digestItems ?? []) {
+      n += Number(insert.run(rule, item.recordKey, item.object, JSON.stringify(item.record), now).changes);
+    }
+    return n;
+  }
+
+  private readDigest(rule: string, maxRecords: number): DigestContent & { ids: number[] } {
+    const ids = (
+      this.stmt('SELECT id FROM digest_items WHERE rule = ? AND digest_outbox_id IS NULL ORDER BY id').all(
+        rule,
+      ) as Row[]
+    ).map((r) => Number(r.id));
+    const items = (
+      this.stmt(
+        'SELECT * FROM digest_items WHERE rule = ? AND digest_outbox_id IS NULL ORDER BY id LIMIT ?',
+      ).all(rule, maxRecords) as Row[]
+    ).map(toDigestItem);
+    const last = this.stmt('SELECT max(until) AS until FROM digests WHERE rule = ?').get(rule) as Row;
+    return { ids, items, count: ids.length, since: last.until === null ? null : String(last.until) };
+  }
+
+  async openDigestItems(rule: string, maxRecords: number): Promise<DigestContent> {
+    this.check('openDigestItems');
+    const { items, count, since } = this.readDigest(rule, maxRecords);
+    return { items, count, since };
+  }
+
+  async commitDigest(
+    rule: string,
+    opts: { until: string; maxRecords: number; build: (content: DigestContent) => NewOutboxRow | null },
+  ): Promise<{ outboxId: number | null; count: number }> {
+    this.check('commitDigest');
+    const until = normalizeInstant(opts.until, 'digest until');
+    return this.tx(() => {
+      const { ids, items, count, since } = this.readDigest(rule, opts.maxRecords);
+      const row = opts.build({ items, count, since });
+      if (!row) return { outboxId: null, count: 0 };
+      const now = new Date().toISOString();
+      const res = this.stmt(
+        `INSERT INTO outbox (rule, object, record_id, record_created_date, state, message, last_error, last_error_code, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (rule, record_id) DO NOTHING`,
+      ).run(
+        row.rule,
+        row.object,
+        row.recordId,
+        normalizeInstant(row.recordCreatedDate, 'digest recordCreatedDate'),
+        row.state,
+        row.message === null ? null : JSON.stringify(row.message),
+        row.lastError ?? null,
+        row.lastErrorCode ?? null,
+        now,
+        now,
+      );
+      // this digest (rule + key) went out already, e.g. before a restart in the same second
+      if (Number(res.changes) === 0) return { outboxId: null, count: 0 };
+      const outboxId = Number(res.lastInsertRowid);
+      const mark = this.stmt('UPDATE digest_items SET digest_outbox_id = ? WHERE id = ?');
+      for (const id of ids) mark.run(outboxId, id);
+      this.stmt('INSERT INTO digests (rule, until, outbox_id, count) VALUES (?, ?, ?, ?)').run(
+        rule,
+        until,
+        outboxId,
+        count,
+      );
+      return { outboxId, count };
+    });
+  }
+
+  async getMatchStates(rule: string, recordIds: string[]): Promise<Map<string, MatchState>> {
+    this.check('getMatchStates');
+    const out = new Map<string, MatchState>();
+    if (recordIds.length === 0) return out;
+    const rows = this.stmt(
+      'SELECT * FROM match_state WHERE rule = ? AND record_id IN (SELECT value FROM json_each(?))',
+    ).all(rule, JSON.stringify(recordIds)) as Row[];
+    for (const r of rows) {
+      out.set(String(r.record_id), {
+        recordId: String(r.record_id),
+        matched: r.matched === 1,
+        watched: r.watched === null ? null : (JSON.parse(String(r.watched)) as Record<string, unknown>),
+        systemModstamp: String(r.system_modstamp),
+      });
+    }
+    return out;
+  }
+
+  async firstMessageIds(recordIds: string[]): Promise<Map<string, string>> {
+    this.check('firstMessageIds');
+    const out = new Map<string, string>();
+    // the record's rows are keyed `<Id>` (created) or `<Id>.<version>` (updates): the range
+    // [Id, Id + '/') holds exactly those ('.' sorts just before '/'), and uses the index
+    const stmt = this.stmt(
+      `SELECT json_extract(message, '$.messageId') AS message_id FROM outbox
+       WHERE record_id >= ? AND record_id < ? AND message IS NOT NULL ORDER BY id LIMIT 1`,
+    );
+    for (const id of new Set(recordIds)) {
+      const r = stmt.get(id, `${id}/`) as Row | undefined;
+      if (r && typeof r.message_id === 'string') out.set(id, r.message_id);
+    }
+    return out;
   }
 
   async claimDue(opts: ClaimOptions): Promise<OutboxRow[]> {
@@ -445,5 +588,15 @@ function toOutboxRow(r: Row): OutboxRow {
     createdAt: str(r.created_at),
     updatedAt: str(r.updated_at),
     sentAt: strOrNull(r.sent_at),
+  };
+}
+
+function toDigestItem(r: Row): DigestItem {
+  return {
+    id: Number(r.id),
+    recordKey: String(r.record_key),
+    object: String(r.object),
+    record: JSON.parse(String(r.record)) as Record<string, unknown>,
+    collectedAt: String(r.collected_at),
   };
 }

@@ -74,6 +74,50 @@ export interface CheckpointUpdate {
   sweptAt?: string;
 }
 
+/**
+ * on: updated rules: the state of one record when last seen, judged against at its next change
+ * (rules/triggers.ts). `watched` null: the values are not known (a baseline without them).
+ */
+export interface MatchState {
+  recordId: string;
+  matched: boolean;
+  watched: Record<string, unknown> | null;
+  /** the record's SystemModstamp when seen (ISO-8601) */
+  systemModstamp: string;
+}
+
+/** A matched record collected for a digest rule (instead of an email of its own). */
+export interface DigestItemInput {
+  /** the ledger key: `<Id>` (on: created) or `<Id>.<version>` (on: updated) */
+  recordKey: string;
+  object: string;
+  /** what the digest template sees of it (JSON) */
+  record: Record<string, unknown>;
+}
+
+export interface DigestItem extends DigestItemInput {
+  id: number;
+  collectedAt: string;
+}
+
+/** The open items of a digest rule: the oldest `maxRecords` of them, and how many there are. */
+export interface DigestContent {
+  items: DigestItem[];
+  count: number;
+  /** the previous digest's `until`, null before the first */
+  since: string | null;
+}
+
+/** What an on: updated batch writes besides its rows, in the same transaction. */
+export interface BatchExtra {
+  /** digest rules: collected items (an item whose rule+recordKey exists already is skipped) */
+  digestItems?: DigestItemInput[];
+  /** upserted; a state never replaces one with a later SystemModstamp */
+  matchStates?: MatchState[];
+  /** delete the rule's states whose SystemModstamp is before this instant (retention) */
+  pruneMatchStatesBefore?: string;
+}
+
 export interface ClaimOptions {
   /** unique per process */
   owner: string;
@@ -108,13 +152,34 @@ export interface Store {
   listCheckpoints(): Promise<Checkpoint[]>;
   /**
    * ONE transaction: insert rows (a row whose rule+recordId exists already is skipped) and set
-   * the rule's checkpoint. Returns how many rows were new.
+   * the rule's checkpoint, plus, for on: updated rules, the match states in `extra`. Returns how
+   * many rows were new.
    */
   commitBatch(
     rule: string,
     rows: NewOutboxRow[],
     checkpoint: CheckpointUpdate,
+    extra?: BatchExtra,
   ): Promise<{ inserted: number }>;
+  /**
+   * Digest rules: ONE transaction that reads the open items, lets `build` render the digest
+   * from them (null: nothing to send), inserts that row (key rule + recordId; an existing one
+   * means this digest went out already: nothing changes) and marks every item read as covered
+   * by it. Returns the new row's id (null when none) and how many items it covers.
+   */
+  commitDigest(
+    rule: string,
+    opts: { until: string; maxRecords: number; build: (content: DigestContent) => NewOutboxRow | null },
+  ): Promise<{ outboxId: number | null; count: number }>;
+  /** the open items a digest would take now (dry-run, send-test, status) */
+  openDigestItems(rule: string, maxRecords: number): Promise<DigestContent>;
+  /** the rule's stored match states of these records (on: updated) */
+  getMatchStates(rule: string, recordIds: string[]): Promise<Map<string, MatchState>>;
+  /**
+   * The Message-ID of each record's first notification (the earliest row keyed `<Id>` or
+   * `<Id>.<version>`, whatever the rule), for In-Reply-To / References of later ones.
+   */
+  firstMessageIds(recordIds: string[]): Promise<Map<string, string>>;
   /** which of these record ids the rule's ledger already holds (lets a re-read skip rendering) */
   existingRecordIds(rule: string, recordIds: string[]): Promise<Set<string>>;
   /** pending rows, and failed rows whose next attempt is due -> sending, leased to `owner`; attempts+1 */

@@ -7,7 +7,9 @@
 // plus `rule` ({ name, object }), `now` (ISO string of the render time) and `record` (the fields
 // again, for {{json record}}). A record field literally named `rule`, `now` or `record` is
 // shadowed by ours at the top level; it stays reachable as {{record.rule}}, {{record.now}},
-// {{record.record}}.
+// {{record.record}}. An update notification (on: updated) also sees `previous` (the watched
+// fields' values before the change, where known) and `changedFields` (their names), shadowing
+// record fields of those names the same way.
 //
 // Escaping: `html` is HTML-escaped (Handlebars default); every other template is rendered with
 // noEscape (it is not HTML) and then sanitised: single-line values (subject, from, replyTo,
@@ -284,6 +286,7 @@ function contextFor(
   compiled: CompiledRule,
   record: SourceRecord,
   now: Date,
+  extra: Record<string, unknown> = {},
 ): Record<string | symbol, unknown> {
   const fields: Record<string, unknown> = {
     Id: record.id,
@@ -295,6 +298,7 @@ function contextFor(
   }
   const context: Record<string | symbol, unknown> = {
     ...fields,
+    ...extra,
     rule: { name: compiled.rule.name, object: compiled.rule.object },
     now: now.toISOString(),
     record: fields,
@@ -332,13 +336,69 @@ function mailboxes(text: string, keyPath: string): Mailbox[] {
  * EADDRESS, ENORECIPIENTS, ERECIPIENT, EHEADER); the caller
  * dead-letters that row only, with err.message as the reason.
  */
+export interface RenderContext {
+  now?: Date;
+  /** the Message-ID's key instead of the record Id (update notifications: `<Id>.<version>`) */
+  messageKey?: string;
+  /** extra top-level template values (update notifications: previous, changedFields) */
+  extra?: Record<string, unknown>;
+  /** the Message-ID (with angle brackets) of the notification this one follows in a thread */
+  threadTo?: string;
+}
+
 export function renderMessage(
   compiled: CompiledRule,
   record: SourceRecord,
-  ctx?: { now?: Date },
+  ctx?: RenderContext,
 ): RenderedMessage {
   const now = ctx?.now ?? new Date();
-  const context = contextFor(compiled, record, now);
+  const context = contextFor(compiled, record, now, ctx?.extra);
+  return renderContext(compiled, context, ctx?.messageKey ?? record.id, ctx?.threadTo);
+}
+
+/** What a digest lists: the records (as collected), how many in all, and the period. */
+export interface DigestInput {
+  /** at most maxRecords of them, oldest first; each the record's fields (Id, ...) */
+  records: Array<Record<string, unknown>>;
+  /** all records in this digest, listed or not */
+  count: number;
+  /** the previous digest's time (ISO), or the rule's floor before the first */
+  since: string;
+  until: string;
+}
+
+/**
+ * Renders a digest: the templates see `records`, `count`, `more` (count - listed), `since`,
+ * `until`, `rule` and `now`. `key` names the Message-ID (`digest.<until>`). Throws RenderError.
+ */
+export function renderDigest(
+  compiled: CompiledRule,
+  digest: DigestInput,
+  ctx: { now?: Date; key: string },
+): RenderedMessage {
+  const now = ctx.now ?? new Date();
+  const values = {
+    records: digest.records,
+    count: digest.count,
+    more: Math.max(0, digest.count - digest.records.length),
+    since: digest.since,
+    until: digest.until,
+  };
+  const context: Record<string | symbol, unknown> = {
+    ...values,
+    rule: { name: compiled.rule.name, object: compiled.rule.object },
+    now: now.toISOString(),
+  };
+  Object.defineProperty(context, ROOT_FIELDS, { value: values, enumerable: false });
+  return renderContext(compiled, context, ctx.key);
+}
+
+function renderContext(
+  compiled: CompiledRule,
+  context: Record<string | symbol, unknown>,
+  key: string,
+  threadTo?: string,
+): RenderedMessage {
   const t = compiled.templates;
 
   // From: exactly one mailbox; its domain names the Message-ID
@@ -428,7 +488,7 @@ export function renderMessage(
   const domain = fromBox.address.slice(fromBox.address.lastIndexOf('@') + 1).toLowerCase();
   const message: RenderedMessage = {
     // stable across restarts and hosts (unlike os.hostname()), so a re-send is recognisable
-    messageId: `<${compiled.rule.name}.${record.id}@${domain}>`,
+    messageId: `<${compiled.rule.name}.${key}@${domain}>`,
     from: formatMailbox(fromBox),
     to: lists.to,
     cc: lists.cc,
@@ -438,6 +498,11 @@ export function renderMessage(
     attachments,
   };
   if (replyToBoxes.length > 0) message.replyTo = replyToBoxes.map(formatMailbox).join(', ');
+  if (threadTo && /^<[^<>\s]+>$/.test(threadTo)) {
+    // RFC 5322 3.6.4: mail clients thread a record's notifications under its first one
+    message.headers['In-Reply-To'] = threadTo;
+    message.headers['References'] = threadTo;
+  }
   if (t.text !== undefined) message.text = multiLine(run(t.text, context, 'email.text'));
   if (t.html !== undefined) message.html = multiLine(run(t.html, context, 'email.html'));
 

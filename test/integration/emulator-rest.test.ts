@@ -198,7 +198,7 @@ describe('sobjects', () => {
     const owner = d.fields.find((f) => f.name === 'OwnerId');
     expect(owner).toMatchObject({
       type: 'reference',
-      referenceTo: ['User'],
+      referenceTo: ['User', 'Group'],
       relationshipName: 'Owner',
       createable: true,
     });

@@ -700,5 +700,163 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
         }
       });
     });
+
+    describe('match states and threading (on: updated)', () => {
+      it('writes states with the batch, never replaces a later one, and prunes by SystemModstamp', async () => {
+        const { store } = await fresh();
+        const t1 = '2024-05-01T10:00:00.000Z';
+        const t2 = '2024-05-01T11:00:00.000Z';
+        await store.commitBatch('u', [row('u', 'a.20240501T100000Z')], cp(T0), {
+          matchStates: [
+            {
+              recordId: 'a',
+              matched: true,
+              watched: { Status: 'Qualified', Owner: { Email: 'x@y.z' } },
+              systemModstamp: t1,
+            },
+            { recordId: 'b', matched: false, watched: null, systemModstamp: t2 },
+          ],
+        });
+        let states = await store.getMatchStates('u', ['a', 'b', 'c']);
+        expect([...states.keys()].sort()).toEqual(['a', 'b']);
+        expect(states.get('a')).toEqual({
+          recordId: 'a',
+          matched: true,
+          watched: { Status: 'Qualified', Owner: { Email: 'x@y.z' } },
+          systemModstamp: t1,
+        });
+        expect(states.get('b')).toEqual({ recordId: 'b', matched: false, watched: null, systemModstamp: t2 });
+        // another rule's states are its own
+        expect((await store.getMatchStates('other', ['a'])).size).toBe(0);
+
+        // an older observation (a re-read, a late stream batch) does not replace a newer one
+        await store.commitBatch('u', [], cp(T0), {
+          matchStates: [
+            { recordId: 'a', matched: false, watched: { Status: 'Open' }, systemModstamp: t2 },
+            { recordId: 'b', matched: true, watched: { Status: 'Old' }, systemModstamp: t1 },
+          ],
+        });
+        states = await store.getMatchStates('u', ['a', 'b']);
+        expect(states.get('a')).toMatchObject({
+          matched: false,
+          watched: { Status: 'Open' },
+          systemModstamp: t2,
+        });
+        expect(states.get('b')).toMatchObject({ matched: false, watched: null, systemModstamp: t2 });
+
+        await store.commitBatch('u', [], cp(T0), {
+          matchStates: [{ recordId: 'c', matched: true, watched: {}, systemModstamp: t1 }],
+          pruneMatchStatesBefore: '2024-05-01T10:30:00.000Z',
+        });
+        states = await store.getMatchStates('u', ['a', 'b', 'c']);
+        expect([...states.keys()].sort()).toEqual(['a', 'b']);
+      });
+
+      it('states roll back with the batch when the batch fails', async () => {
+        const { store } = await fresh();
+        await expect(
+          store.commitBatch('u', [row('u', 'x', { recordCreatedDate: 'not a date' })], cp(T0), {
+            matchStates: [{ recordId: 'x', matched: true, watched: null, systemModstamp: T0 }],
+          }),
+        ).rejects.toThrow();
+        expect((await store.getMatchStates('u', ['x'])).size).toBe(0);
+        expect(await store.getCheckpoint('u')).toBeNull();
+      });
+
+      it('update rows keyed by record and version coexist; created rows keep their one-per-record ledger', async () => {
+        const { store } = await fresh();
+        const created = row('new-leads', 'rec1');
+        await store.commitBatch('new-leads', [created], cp(T0));
+        expect((await store.commitBatch('new-leads', [row('new-leads', 'rec1')], cp(T0))).inserted).toBe(0);
+        const v1 = row('qualified', 'rec1.20240501T100000Z');
+        const v2 = row('qualified', 'rec1.20240501T110000Z');
+        expect((await store.commitBatch('qualified', [v1, v2], cp(T0))).inserted).toBe(2);
+        expect((await store.commitBatch('qualified', [v1], cp(T0))).inserted).toBe(0);
+        // an update row of a record without a created notification threads the later ones
+        await store.commitBatch('qualified', [row('qualified', 'rec2.20240501T100000Z')], cp(T0));
+        await store.commitBatch('qualified', [row('qualified', 'rec20.20240501T100000Z')], cp(T0));
+        const ids = await store.firstMessageIds(['rec1', 'rec2', 'rec3']);
+        expect(Object.fromEntries(ids)).toEqual({
+          rec1: '<new-leads.rec1@test.local>',
+          rec2: '<qualified.rec2.20240501T100000Z@test.local>',
+        });
+      });
+    });
+
+    describe('digests', () => {
+      const item = (key: string) => ({
+        recordKey: key,
+        object: 'Lead',
+        record: { Id: key, LastName: `L ${key}` },
+      });
+      const digestRow = (key: string, n: number) => ({
+        ...row('digest', key),
+        message: { ...message('digest', key), subject: `${n} leads` },
+      });
+
+      it('collects items once per key, and a digest covers every open item in one transaction', async () => {
+        const { store } = await fresh();
+        expect(
+          (await store.commitBatch('digest', [], cp(T0), { digestItems: [item('a'), item('b'), item('c')] }))
+            .inserted,
+        ).toBe(3);
+        expect(
+          (await store.commitBatch('digest', [], cp(T0), { digestItems: [item('a'), item('d')] })).inserted,
+        ).toBe(1);
+        const open = await store.openDigestItems('digest', 2);
+        expect(open.count).toBe(4);
+        expect(open.since).toBeNull();
+        expect(open.items.map((i) => i.recordKey)).toEqual(['a', 'b']);
+        expect(open.items[0]!.record).toEqual({ Id: 'a', LastName: 'L a' });
+
+        let seen: { keys: string[]; count: number; since: string | null } | undefined;
+        const first = await store.commitDigest('digest', {
+          until: '2024-05-01T11:00:00.000Z',
+          maxRecords: 2,
+          build: (c) => {
+            seen = { keys: c.items.map((i) => i.recordKey), count: c.count, since: c.since };
+            return digestRow('digest.20240501T110000Z', c.count);
+          },
+        });
+        expect(seen).toEqual({ keys: ['a', 'b'], count: 4, since: null });
+        expect(first.count).toBe(4);
+        expect(first.outboxId).not.toBeNull();
+        // all four are covered, also the two not listed: none carried over
+        expect((await store.openDigestItems('digest', 10)).count).toBe(0);
+        // a re-collected record stays in its digest
+        expect(
+          (await store.commitBatch('digest', [], cp(T0), { digestItems: [item('a'), item('e')] })).inserted,
+        ).toBe(1);
+        // the same digest again (a restart in the same second): nothing changes
+        const again = await store.commitDigest('digest', {
+          until: '2024-05-01T11:00:00.000Z',
+          maxRecords: 2,
+          build: (c) => digestRow('digest.20240501T110000Z', c.count),
+        });
+        expect(again).toEqual({ outboxId: null, count: 0 });
+        const next = await store.openDigestItems('digest', 10);
+        expect(next.items.map((i) => i.recordKey)).toEqual(['e']);
+        expect(next.since).toBe('2024-05-01T11:00:00.000Z');
+        // nothing to send (sendEmpty: false) writes nothing
+        const { store: other } = await fresh();
+        expect(await other.commitDigest('digest', { until: T0, maxRecords: 5, build: () => null })).toEqual({
+          outboxId: null,
+          count: 0,
+        });
+      });
+
+      it('a failing digest commit leaves every item open', async () => {
+        const { store } = await fresh();
+        await store.commitBatch('digest', [], cp(T0), { digestItems: [item('a')] });
+        await expect(
+          store.commitDigest('digest', {
+            until: T0,
+            maxRecords: 5,
+            build: () => ({ ...digestRow('digest.x', 1), recordCreatedDate: 'nope' }),
+          }),
+        ).rejects.toThrow();
+        expect((await store.openDigestItems('digest', 5)).count).toBe(1);
+      });
+    });
   });
 }

@@ -68,7 +68,14 @@ describe('postgres store specifics', () => {
       );
       return res.rows.map((r: { table_name: string }) => r.table_name);
     });
-    expect(tables).toEqual(['checkpoints', 'lead_notifier_migrations', 'outbox']);
+    expect(tables).toEqual([
+      'checkpoints',
+      'digest_items',
+      'digests',
+      'lead_notifier_migrations',
+      'match_state',
+      'outbox',
+    ]);
   });
 
   it('readOnly refuses writes', async () => {

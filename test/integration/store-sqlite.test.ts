@@ -2,9 +2,11 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { openStore, StoreLockedError, StoreMissingError } from '../../src/store/index.ts';
 import type { Store } from '../../src/store/index.ts';
+import { loadMigrations } from '../../src/store/migrations.ts';
 import { row, storeContract } from './store-contract.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'lead-notifier-store-'));
@@ -193,5 +195,40 @@ describe('sqlite store specifics', () => {
 
   it('rejects an unknown store URL scheme', async () => {
     await expect(openStore('mysql://x')).rejects.toThrow(/sqlite: or postgres/);
+  });
+});
+
+describe('a store made before on: updated (schema version 3)', () => {
+  it('opens, upgrades, keeps its ledger and takes update rows and match states', async () => {
+    const path = join(dir, 'v3.db');
+    // today's schema, applied as version 3 code did, with one created row in it
+    const db = new DatabaseSync(path);
+    db.exec(
+      'CREATE TABLE lead_notifier_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL) STRICT',
+    );
+    for (const m of loadMigrations('sqlite').filter((x) => x.version <= 3)) {
+      db.prepare('INSERT INTO lead_notifier_migrations VALUES (?, ?, ?)').run(m.version, m.name, cp.floor);
+      db.exec(m.sql);
+    }
+    db.prepare(
+      `INSERT INTO outbox (rule, object, record_id, record_created_date, state, message, created_at, updated_at)
+       VALUES ('new-leads', 'Lead', 'rec1', ?, 'sent', ?, ?, ?)`,
+    ).run(cp.floor, JSON.stringify({ messageId: '<new-leads.rec1@x.test>' }), cp.floor, cp.floor);
+    db.close();
+
+    const store = await openStore(`sqlite:${path}`);
+    try {
+      expect((await store.commitBatch('new-leads', [row('new-leads', 'rec1')], cp)).inserted).toBe(0);
+      expect((await store.commitBatch('new-leads', [row('new-leads', 'rec2')], cp)).inserted).toBe(1);
+      const upd = await store.commitBatch('qualified', [row('qualified', 'rec1.20240101T000001Z')], cp, {
+        matchStates: [{ recordId: 'rec1', matched: true, watched: null, systemModstamp: cp.floor }],
+      });
+      expect(upd.inserted).toBe(1);
+      expect((await store.getMatchStates('qualified', ['rec1'])).get('rec1')?.matched).toBe(true);
+      expect((await store.firstMessageIds(['rec1'])).get('rec1')).toBe('<new-leads.rec1@x.test>');
+      expect((await store.counts()).total.sent).toBe(1);
+    } finally {
+      await store.close();
+    }
   });
 });

@@ -55,7 +55,11 @@ describe('objects', () => {
     expect(lead.keyPrefix).toBe('00Q');
     expect(lead.required).toEqual(['LastName', 'Company']);
     const owner = lead.fields.find((f) => f.name === 'OwnerId')!;
-    expect(owner).toMatchObject({ type: 'reference', referenceTo: ['User'], relationshipName: 'Owner' });
+    expect(owner).toMatchObject({
+      type: 'reference',
+      referenceTo: ['User', 'Group'],
+      relationshipName: 'Owner',
+    });
     expect(org.describe('Nope')).toBeUndefined();
     for (const o of STANDARD_OBJECTS) expect(new Set(o.fields.map((f) => f.name)).size).toBe(o.fields.length);
   });

@@ -211,8 +211,11 @@ describe('binding errors', () => {
     );
     expect(errorOf(() => org.query('SELECT Id FROM Lead WHERE Foo = 1')).errorCode).toBe('INVALID_FIELD');
     expect(errorOf(() => org.query('SELECT Id FROM Lead ORDER BY Foo')).errorCode).toBe('INVALID_FIELD');
-    expect(errorOf(() => org.query('SELECT Owner.Manager.Email FROM Lead')).errorCode).toBe(
-      'MALFORMED_QUERY',
+    expect(
+      errorOf(() => org.query('SELECT Owner.Manager.Manager.Manager.Manager.Email FROM Lead')).errorCode,
+    ).toBe('MALFORMED_QUERY');
+    expect(errorOf(() => org.query('SELECT Owner.Manager.Shoe FROM Lead')).message).toContain(
+      "No such column 'Shoe' on entity 'User'",
     );
     expect(errorOf(() => org.query('SELECT Id, id FROM Lead')).message).toContain(
       'duplicate field selected: Id',

@@ -1,5 +1,5 @@
-// Binds a parsed SOQL query to the org's object definitions (canonical names, types, one level of
-// parent relationships) and compiles WHERE and ORDER BY to closures, evaluated per record.
+// Binds a parsed SOQL query to the org's object definitions (canonical names, types, parent
+// relationships up to five levels) and compiles WHERE and ORDER BY to closures, evaluated per record.
 // Semantics follow the SOQL and SOSL Reference: string comparison is case-insensitive, `= null` /
 // `!= null` test for null, any other comparison with a null field value is false except `!=` and
 // NOT IN, which are true; date literals are day ranges in the org time zone (UTC here).
@@ -82,24 +82,48 @@ export function fieldIndex(obj: ObjectDef): FieldIndex {
 }
 
 export interface BoundField {
-  /** canonical path, e.g. 'Owner.Email' */
+  /** canonical path, e.g. 'Owner.Email' or 'Owner.Manager.Email' */
   path: string;
-  /** the field read (on the parent for a relationship path) */
+  /** the field read (on the last parent for a relationship path) */
   def: FieldDef;
   category: Category;
-  /** for a relationship path: the lookup field on the queried object and the parent object */
-  relationship?: { name: string; lookup: FieldDef; target: ObjectDef };
+  /**
+   * for a relationship path: the lookups followed from the queried object, in order (relationship
+   * name and lookup field name), e.g. Owner (OwnerId), then Manager (ManagerId)
+   */
+  chain?: Array<{ name: string; lookup: string }>;
   get(r: OrgRecord): FieldValue;
   pos: Pos;
 }
 
 type ErrorAt = (code: string, pos: Pos, reason: string) => SalesforceError;
 
+/**
+ * SOQL: no more than five levels in a child-to-parent path, the queried object counting as the
+ * first ("Contact.Account.Owner.FirstName (three levels)"): at most four relationships.
+ */
+export const MAX_RELATIONSHIP_LEVELS = 5;
+
 function noSuchColumn(name: string, obj: ObjectDef): string {
   return (
     `No such column '${name}' on entity '${obj.name}'. If you are attempting to use a custom field, be sure to ` +
     `append the '__c' after the custom field name. Please reference your WSDL or the describe call for the appropriate names.`
   );
+}
+
+function noSuchRelationship(name: string): string {
+  return (
+    `Didn't understand relationship '${name}' in field path. If you are attempting to use a custom relationship, be sure to ` +
+    `append the '__r' after the custom relationship name. Please reference your WSDL or the describe call for the appropriate names.`
+  );
+}
+
+/**
+ * The objects a lookup may point to. A polymorphic lookup (Lead.OwnerId: User or Group, a queue)
+ * is resolved per record at read time; at bind time a field must exist on one of the targets.
+ */
+function targetsOf(schema: Schema, lookup: FieldDef): ObjectDef[] {
+  return (lookup.referenceTo ?? []).map((t) => schema.describe(t)).filter((d): d is ObjectDef => !!d);
 }
 
 export function bindField(
@@ -130,54 +154,60 @@ export function bindField(
       get: (r) => r.values[name] ?? null,
     };
   }
-  if (parts.length > 2) {
+  if (parts.length > MAX_RELATIONSHIP_LEVELS) {
     throw err(
       'MALFORMED_QUERY',
       pos,
-      `Relationship paths deeper than one level (${path.join('.')}) are not supported by the lead-notifier org emulator`,
+      `${path.join('.')}: a relationship path may span at most ${MAX_RELATIONSHIP_LEVELS} levels`,
     );
   }
-  const lookup = fieldIndex(obj).byRelationship.get(parts[0]!.toLowerCase());
-  if (!lookup) {
-    throw err(
-      'INVALID_FIELD',
-      pos,
-      `Didn't understand relationship '${parts[0]}' in field path. If you are attempting to use a custom relationship, be sure to ` +
-        `append the '__r' after the custom relationship name. Please reference your WSDL or the describe call for the appropriate names.`,
-    );
+  // Walk the relationships; each step may have several candidate objects (polymorphic lookups).
+  let candidates: ObjectDef[] = [obj];
+  const chain: Array<{ name: string; lookup: string }> = [];
+  for (const rel of parts.slice(0, -1)) {
+    const lookups = candidates
+      .map((c) => fieldIndex(c).byRelationship.get(rel.toLowerCase()))
+      .filter((f): f is FieldDef => !!f);
+    const lookup = lookups[0];
+    if (!lookup) throw err('INVALID_FIELD', pos, noSuchRelationship(rel));
+    chain.push({ name: lookup.relationshipName!, lookup: lookup.name });
+    candidates = [...new Set(lookups.flatMap((l) => targetsOf(schema, l)))];
+    if (candidates.length === 0) throw err('INVALID_FIELD', pos, noSuchRelationship(rel));
   }
-  const target = schema.describe(lookup.referenceTo?.[0] ?? '');
-  if (!target) throw err('INVALID_FIELD', pos, `Didn't understand relationship '${parts[0]}' in field path.`);
-  const def = fieldIndex(target).byName.get(parts[1]!.toLowerCase());
-  if (!def) throw err('INVALID_FIELD', pos, noSuchColumn(parts[1]!, target));
-  const fk = lookup.name;
+  const leafName = parts.at(-1)!;
+  const def = candidates.map((c) => fieldIndex(c).byName.get(leafName.toLowerCase())).find((d) => !!d);
+  if (!def) throw err('INVALID_FIELD', pos, noSuchColumn(leafName, candidates[0]!));
   const leaf = def.name;
-  const relName = lookup.relationshipName!;
+  const follow = (r: OrgRecord): OrgRecord | undefined => {
+    let cur: OrgRecord | undefined = r;
+    for (const step of chain) {
+      const id: FieldValue | undefined = cur.values[step.lookup];
+      if (typeof id !== 'string') return undefined;
+      cur = schema.getById(id);
+      if (!cur) return undefined;
+    }
+    return cur;
+  };
   return {
-    path: `${relName}.${leaf}`,
+    path: [...chain.map((c) => c.name), leaf].join('.'),
     def,
     category: categoryOf(def),
-    relationship: { name: relName, lookup, target },
+    chain,
     pos,
-    get: (r) => {
-      const id = r.values[fk];
-      if (typeof id !== 'string') return null;
-      const parent = schema.getById(id);
-      return parent ? (parent.values[leaf] ?? null) : null;
-    },
+    // a parent of another type (a queue where a User field is asked) reads as null
+    get: (r) => follow(r)?.values[leaf] ?? null,
   };
 }
 
 // ---------------------------------------------------------------- projection
 
-type Slot =
-  | { kind: 'field'; name: string; get: (r: OrgRecord) => FieldValue; datetime: boolean }
-  | {
-      kind: 'parent';
-      name: string;
-      lookup: string;
-      leaves: Array<{ name: string; datetime: boolean }>;
-    };
+/** A node of the projection tree: this object's own fields, then its parents by relationship. */
+interface ProjectionNode {
+  leaves: Array<{ name: string; datetime: boolean }>;
+  parents: Map<string, { lookup: string; node: ProjectionNode }>;
+  /** output key order: leaves and relationship names as first selected */
+  order: Array<{ kind: 'leaf'; index: number } | { kind: 'parent'; name: string }>;
+}
 
 export type Projector = (r: OrgRecord, apiVersion: string) => ApiRecord;
 
@@ -185,49 +215,45 @@ export function recordUrl(apiVersion: string, object: string, id: string): strin
   return `/services/data/v${apiVersion}/sobjects/${object}/${id}`;
 }
 
-export function makeProjector(schema: Schema, obj: ObjectDef, fields: BoundField[]): Projector {
-  const slots: Slot[] = [];
-  const parents = new Map<string, Extract<Slot, { kind: 'parent' }>>();
+function newNode(): ProjectionNode {
+  return { leaves: [], parents: new Map(), order: [] };
+}
+
+export function makeProjector(schema: Schema, _obj: ObjectDef, fields: BoundField[]): Projector {
+  const root = newNode();
   for (const f of fields) {
     const datetime = f.def.type === 'datetime';
-    if (!f.relationship) {
-      slots.push({ kind: 'field', name: f.def.name, get: f.get, datetime });
-      continue;
+    let node = root;
+    for (const step of f.chain ?? []) {
+      let p = node.parents.get(step.name);
+      if (!p) {
+        p = { lookup: step.lookup, node: newNode() };
+        node.parents.set(step.name, p);
+        node.order.push({ kind: 'parent', name: step.name });
+      }
+      node = p.node;
     }
-    let slot = parents.get(f.relationship.name);
-    if (!slot) {
-      slot = { kind: 'parent', name: f.relationship.name, lookup: f.relationship.lookup.name, leaves: [] };
-      parents.set(f.relationship.name, slot);
-      slots.push(slot);
-    }
-    slot.leaves.push({ name: f.def.name, datetime });
+    node.order.push({ kind: 'leaf', index: node.leaves.length });
+    node.leaves.push({ name: f.def.name, datetime });
   }
-  const type = obj.name;
-  return (r, apiVersion) => {
-    const out: ApiRecord = { attributes: { type, url: recordUrl(apiVersion, type, r.Id) } };
-    for (const s of slots) {
-      if (s.kind === 'field') {
-        const v = s.get(r);
-        out[s.name] = s.datetime && typeof v === 'number' ? formatDateTime(v) : v;
+  // attributes.type is the record's own object: for a polymorphic lookup, User or Group
+  const render = (node: ProjectionNode, r: OrgRecord, apiVersion: string): ApiRecord => {
+    const out: ApiRecord = { attributes: { type: r.object, url: recordUrl(apiVersion, r.object, r.Id) } };
+    for (const item of node.order) {
+      if (item.kind === 'leaf') {
+        const leaf = node.leaves[item.index]!;
+        const v = r.values[leaf.name] ?? null;
+        out[leaf.name] = leaf.datetime && typeof v === 'number' ? formatDateTime(v) : v;
         continue;
       }
-      const id = r.values[s.lookup];
+      const p = node.parents.get(item.name)!;
+      const id = r.values[p.lookup];
       const parent = typeof id === 'string' ? schema.getById(id) : undefined;
-      if (!parent) {
-        out[s.name] = null;
-        continue;
-      }
-      const nested: ApiRecord = {
-        attributes: { type: parent.object, url: recordUrl(apiVersion, parent.object, parent.Id) },
-      };
-      for (const leaf of s.leaves) {
-        const v = parent.values[leaf.name] ?? null;
-        nested[leaf.name] = leaf.datetime && typeof v === 'number' ? formatDateTime(v) : v;
-      }
-      out[s.name] = nested;
+      out[item.name] = parent ? render(p.node, parent, apiVersion) : null;
     }
     return out;
   };
+  return (r, apiVersion) => render(root, r, apiVersion);
 }
 
 // ---------------------------------------------------------------- WHERE

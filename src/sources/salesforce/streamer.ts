@@ -11,6 +11,7 @@ import { StreamingExtension } from 'jsforce/lib/api/streaming.js';
 import type { Logger } from 'pino';
 import { coerceError } from '../../util/errors.ts';
 import type { RulePoller } from './poller.ts';
+import type { UpdatePoller } from './update-poller.ts';
 
 interface BayeuxMessage {
   channel?: string;
@@ -37,7 +38,7 @@ interface FayeClient {
 }
 
 export interface StreamerOptions {
-  poller: RulePoller;
+  poller: RulePoller | UpdatePoller;
   conn: Connection;
   logger: Logger;
   /** poll the rule now and wait (reconciliation from the last checkpoint) */
@@ -126,7 +127,13 @@ export class RuleStreamer {
       : [];
     // GAP_* and overflow events carry no data we can trust: reconcile by polling instead.
     const gap = type.startsWith('GAP_') || type === 'GAP_OVERFLOW';
-    this.pending.push({ ids: type === 'CREATE' || type === 'GAP_CREATE' ? ids : [], replayId, gap });
+    // an updated rule reads UPDATE events, and CREATE ones as each record's first sight (baseline);
+    // one event may name several records (a transaction's identical changes): all are read
+    const wanted =
+      this.o.poller.rule.on === 'updated'
+        ? type === 'CREATE' || type === 'UPDATE' || type === 'UNDELETE'
+        : type === 'CREATE' || type === 'GAP_CREATE';
+    this.pending.push({ ids: wanted ? ids : [], replayId, gap });
     this.flushTimer ??= setTimeout(() => {
       this.flushTimer = undefined;
       void this.flushNow();
