@@ -11,7 +11,13 @@ import { queryFirstPage } from '../sources/salesforce/query.ts';
 import { toSourceRecord } from '../sources/salesforce/records.ts';
 import { buildEnrichmentQuery } from '../sources/salesforce/soql.ts';
 import { digestItem, digestKey } from '../app/digest.ts';
-import { compileRule, isValidAddress, renderDigest, renderMessage, sampleRecord } from '../templates/index.ts';
+import {
+  compileRule,
+  isValidAddress,
+  renderDigest,
+  renderMessage,
+  sampleRecord,
+} from '../templates/index.ts';
 import type { SourceRecord } from '../types.ts';
 import { coerceError, EXIT, UsageError } from '../util/errors.ts';
 import { configOption, str, type Command } from './options.ts';
