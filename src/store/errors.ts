@@ -30,3 +30,46 @@ export class StoreClosedError extends Error {
     super(`${kind} store is closed: cannot call ${method}()`);
   }
 }
+
+/**
+ * The database could not be reached, or the connection died mid-statement (failover, restart,
+ * pg_terminate_backend, an idle reaper). Retryable: the step is tried again later.
+ */
+export class StoreUnavailableError extends Error {
+  override name = 'StoreUnavailableError';
+  readonly code = 'ESTOREUNAVAILABLE';
+  readonly retryable = true;
+  constructor(store: string, method: string, cause: unknown) {
+    super(`${store} unavailable (${method}): ${(cause as Error)?.message ?? String(cause)}`, { cause });
+  }
+}
+
+/**
+ * A checkpoint write fenced by a lease epoch that is no longer current: another replica took the
+ * rule's lease (or this one's expired). Nothing was written.
+ */
+export class LeaseLostError extends Error {
+  override name = 'LeaseLostError';
+  readonly code = 'ELEASELOST';
+  readonly rule: string;
+  readonly epoch: number;
+  constructor(rule: string, holder: string, epoch: number) {
+    super(`rule ${rule}: lease epoch ${epoch} of ${holder} is no longer current; checkpoint write refused`);
+    this.rule = rule;
+    this.epoch = epoch;
+  }
+}
+
+/** A SQLite file that is not a database (or cannot be read). The file is left untouched. */
+export class StoreCorruptError extends Error {
+  override name = 'StoreCorruptError';
+  readonly code = 'ESTORECORRUPT';
+  readonly path: string;
+  constructor(path: string, cause: unknown) {
+    super(
+      `store file ${path} cannot be opened as a SQLite database (${(cause as Error)?.message ?? String(cause)}); it was left untouched: restore it from a backup, or move it aside to start with an empty store`,
+      { cause },
+    );
+    this.path = path;
+  }
+}

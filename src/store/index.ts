@@ -6,7 +6,14 @@ import { FileLock } from './lock.ts';
 import { SqliteStore } from './sqlite.ts';
 import { StoreMissingError } from './errors.ts';
 
-export { StoreClosedError, StoreLockedError, StoreMissingError } from './errors.ts';
+export {
+  LeaseLostError,
+  StoreClosedError,
+  StoreCorruptError,
+  StoreLockedError,
+  StoreMissingError,
+  StoreUnavailableError,
+} from './errors.ts';
 export { OUTBOX_STATES } from './types.ts';
 export type * from './types.ts';
 // PostgreSQL support (and `pg`) is loaded only when a postgres:// store is opened.
@@ -19,6 +26,8 @@ export interface OpenStoreOptions {
   /** take the single-writer lock (the daemon does; `status` and `outbox list` do not) */
   exclusive?: boolean;
   readOnly?: boolean;
+  /** PostgreSQL only: pool size, application_name, timeouts */
+  postgres?: import('./postgres.ts').PostgresStoreOptions;
 }
 
 /** The file a `sqlite:` URL points at, or ':memory:'. */
@@ -54,7 +63,7 @@ export async function openStore(url: string, opts: OpenStoreOptions = {}): Promi
     }
   } else if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
     const { PostgresStore } = await import('./postgres.ts');
-    store = new PostgresStore(url, { readOnly });
+    store = new PostgresStore(url, { ...opts.postgres, readOnly });
   } else {
     throw new Error(
       `store URL must start with sqlite: or postgres://, got ${JSON.stringify(url.split(':')[0] + ':')}`,

@@ -10,6 +10,10 @@ import type {
   OutboxFilter,
   OutboxRow,
   OutboxState,
+  LeaseFence,
+  RecoverOptions,
+  ReplicaInfo,
+  RuleLease,
   Store,
 } from './types.ts';
 import { OUTBOX_STATES } from './types.ts';
@@ -21,8 +25,9 @@ import {
   normalizeInstant,
   resolutionNote,
   validateClaim,
+  validateTtl,
 } from './common.ts';
-import { StoreClosedError } from './errors.ts';
+import { LeaseLostError, StoreClosedError } from './errors.ts';
 import type { FileLock } from './lock.ts';
 import { loadMigrations } from './migrations.ts';
 
@@ -152,6 +157,7 @@ export class SqliteStore implements Store {
     rule: string,
     rows: NewOutboxRow[],
     checkpoint: CheckpointUpdate,
+    fence?: LeaseFence,
   ): Promise<{ inserted: number }> {
     this.check('commitBatch');
     const floor = normalizeInstant(checkpoint.floor, 'checkpoint floor');
@@ -173,6 +179,8 @@ export class SqliteStore implements Store {
          updated_at = excluded.updated_at`,
     );
     return this.tx(() => {
+      // BEGIN IMMEDIATE holds the write lock, so no lease can change hands during this check.
+      if (fence && !this.holds(rule, fence, now)) throw new LeaseLostError(rule, fence.holder, fence.epoch);
       upsert.run(rule, floor, watermark, checkpoint.replayId ?? null, sweptAt, now, setReplay);
       let inserted = 0;
       for (const r of rows) {
@@ -261,7 +269,96 @@ export class SqliteStore implements Store {
     });
   }
 
-  async recoverAbandoned(opts: { now?: Date; resendRules?: string[]; all?: boolean }): Promise<number[]> {
+  private holds(rule: string, fence: LeaseFence, nowIso: string): boolean {
+    return (
+      this.stmt(
+        'SELECT 1 AS x FROM rule_leases WHERE rule = ? AND holder = ? AND epoch = ? AND expires_at > ?',
+      ).get(rule, fence.holder, fence.epoch, nowIso) !== undefined
+    );
+  }
+
+  // Leases on this process's clock: one daemon holds a SQLite store (the file lock), so there is
+  // no other clock to disagree with; the semantics are PostgreSQL's.
+  async acquireLease(rule: string, holder: string, ttlMs: number): Promise<RuleLease | null> {
+    this.check('acquireLease');
+    validateTtl(ttlMs);
+    const now = new Date();
+    const nowIso = now.toISOString();
+    const until = new Date(now.getTime() + ttlMs).toISOString();
+    return this.tx(() => {
+      const cur = this.stmt('SELECT * FROM rule_leases WHERE rule = ?').get(rule) as Row | undefined;
+      const live = cur !== undefined && str(cur.expires_at) > nowIso;
+      if (live && str(cur.holder) !== holder) return null;
+      const epoch = cur === undefined ? 1 : live ? Number(cur.epoch) : Number(cur.epoch) + 1;
+      const acquiredAt = live ? str(cur.acquired_at) : nowIso;
+      this.stmt(
+        `INSERT INTO rule_leases (rule, holder, epoch, acquired_at, expires_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (rule) DO UPDATE SET holder = excluded.holder, epoch = excluded.epoch,
+           acquired_at = excluded.acquired_at, expires_at = excluded.expires_at`,
+      ).run(rule, holder, epoch, acquiredAt, until);
+      return { rule, holder, epoch, acquiredAt, expiresAt: until };
+    });
+  }
+
+  async releaseLease(rule: string, fence: LeaseFence): Promise<void> {
+    this.check('releaseLease');
+    const now = new Date().toISOString();
+    this.stmt(
+      'UPDATE rule_leases SET expires_at = ? WHERE rule = ? AND holder = ? AND epoch = ? AND expires_at > ?',
+    ).run(now, rule, fence.holder, fence.epoch, now);
+  }
+
+  async listLeases(): Promise<RuleLease[]> {
+    this.check('listLeases');
+    return (this.stmt('SELECT * FROM rule_leases ORDER BY rule').all() as Row[]).map(toLease);
+  }
+
+  async heartbeat(replica: { id: string; host: string; pid: number }, ttlMs: number): Promise<ReplicaInfo[]> {
+    this.check('heartbeat');
+    validateTtl(ttlMs);
+    const now = new Date();
+    const nowIso = now.toISOString();
+    const until = new Date(now.getTime() + ttlMs).toISOString();
+    const dayAgo = new Date(now.getTime() - 86_400_000).toISOString();
+    return this.tx(() => {
+      this.stmt(
+        `INSERT INTO cluster_replicas (id, host, pid, started_at, seen_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at, expires_at = excluded.expires_at`,
+      ).run(replica.id, replica.host, replica.pid, nowIso, nowIso, until);
+      this.stmt('DELETE FROM cluster_replicas WHERE seen_at < ?').run(dayAgo);
+      return (
+        this.stmt('SELECT * FROM cluster_replicas WHERE id = ? OR expires_at > ? ORDER BY id').all(
+          replica.id,
+          nowIso,
+        ) as Row[]
+      ).map(toReplica);
+    });
+  }
+
+  async listReplicas(): Promise<ReplicaInfo[]> {
+    this.check('listReplicas');
+    const dayAgo = new Date(Date.now() - 86_400_000).toISOString();
+    return (
+      this.stmt('SELECT * FROM cluster_replicas WHERE seen_at >= ? ORDER BY seen_at DESC, id').all(
+        dayAgo,
+      ) as Row[]
+    ).map(toReplica);
+  }
+
+  async removeReplica(id: string): Promise<void> {
+    this.check('removeReplica');
+    const now = new Date().toISOString();
+    this.tx(() => {
+      this.stmt('UPDATE rule_leases SET expires_at = ? WHERE holder = ? AND expires_at > ?').run(
+        now,
+        id,
+        now,
+      );
+      this.stmt('DELETE FROM cluster_replicas WHERE id = ?').run(id);
+    });
+  }
+
+  async recoverAbandoned(opts: RecoverOptions): Promise<number[]> {
     this.check('recoverAbandoned');
     const now = (opts.now ?? new Date()).toISOString();
     const all = opts.all ? 1 : 0;
@@ -272,13 +369,27 @@ export class SqliteStore implements Store {
          last_error = CASE WHEN rule IN (SELECT value FROM json_each(?)) THEN ? ELSE ? END,
          last_error_code = 'EABANDONED',
          next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL, updated_at = ?
-       WHERE state = 'sending' AND (? OR lease_until < ?)
+       WHERE state = 'sending' AND (? OR lease_until < ?
+         OR (? AND rule NOT IN (SELECT value FROM json_each(?)) AND lease_owner IN (
+           SELECT id FROM cluster_replicas WHERE expires_at < ?)))
        RETURNING id`,
     );
     const changedAt = new Date().toISOString();
+    const dead = opts.deadOwners ? 1 : 0;
     const rows = this.tx(
       () =>
-        recover.all(resend, resend, ABANDONED_RESEND, ABANDONED_ERROR, changedAt, all, now) as {
+        recover.all(
+          resend,
+          resend,
+          ABANDONED_RESEND,
+          ABANDONED_ERROR,
+          changedAt,
+          all,
+          now,
+          dead,
+          resend,
+          now,
+        ) as {
           id: number;
         }[],
     );
@@ -413,6 +524,27 @@ function strOrNull(v: SQLInputValue | undefined): string | null {
 }
 function json<T>(v: SQLInputValue | undefined): T | null {
   return v === null || v === undefined ? null : (JSON.parse(String(v)) as T);
+}
+
+function toLease(r: Row): RuleLease {
+  return {
+    rule: str(r.rule),
+    holder: str(r.holder),
+    epoch: Number(r.epoch),
+    acquiredAt: str(r.acquired_at),
+    expiresAt: str(r.expires_at),
+  };
+}
+
+function toReplica(r: Row): ReplicaInfo {
+  return {
+    id: str(r.id),
+    host: str(r.host),
+    pid: Number(r.pid),
+    startedAt: str(r.started_at),
+    seenAt: str(r.seen_at),
+    expiresAt: str(r.expires_at),
+  };
 }
 
 function toCheckpoint(r: Row): Checkpoint {

@@ -68,7 +68,13 @@ describe('postgres store specifics', () => {
       );
       return res.rows.map((r: { table_name: string }) => r.table_name);
     });
-    expect(tables).toEqual(['checkpoints', 'lead_notifier_migrations', 'outbox']);
+    expect(tables).toEqual([
+      'checkpoints',
+      'cluster_replicas',
+      'lead_notifier_migrations',
+      'outbox',
+      'rule_leases',
+    ]);
   });
 
   it('readOnly refuses writes', async () => {
