@@ -18,9 +18,10 @@ import { openStore } from '../store/index.ts';
 import { compileRule } from '../templates/index.ts';
 import { enabledRules, resendRuleNames } from '../rules/index.ts';
 import { Enqueuer } from './enqueue.ts';
+import { Leadership } from '../cluster/leadership.ts';
 import type { Store } from '../store/index.ts';
 import { parseDuration } from '../util/duration.ts';
-import { coerceError } from '../util/errors.ts';
+import { codeOf, coerceError } from '../util/errors.ts';
 
 export interface RuleStatus {
   name: string;
@@ -30,6 +31,8 @@ export interface RuleStatus {
   lastError: string | null;
   lastResult: PollResult | null;
   polling: boolean;
+  /** this replica leads the rule's polling (always, with one replica) */
+  leader: boolean;
 }
 
 export interface AppEvents {
@@ -37,6 +40,9 @@ export interface AppEvents {
   onPollError?: (rule: string, err: Error) => void;
   onDispatch?: (e: DispatchEvent) => void;
   onApiUsage?: (usage: ApiUsage) => void;
+  /** this replica started or stopped leading a rule */
+  onLeadership?: (rule: string, leading: boolean) => void;
+  onLeaseRenewFailure?: (err: Error) => void;
 }
 
 export interface AppOptions {
@@ -57,6 +63,7 @@ export class App {
   store: Store | undefined;
   sink: SmtpSink | undefined;
   dispatcher: Dispatcher | undefined;
+  leadership: Leadership | undefined;
   conn: Connection | undefined;
   salesforce: { state: 'connecting' | 'connected' | 'error'; lastError: string | null } = {
     state: 'connecting',
@@ -96,7 +103,16 @@ export class App {
     if (this.started) return;
     this.started = true;
     const cfg = this.config;
-    const store = await openStore(cfg.store, { baseDir: cfg.baseDir, exclusive: true });
+    const enabled = enabledRules(cfg);
+    const store = await openStore(cfg.store, {
+      baseDir: cfg.baseDir,
+      exclusive: true,
+      postgres: {
+        // one poller commit per rule, the dispatcher's claim and outcome writes, the leases
+        max: cfg.cluster.poolSize ?? enabled.length + 3,
+        applicationName: `lead-notifier ${this.owner}`.slice(0, 63),
+      },
+    });
     this.store = store;
     await store.migrate();
     const resendRules = resendRuleNames(cfg);
@@ -109,7 +125,6 @@ export class App {
       );
     }
 
-    const enabled = enabledRules(cfg);
     const compiled = new Map(enabled.map((r) => [r.name, compileRule(r, cfg.baseDir)]));
 
     this.sink = createSmtpSink(cfg.smtp, {
@@ -117,6 +132,7 @@ export class App {
       logger: this.opts.logger.child({ component: 'smtp' }),
     });
     const leaseMs = cfg.delivery.leaseMs ?? cfg.smtp.sendTimeoutMs + 30_000;
+    const leaseTtlMs = parseDuration(cfg.cluster.leaseTtl);
     this.dispatcher = new Dispatcher({
       store,
       sink: this.sink,
@@ -126,6 +142,7 @@ export class App {
       owner: this.owner,
       logger: this.opts.logger.child({ component: 'dispatcher' }),
       resendRules,
+      recoverEveryMs: Math.min(leaseMs, Math.ceil(leaseTtlMs / 3)),
       onEvent: (e) => {
         this.trackSmtp(e);
         this.opts.events?.onDispatch?.(e);
@@ -134,9 +151,37 @@ export class App {
     this.dispatcher.start();
     void this.verifySmtp();
 
-    this.conn = createConnection(cfg.salesforce, cfg.baseDir);
+    // Poll leadership: with one replica (always so with SQLite) this replica leads every rule.
+    const byName = new Map(enabled.map((r) => [r.name, r]));
+    const leadership = new Leadership({
+      store,
+      replica: { id: this.owner, host: hostname(), pid: process.pid },
+      rules: enabled.map((r) => r.name),
+      ttlMs: leaseTtlMs,
+      logger: this.opts.logger.child({ component: 'leadership' }),
+      onGain: (name) => {
+        const status = this.rules.get(name);
+        if (status) status.leader = true;
+        this.opts.events?.onLeadership?.(name, true);
+        const rule = byName.get(name);
+        // a new term: poll now (and subscribe, in stream mode) from the stored checkpoint
+        if (rule && this.pollers.has(name)) this.triggerPoll(rule);
+      },
+      onLose: (name) => {
+        const status = this.rules.get(name);
+        if (status) {
+          status.leader = false;
+          status.lastError = null; // another replica polls it now; its errors are not ours
+        }
+        this.opts.events?.onLeadership?.(name, false);
+        // the stream follows the lease: a stale replay id must not be used (its writes are fenced anyway)
+        const streamer = this.streamers.get(name);
+        if (streamer && streamer.state !== 'stopped') void streamer.stop();
+      },
+      onRenewFailure: (err) => this.opts.events?.onLeaseRenewFailure?.(err),
+    });
+    this.leadership = leadership;
     for (const rule of enabled) {
-      const c = compiled.get(rule.name)!;
       this.rules.set(rule.name, {
         name: rule.name,
         object: rule.object,
@@ -145,13 +190,21 @@ export class App {
         lastError: null,
         lastResult: null,
         polling: false,
+        leader: false,
       });
+    }
+    await leadership.start();
+
+    this.conn = createConnection(cfg.salesforce, cfg.baseDir);
+    for (const rule of enabled) {
+      const c = compiled.get(rule.name)!;
       const enqueuer = new Enqueuer({
         rule,
         compiled: c,
         store,
         logger: this.opts.logger.child({ component: 'enqueue', rule: rule.name }),
         onEnqueued: () => this.dispatcher?.kick(),
+        fence: () => leadership.fence(rule.name),
       });
       const poller = new RulePoller({
         rule,
@@ -167,7 +220,8 @@ export class App {
         },
       });
       this.pollers.set(rule.name, poller);
-      await poller.init();
+      // the leader fixes the floor at the first start; a follower's first poll as leader does
+      if (leadership.isLeader(rule.name)) await poller.init();
       if (rule.mode === 'stream') {
         this.streamers.set(
           rule.name,
@@ -212,6 +266,8 @@ export class App {
     const status = this.rules.get(rule.name);
     const poller = this.pollers.get(rule.name);
     if (!status || !poller) return;
+    // another replica leads this rule: it polls (and streams) it; we only dispatch
+    if (!this.leadership?.isLeader(rule.name)) return;
     if (status.polling) {
       if (!wait) return;
       while (status.polling) await sleep(100);
@@ -259,6 +315,9 @@ export class App {
           'Salesforce API allocation exhausted (REQUEST_LIMIT_EXCEEDED); polling paused, cursor unchanged',
         );
         this.limitBackoffMs = Math.min(this.limitBackoffMs * 2, LIMIT_BACKOFF_MAX_MS);
+      } else if (codeOf(err) === 'ELEASELOST') {
+        status.lastError = null;
+        log.warn({ err }, 'poll stopped: this replica no longer leads the rule; its write was refused');
       } else {
         log.error({ err }, 'poll failed; cursor unchanged, retried on the next tick');
       }
@@ -330,6 +389,8 @@ export class App {
       Promise.allSettled([...this.inFlightPolls]),
       sleep(Math.max(0, deadline - Date.now())),
     ]);
+    // hand the rules over now rather than after the lease ttl
+    await this.leadership?.stop();
     await this.dispatcher?.stop(Math.max(0, deadline - Date.now()));
     await this.sink?.close();
     await this.store?.close();

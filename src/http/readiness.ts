@@ -11,6 +11,7 @@ export type AppView = Pick<
   | 'config'
   | 'store'
   | 'dispatcher'
+  | 'leadership'
   | 'salesforce'
   | 'smtp'
   | 'apiUsage'
@@ -78,6 +79,10 @@ export interface RuleReport {
   /** seconds since the last successful poll; null before the first */
   lagSeconds: number | null;
   lastError: string | null;
+  /** this replica leads the rule's polling; false: another replica does (see `replicas`) */
+  leader: boolean;
+  /** this replica's lease, while it leads */
+  lease: { epoch: number; expiresAt: string } | null;
 }
 
 export interface ReadinessReport {
@@ -91,6 +96,8 @@ export interface ReadinessReport {
     smtp: ComponentReport & { circuit: 'open' | 'closed' | null; checkedAt: string | null };
   };
   rules: RuleReport[];
+  /** this replica and the others alive at its last heartbeat */
+  cluster: { replica: string; replicas: string[]; leaseRenewFailures: number } | null;
   outbox: { depth: number; pending: number; failed: number; sending: number } | null;
 }
 
@@ -112,14 +119,21 @@ export function readiness(
     lagSeconds:
       r.lastSuccessAt === null ? null : Math.max(0, Math.round((now - Date.parse(r.lastSuccessAt)) / 1000)),
     lastError: r.lastError,
+    leader: r.leader,
+    lease: app.leadership?.lease(r.name) ?? null,
   }));
 
-  // Salesforce is usable when we are authenticated and every rule's last call succeeded.
+  // Salesforce is usable when we are authenticated and every rule's last call succeeded. Rules
+  // another replica leads are polled there: not ours to judge.
   let sf: ComponentReport;
-  const failing = rules.filter((r) => r.lastError !== null);
-  const neverPolled = rules.filter((r) => r.lastSuccessAt === null);
+  const led = rules.filter((r) => r.leader);
+  const failing = led.filter((r) => r.lastError !== null);
+  const neverPolled = led.filter((r) => r.lastSuccessAt === null);
   if (app.salesforce.state === 'error')
     sf = { ok: false, state: 'error', reason: app.salesforce.lastError ?? 'authentication failed' };
+  else if (led.length === 0 && rules.length > 0)
+    // a follower makes no Salesforce calls; the leaders' readiness speaks for Salesforce
+    sf = { ok: true, state: 'follower', reason: null };
   else if (failing.length > 0)
     sf = {
       ok: false,
@@ -164,6 +178,13 @@ export function readiness(
     reason: stopping ? 'stopping' : problems.length > 0 ? problems.join('; ') : null,
     components,
     rules,
+    cluster: app.leadership
+      ? {
+          replica: app.leadership.replicaId,
+          replicas: app.leadership.replicas.map((r) => r.id),
+          leaseRenewFailures: app.leadership.renewFailures,
+        }
+      : null,
     outbox: c
       ? { depth: c.pending + c.failed + c.sending, pending: c.pending, failed: c.failed, sending: c.sending }
       : null,
