@@ -1,5 +1,5 @@
-// Poll leadership per rule. Every replica heartbeats into the store and holds at most its fair
-// share (rules / live replicas, rounded up) of rule leases; the store's clock decides expiry.
+// Poll leadership per rule. Every replica heartbeats into the store and holds its share (rules /
+// live replicas) of rule leases; the store's clock decides expiry.
 // Leases are renewed every ttl/3. A replica trusts a lease only until ttl * 3/4 after it SENT the
 // renewal that granted it (the store set expiry to its own now + ttl, which is later), so a
 // replica that cannot renew stops leading before the lease can have expired elsewhere. Writes are
@@ -99,8 +99,7 @@ export class Leadership {
     } catch (e) {
       this.renewFailed(e, 'heartbeat');
     }
-    const live = Math.max(1, this.replicas.length);
-    const fair = Math.ceil(this.o.rules.length / live);
+    const fair = this.share();
 
     for (const [rule, h] of [...this.held]) {
       if (this.stopped) return;
@@ -153,6 +152,18 @@ export class Leadership {
         break;
       }
     }
+  }
+
+  /**
+   * How many rules this replica should lead: rules / live replicas, the remainder going to the
+   * first replicas by id, so the shares add up to the rule count and every replica knows its own.
+   */
+  private share(): number {
+    const ids = this.replicas.map((r) => r.id).sort();
+    if (!ids.includes(this.replicaId)) return this.o.rules.length; // no heartbeat yet: alone
+    const n = this.o.rules.length;
+    const rank = ids.indexOf(this.replicaId);
+    return Math.floor(n / ids.length) + (rank < n % ids.length ? 1 : 0);
   }
 
   private trust(sentAt: number): number {
