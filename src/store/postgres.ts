@@ -191,21 +191,42 @@ export class PostgresStore implements Store {
     return this.withReconnect(safety, () => this.txOnce(fn));
   }
 
+  /**
+   * Check a client out with an 'error' listener attached in the same tick. pg-pool only guards
+   * idle clients, and with the promise form of connect() the listener would be added a microtask
+   * later: the server's FATAL message can arrive in the same socket read as the previous query's
+   * reply and be emitted in between, an unhandled 'error' that kills the process.
+   */
+  private checkout(): Promise<{
+    client: pg.PoolClient;
+    guard: { broken?: Error };
+    onError: (e: Error) => void;
+  }> {
+    return new Promise((resolve, reject) => {
+      this.pool.connect((err, client) => {
+        if (err || !client) {
+          reject(err ?? new Error('pool gave no client'));
+          return;
+        }
+        const guard: { broken?: Error } = {};
+        const onError = (e: Error) => {
+          guard.broken = e;
+          this.lastConnectionError = e;
+        };
+        client.on('error', onError);
+        resolve({ client, guard, onError });
+      });
+    });
+  }
+
   private async txOnce<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
-      const client = await this.pool.connect();
-      // pg-pool only guards idle clients: a checked-out client whose connection the server drops
-      // emits 'error', which would crash the process without a listener. The failing query
-      // rejects as well, so the listener only has to remember it and mark the client broken.
-      let broken: Error | undefined;
-      const onError = (err: Error) => {
-        broken = err;
-        this.lastConnectionError = err;
-      };
-      client.on('error', onError);
+      // The listener only has to remember the error: the failing query rejects as well. A client
+      // that saw one is discarded on release.
+      const { client, guard, onError } = await this.checkout();
       const release = (err?: Error) => {
         client.removeListener('error', onError);
-        client.release(err ?? broken);
+        client.release(err ?? guard.broken);
       };
       try {
         await client.query('BEGIN');
@@ -215,7 +236,7 @@ export class PostgresStore implements Store {
         return out;
       } catch (err) {
         try {
-          if (!broken) await client.query('ROLLBACK');
+          if (!guard.broken) await client.query('ROLLBACK');
           release();
         } catch (rollbackErr) {
           release(rollbackErr as Error); // broken connection: discard it

@@ -76,6 +76,49 @@ describe('postgres store: connections that die', () => {
     }
   });
 
+  it('terminations under concurrent load (transactions, statements) never escape as an unhandled error', async () => {
+    const app = `ln-test-load-${prefix}`;
+    const store = await openStore(withSchema(server.url, `${prefix}_load`), {
+      postgres: { applicationName: app, max: 4 },
+    });
+    const c = await admin();
+    let stop = false;
+    let done = 0;
+    const failures: string[] = [];
+    // more workers than connections, so released clients go straight to a waiting transaction:
+    // the window in which pg-pool hands over a client that has no 'error' listener yet
+    const worker = async (k: number) => {
+      for (let i = 0; !stop; i++) {
+        try {
+          await store.commitBatch('r', [], cp(T0));
+          await store.acquireLease('r', 'A', 3000);
+          await store.counts();
+          done++;
+        } catch (e) {
+          failures.push(String((e as { code?: string }).code));
+        }
+      }
+    };
+    try {
+      const workers = [0, 1, 2, 3, 4, 5].map(worker);
+      for (let k = 0; k < 30; k++) {
+        await sleep(100);
+        await terminate(c, app);
+      }
+      const before = done;
+      await sleep(1500);
+      stop = true;
+      await Promise.all(workers);
+      // it carried on after the last termination, and anything that failed failed as retryable
+      expect(done).toBeGreaterThan(before);
+      expect(failures.filter((f) => f !== 'ESTOREUNAVAILABLE')).toEqual([]);
+    } finally {
+      stop = true;
+      await c.end();
+      await store.close();
+    }
+  }, 30_000);
+
   it('a transaction whose connection is terminated while it waits on a row lock is retried, once', async () => {
     const app = `ln-test-tx-${prefix}`;
     const schema = `${prefix}_tx`;
