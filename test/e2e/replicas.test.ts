@@ -55,7 +55,21 @@ function run(s: Stack): CliProcess {
 }
 
 async function started(p: CliProcess): Promise<void> {
-  await p.waitForLine((_l, j) => j?.msg === 'lead-notifier started', 30_000);
+  try {
+    await p.waitForLine((_l, j) => j?.msg === 'lead-notifier started', 45_000);
+  } catch (e) {
+    // what the silent process waits on, for the failure message
+    const admin = new pg.Client({ connectionString: server.url });
+    await admin.connect();
+    const { rows } = await admin
+      .query(
+        `SELECT application_name, state, wait_event_type, wait_event, left(query, 100) AS q FROM pg_stat_activity WHERE application_name LIKE 'lead-notifier%'`,
+      )
+      .finally(() => admin.end());
+    throw new Error(
+      `${String(e)}\npid ${p.proc.pid}, exit ${p.proc.exitCode}\n${JSON.stringify(rows, null, 1)}`,
+    );
+  }
 }
 
 interface Status {
@@ -142,14 +156,15 @@ describe('several replicas on one PostgreSQL', () => {
     first.kill('SIGKILL');
     await first.exit;
     const killedAt = Date.now();
-    const next = await leaderOf(cluster, replicas);
+    await leaderOf(cluster, replicas);
     events.push(`leader killed; rule led again after ${Date.now() - killedAt} ms`);
     replicas[killedIndex] = run(cluster);
     await started(replicas[killedIndex]!);
 
     await sleep(6000);
     // SIGSTOP the leader past its lease, then let it go on: it must not move the cursor
-    const paused = next;
+    const paused = await leaderOf(cluster, replicas);
+    const linesBefore = paused.lines.length;
     const pausedIndex = replicas.indexOf(paused);
     paused.proc.kill('SIGSTOP');
     await sleep(LEASE_TTL_MS * 2.5);
@@ -158,12 +173,19 @@ describe('several replicas on one PostgreSQL', () => {
     expect(takenOver?.leader).not.toBeNull();
     expect(Number(takenOver!.leader!.split(':')[1])).not.toBe(paused.proc.pid);
     paused.proc.kill('SIGCONT');
-    await paused.waitForLine(
-      (_l, j) => j?.msg === 'no longer leading rule' || j?.msg === 'leading rule',
+    // on waking it finds its lease gone and stops leading; whatever it had in flight was fenced
+    await waitFor(
+      () => paused.lines.slice(linesBefore).some((l) => l.includes('"msg":"no longer leading rule"')),
       10_000,
+      'the resumed replica to give the rule up',
+    );
+    const woke = paused.lines.slice(linesBefore);
+    const after = woke.slice(
+      0,
+      woke.findIndex((l) => l.includes('"msg":"no longer leading rule"')),
     );
     events.push(
-      `paused leader resumed: ${paused.lines.filter((l) => l.includes('no longer leading')).length} lease losses logged`,
+      `paused leader resumed: gave the rule up; ${after.filter((l) => l.includes('write was refused')).length} late writes refused, ${after.filter((l) => l.includes('"msg":"poll"')).length} polls completed by it before it gave up`,
     );
 
     await sleep(10_000);
