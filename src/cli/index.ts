@@ -87,11 +87,13 @@ const commands: Record<string, Command> = {
         await starting;
       } catch (e) {
         const err = coerceError(e);
-        logger.fatal({ err }, `start-up failed: ${err.message}`);
+        // a store that is held or unreadable is the operator's to fix: the message says what, no stack
+        const known = err.name === 'StoreLockedError' || err.name === 'StoreCorruptError';
+        if (known) logger.fatal({ code: err.code }, `start-up failed: ${err.message}`);
+        else logger.fatal({ err }, `start-up failed: ${err.message}`);
         await app.stop(1000).catch(() => undefined);
         await http?.close(100);
-        if (err.name === 'StoreLockedError')
-          process.stderr.write(`lead-notifier run: ${scrub(err.message)}\n`);
+        if (known) process.stderr.write(`lead-notifier run: ${scrub(err.message)}\n`);
         return EXIT.FAILURE;
       }
       return done;

@@ -1,6 +1,6 @@
 // openStore: the one way the rest of the program gets a Store.
-import { existsSync, mkdirSync } from 'node:fs';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { existsSync, mkdirSync, realpathSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Store } from './types.ts';
 import { FileLock } from './lock.ts';
 import { SqliteStore } from './sqlite.ts';
@@ -40,6 +40,15 @@ export function sqlitePath(url: string, baseDir?: string): string {
   return isAbsolute(path) ? path : resolve(baseDir ?? process.cwd(), path);
 }
 
+/** the path with every symlink resolved; for a file not created yet, its directory's real path */
+function realPath(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return join(realpathSync(dirname(path)), basename(path));
+  }
+}
+
 /**
  * 'sqlite:./data/notifier.db' | 'sqlite:/abs.db' | 'sqlite::memory:' | 'postgres://...' | 'postgresql://...'
  * A writable store is migrated before it is returned.
@@ -48,12 +57,15 @@ export async function openStore(url: string, opts: OpenStoreOptions = {}): Promi
   const readOnly = opts.readOnly ?? false;
   let store: Store;
   if (url.startsWith('sqlite:')) {
-    const path = sqlitePath(url, opts.baseDir);
-    const memory = path === ':memory:';
+    const given = sqlitePath(url, opts.baseDir);
+    const memory = given === ':memory:';
     if (!memory) {
-      if (readOnly && !existsSync(path)) throw new StoreMissingError(path);
-      if (!readOnly) mkdirSync(dirname(path), { recursive: true });
+      if (readOnly && !existsSync(given)) throw new StoreMissingError(given);
+      if (!readOnly) mkdirSync(dirname(given), { recursive: true });
     }
+    // The lock (and the database) on the file's real path: a second daemon reaching the same file
+    // through a symlink, or a symlinked directory, meets the same lock instead of running beside us.
+    const path = memory ? given : realPath(given);
     const lock = opts.exclusive && !readOnly && !memory ? FileLock.acquire(`${path}.lock`) : undefined;
     try {
       store = new SqliteStore(path, { readOnly, ...(lock ? { lock } : {}) });

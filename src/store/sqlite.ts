@@ -27,7 +27,7 @@ import {
   validateClaim,
   validateTtl,
 } from './common.ts';
-import { LeaseLostError, StoreClosedError } from './errors.ts';
+import { LeaseLostError, StoreClosedError, StoreCorruptError } from './errors.ts';
 import type { FileLock } from './lock.ts';
 import { loadMigrations } from './migrations.ts';
 
@@ -53,11 +53,15 @@ export class SqliteStore implements Store {
     this.readOnly = opts.readOnly ?? false;
     this.lock = opts.lock;
     // timeout = busy_timeout: wait up to 5 s for another connection's write lock instead of failing.
-    this.db = new DatabaseSync(path, {
-      readOnly: this.readOnly,
-      timeout: 5_000,
-      enableForeignKeyConstraints: true,
-    });
+    try {
+      this.db = new DatabaseSync(path, {
+        readOnly: this.readOnly,
+        timeout: 5_000,
+        enableForeignKeyConstraints: true,
+      });
+    } catch (err) {
+      throw unreadable(path, err) ?? err;
+    }
     try {
       this.db.exec('PRAGMA busy_timeout = 5000');
       this.db.exec('PRAGMA foreign_keys = ON');
@@ -72,7 +76,7 @@ export class SqliteStore implements Store {
       this.db.exec('PRAGMA synchronous = FULL');
     } catch (err) {
       this.db.close();
-      throw err;
+      throw unreadable(path, err) ?? err;
     }
   }
 
@@ -104,6 +108,14 @@ export class SqliteStore implements Store {
 
   async migrate(): Promise<void> {
     this.check('migrate');
+    try {
+      this.migrateNow();
+    } catch (err) {
+      throw unreadable(this.path, err) ?? err;
+    }
+  }
+
+  private migrateNow(): void {
     const migrations = loadMigrations('sqlite');
     if (this.readOnly) {
       const latest = this.appliedVersion();
@@ -524,6 +536,17 @@ function strOrNull(v: SQLInputValue | undefined): string | null {
 }
 function json<T>(v: SQLInputValue | undefined): T | null {
   return v === null || v === undefined ? null : (JSON.parse(String(v)) as T);
+}
+
+// SQLite result codes meaning "this file is not (or no longer) a database we can read":
+// SQLITE_CORRUPT 11, SQLITE_CANTOPEN 14, SQLITE_NOTADB 26. Nothing has been written when they occur.
+const UNREADABLE_CODES = new Set([11, 14, 26]);
+
+function unreadable(path: string, err: unknown): StoreCorruptError | undefined {
+  const code = (err as { errcode?: unknown } | null)?.errcode;
+  return typeof code === 'number' && UNREADABLE_CODES.has(code & 0xff)
+    ? new StoreCorruptError(path, err)
+    : undefined;
 }
 
 function toLease(r: Row): RuleLease {
