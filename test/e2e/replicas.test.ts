@@ -68,6 +68,7 @@ async function started(p: CliProcess): Promise<void> {
       .finally(() => admin.end());
     throw new Error(
       `${String(e)}\npid ${p.proc.pid}, exit ${p.proc.exitCode}\n${JSON.stringify(rows, null, 1)}`,
+      { cause: e },
     );
   }
 }

@@ -87,8 +87,8 @@ describe('postgres store: connections that die', () => {
     const failures: string[] = [];
     // more workers than connections, so released clients go straight to a waiting transaction:
     // the window in which pg-pool hands over a client that has no 'error' listener yet
-    const worker = async (k: number) => {
-      for (let i = 0; !stop; i++) {
+    const worker = async () => {
+      while (!stop) {
         try {
           await store.commitBatch('r', [], cp(T0));
           await store.acquireLease('r', 'A', 3000);
@@ -100,7 +100,7 @@ describe('postgres store: connections that die', () => {
       }
     };
     try {
-      const workers = [0, 1, 2, 3, 4, 5].map(worker);
+      const workers = Array.from({ length: 6 }, worker);
       for (let k = 0; k < 30; k++) {
         await sleep(100);
         await terminate(c, app);
