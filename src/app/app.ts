@@ -14,7 +14,7 @@ import { connectSalesforce, createConnection } from '../sources/salesforce/conne
 import { isRequestLimitError, RulePoller } from '../sources/salesforce/poller.ts';
 import type { ApiUsage, PollResult } from '../sources/salesforce/poller.ts';
 import { RuleStreamer } from '../sources/salesforce/streamer.ts';
-import { openStore } from '../store/index.ts';
+import { isStoreFailure, openStore } from '../store/index.ts';
 import { compileRule } from '../templates/index.ts';
 import { enabledRules, resendRuleNames } from '../rules/index.ts';
 import { Enqueuer } from './enqueue.ts';
@@ -33,6 +33,8 @@ export interface RuleStatus {
   polling: boolean;
   /** this replica leads the rule's polling (always, with one replica) */
   leader: boolean;
+  /** where lastError came from: the store is judged apart from Salesforce */
+  lastErrorSource?: 'salesforce' | 'store' | null;
 }
 
 export interface AppEvents {
@@ -76,6 +78,8 @@ export class App {
     checkedAt: null,
   };
   apiUsage: ApiUsage | null = null;
+  /** the last store write that failed (disk full, read-only, database gone); cleared by the next that works */
+  storeProblem: { reason: string; at: string } | null = null;
   readonly rules = new Map<string, RuleStatus>();
   private readonly log: Logger;
   private readonly opts: AppOptions;
@@ -144,6 +148,8 @@ export class App {
       resendRules,
       recoverEveryMs: Math.min(leaseMs, Math.ceil(leaseTtlMs / 3)),
       onEvent: (e) => {
+        if (e.type === 'loop-error' && isStoreFailure(e.error))
+          this.storeProblem = { reason: e.error.message, at: new Date().toISOString() };
         this.trackSmtp(e);
         this.opts.events?.onDispatch?.(e);
       },
@@ -286,6 +292,8 @@ export class App {
       const result = await poller.pollOnce();
       status.lastSuccessAt = new Date().toISOString();
       status.lastError = null;
+      status.lastErrorSource = null;
+      this.storeProblem = null; // a poll commits its checkpoint: the store takes writes again
       status.lastResult = result;
       this.limitBackoffMs = LIMIT_BACKOFF_MIN_MS;
       log.info(
@@ -306,6 +314,7 @@ export class App {
     } catch (e) {
       const err = coerceError(e);
       status.lastError = err.message;
+      status.lastErrorSource = isStoreFailure(err) ? 'store' : 'salesforce';
       this.opts.events?.onPollError?.(rule.name, err);
       if (isRequestLimitError(err)) {
         // The allocation is org-wide: pause every rule, cursor unmoved, and try again later.
@@ -315,6 +324,12 @@ export class App {
           'Salesforce API allocation exhausted (REQUEST_LIMIT_EXCEEDED); polling paused, cursor unchanged',
         );
         this.limitBackoffMs = Math.min(this.limitBackoffMs * 2, LIMIT_BACKOFF_MAX_MS);
+      } else if (status.lastErrorSource === 'store') {
+        this.storeProblem = { reason: err.message, at: new Date().toISOString() };
+        log.error(
+          { err },
+          'store write failed (disk full, read-only file or database unavailable?); cursor unchanged, retried on the next tick',
+        );
       } else if (codeOf(err) === 'ELEASELOST') {
         status.lastError = null;
         log.warn({ err }, 'poll stopped: this replica no longer leads the rule; its write was refused');

@@ -15,6 +15,7 @@ export type AppView = Pick<
   | 'salesforce'
   | 'smtp'
   | 'apiUsage'
+  | 'storeProblem'
   | 'rules'
   | 'isStopping'
   | 'verifySmtp'
@@ -79,6 +80,7 @@ export interface RuleReport {
   /** seconds since the last successful poll; null before the first */
   lagSeconds: number | null;
   lastError: string | null;
+  lastErrorSource: 'salesforce' | 'store' | null;
   /** this replica leads the rule's polling; false: another replica does (see `replicas`) */
   leader: boolean;
   /** this replica's lease, while it leads */
@@ -107,9 +109,13 @@ export function readiness(
   stopping: boolean,
   now = Date.now(),
 ): ReadinessReport {
-  const store: ReadinessReport['components']['store'] = outbox.ok
-    ? { ok: true, state: 'ok', reason: null, kind: app.store?.kind ?? null }
-    : { ok: false, state: 'error', reason: outbox.error, kind: app.store?.kind ?? null };
+  // Reads can work while writes fail (a full disk, a read-only file): the last failed write counts too.
+  const kind = app.store?.kind ?? null;
+  const store: ReadinessReport['components']['store'] = !outbox.ok
+    ? { ok: false, state: 'error', reason: outbox.error, kind }
+    : app.storeProblem
+      ? { ok: false, state: 'error', reason: `writes failing: ${app.storeProblem.reason}`, kind }
+      : { ok: true, state: 'ok', reason: null, kind };
 
   const rules: RuleReport[] = [...app.rules.values()].map((r) => ({
     name: r.name,
@@ -119,6 +125,7 @@ export function readiness(
     lagSeconds:
       r.lastSuccessAt === null ? null : Math.max(0, Math.round((now - Date.parse(r.lastSuccessAt)) / 1000)),
     lastError: r.lastError,
+    lastErrorSource: r.lastErrorSource ?? null,
     leader: r.leader,
     lease: app.leadership?.lease(r.name) ?? null,
   }));
@@ -127,8 +134,8 @@ export function readiness(
   // another replica leads are polled there: not ours to judge.
   let sf: ComponentReport;
   const led = rules.filter((r) => r.leader);
-  const failing = led.filter((r) => r.lastError !== null);
-  const neverPolled = led.filter((r) => r.lastSuccessAt === null);
+  const failing = led.filter((r) => r.lastError !== null && r.lastErrorSource !== 'store');
+  const neverPolled = led.filter((r) => r.lastSuccessAt === null && r.lastErrorSource !== 'store');
   if (app.salesforce.state === 'error')
     sf = { ok: false, state: 'error', reason: app.salesforce.lastError ?? 'authentication failed' };
   else if (led.length === 0 && rules.length > 0)

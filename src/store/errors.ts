@@ -22,6 +22,21 @@ export class StoreMissingError extends Error {
   }
 }
 
+/**
+ * The store itself failed (disk full, read-only file, I/O error, database unreachable), as
+ * opposed to the source or the channel: readiness names the store for it.
+ */
+export function isStoreFailure(err: unknown): boolean {
+  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (code === 'ELEASELOST') return false;
+    if (typeof code === 'string' && (code === 'ERR_SQLITE_ERROR' || code.startsWith('ESTORE'))) return true;
+    // a PostgreSQL server error (pg's DatabaseError carries the severity and a SQLSTATE)
+    if (typeof (e as { severity?: unknown }).severity === 'string' && typeof code === 'string') return true;
+  }
+  return false;
+}
+
 /** A method was called after close(). */
 export class StoreClosedError extends Error {
   override name = 'StoreClosedError';

@@ -13,6 +13,7 @@ export {
   StoreLockedError,
   StoreMissingError,
   StoreUnavailableError,
+  isStoreFailure,
 } from './errors.ts';
 export { OUTBOX_STATES } from './types.ts';
 export type * from './types.ts';
