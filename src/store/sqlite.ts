@@ -299,7 +299,10 @@ export class SqliteStore implements Store {
     const until = new Date(now.getTime() + ttlMs).toISOString();
     return this.tx(() => {
       const cur = this.stmt('SELECT * FROM rule_leases WHERE rule = ?').get(rule) as Row | undefined;
-      const live = cur !== undefined && str(cur.expires_at) > nowIso;
+      // Opened exclusively, the file lock proves any other holder is a process that died: take over
+      // at once (a new epoch) rather than wait out its lease.
+      const live =
+        cur !== undefined && str(cur.expires_at) > nowIso && (!this.lock || str(cur.holder) === holder);
       if (live && str(cur.holder) !== holder) return null;
       const epoch = cur === undefined ? 1 : live ? Number(cur.epoch) : Number(cur.epoch) + 1;
       const acquiredAt = live ? str(cur.acquired_at) : nowIso;
@@ -338,6 +341,13 @@ export class SqliteStore implements Store {
          ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at, expires_at = excluded.expires_at`,
       ).run(replica.id, replica.host, replica.pid, nowIso, nowIso, until);
       this.stmt('DELETE FROM cluster_replicas WHERE seen_at < ?').run(dayAgo);
+      // exclusively held: every other replica on record is gone (the file lock says so)
+      if (this.lock)
+        this.stmt('UPDATE cluster_replicas SET expires_at = ? WHERE id <> ? AND expires_at > ?').run(
+          nowIso,
+          replica.id,
+          nowIso,
+        );
       return (
         this.stmt('SELECT * FROM cluster_replicas WHERE id = ? OR expires_at > ? ORDER BY id').all(
           replica.id,

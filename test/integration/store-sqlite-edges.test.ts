@@ -48,6 +48,31 @@ describe('sqlite store edges', () => {
     expect(readdirSync(join(d, 'data'))).toContain('notifier.db.lock');
   });
 
+  it('opened exclusively, it takes over the leases and heartbeat of a process that died (the lock says so)', async () => {
+    const d = dir();
+    const file = join(d, 'notifier.db');
+    const dead = await openStore(`sqlite:${file}`);
+    await dead.heartbeat({ id: 'dead', host: 'h', pid: 1 }, 60_000);
+    const old = (await dead.acquireLease('r', 'dead', 60_000))!;
+    await dead.close(); // as after kill -9: its rows stay, live for another minute
+    const store = await openStore(`sqlite:${file}`, { exclusive: true });
+    stores.push(store);
+    expect((await store.heartbeat({ id: 'new', host: 'h', pid: 2 }, 60_000)).map((r) => r.id)).toEqual([
+      'new',
+    ]);
+    const lease = await store.acquireLease('r', 'new', 60_000);
+    expect(lease).toMatchObject({ holder: 'new', epoch: old.epoch + 1 });
+    // and the dead holder's fence no longer writes
+    await expect(
+      store.commitBatch(
+        'r',
+        [],
+        { floor: old.acquiredAt, watermark: old.acquiredAt },
+        { holder: 'dead', epoch: old.epoch },
+      ),
+    ).rejects.toMatchObject({ code: 'ELEASELOST' });
+  });
+
   it('a file that is not a database: one message naming it and what to do; the file untouched', async () => {
     const d = dir();
     const file = join(d, 'notifier.db');
