@@ -15,13 +15,14 @@ import { isRequestLimitError, RulePoller } from '../sources/salesforce/poller.ts
 import type { ApiUsage, PollResult } from '../sources/salesforce/poller.ts';
 import { RuleStreamer } from '../sources/salesforce/streamer.ts';
 import { UpdatePoller } from '../sources/salesforce/update-poller.ts';
-import { openStore } from '../store/index.ts';
+import { isStoreFailure, openStore } from '../store/index.ts';
 import { compileRule } from '../templates/index.ts';
 import { enabledRules, resendRuleNames } from '../rules/index.ts';
 import { Enqueuer } from './enqueue.ts';
+import { Leadership } from '../cluster/leadership.ts';
 import type { Store } from '../store/index.ts';
 import { parseDuration } from '../util/duration.ts';
-import { coerceError } from '../util/errors.ts';
+import { codeOf, coerceError } from '../util/errors.ts';
 
 export interface RuleStatus {
   name: string;
@@ -31,6 +32,10 @@ export interface RuleStatus {
   lastError: string | null;
   lastResult: PollResult | null;
   polling: boolean;
+  /** this replica leads the rule's polling (always, with one replica) */
+  leader: boolean;
+  /** where lastError came from: the store is judged apart from Salesforce */
+  lastErrorSource?: 'salesforce' | 'store' | null;
 }
 
 export interface AppEvents {
@@ -38,6 +43,9 @@ export interface AppEvents {
   onPollError?: (rule: string, err: Error) => void;
   onDispatch?: (e: DispatchEvent) => void;
   onApiUsage?: (usage: ApiUsage) => void;
+  /** this replica started or stopped leading a rule */
+  onLeadership?: (rule: string, leading: boolean) => void;
+  onLeaseRenewFailure?: (err: Error) => void;
 }
 
 export interface AppOptions {
@@ -58,6 +66,7 @@ export class App {
   store: Store | undefined;
   sink: SmtpSink | undefined;
   dispatcher: Dispatcher | undefined;
+  leadership: Leadership | undefined;
   conn: Connection | undefined;
   salesforce: { state: 'connecting' | 'connected' | 'error'; lastError: string | null } = {
     state: 'connecting',
@@ -70,6 +79,8 @@ export class App {
     checkedAt: null,
   };
   apiUsage: ApiUsage | null = null;
+  /** the last store write that failed (disk full, read-only, database gone); cleared by the next that works */
+  storeProblem: { reason: string; at: string } | null = null;
   readonly rules = new Map<string, RuleStatus>();
   private readonly log: Logger;
   private readonly opts: AppOptions;
@@ -97,7 +108,16 @@ export class App {
     if (this.started) return;
     this.started = true;
     const cfg = this.config;
-    const store = await openStore(cfg.store, { baseDir: cfg.baseDir, exclusive: true });
+    const enabled = enabledRules(cfg);
+    const store = await openStore(cfg.store, {
+      baseDir: cfg.baseDir,
+      exclusive: true,
+      postgres: {
+        // one poller commit per rule, the dispatcher's claim and outcome writes, the leases
+        max: cfg.cluster.poolSize ?? enabled.length + 3,
+        applicationName: `lead-notifier ${this.owner}`.slice(0, 63),
+      },
+    });
     this.store = store;
     await store.migrate();
     const resendRules = resendRuleNames(cfg);
@@ -110,7 +130,6 @@ export class App {
       );
     }
 
-    const enabled = enabledRules(cfg);
     const compiled = new Map(enabled.map((r) => [r.name, compileRule(r, cfg.baseDir)]));
 
     this.sink = createSmtpSink(cfg.smtp, {
@@ -118,6 +137,7 @@ export class App {
       logger: this.opts.logger.child({ component: 'smtp' }),
     });
     const leaseMs = cfg.delivery.leaseMs ?? cfg.smtp.sendTimeoutMs + 30_000;
+    const leaseTtlMs = parseDuration(cfg.cluster.leaseTtl);
     this.dispatcher = new Dispatcher({
       store,
       sink: this.sink,
@@ -127,7 +147,10 @@ export class App {
       owner: this.owner,
       logger: this.opts.logger.child({ component: 'dispatcher' }),
       resendRules,
+      recoverEveryMs: Math.min(leaseMs, Math.ceil(leaseTtlMs / 3)),
       onEvent: (e) => {
+        if (e.type === 'loop-error' && isStoreFailure(e.error))
+          this.storeProblem = { reason: e.error.message, at: new Date().toISOString() };
         this.trackSmtp(e);
         this.opts.events?.onDispatch?.(e);
       },
@@ -135,9 +158,37 @@ export class App {
     this.dispatcher.start();
     void this.verifySmtp();
 
-    this.conn = createConnection(cfg.salesforce, cfg.baseDir);
+    // Poll leadership: with one replica (always so with SQLite) this replica leads every rule.
+    const byName = new Map(enabled.map((r) => [r.name, r]));
+    const leadership = new Leadership({
+      store,
+      replica: { id: this.owner, host: hostname(), pid: process.pid },
+      rules: enabled.map((r) => r.name),
+      ttlMs: leaseTtlMs,
+      logger: this.opts.logger.child({ component: 'leadership' }),
+      onGain: (name) => {
+        const status = this.rules.get(name);
+        if (status) status.leader = true;
+        this.opts.events?.onLeadership?.(name, true);
+        const rule = byName.get(name);
+        // a new term: poll now (and subscribe, in stream mode) from the stored checkpoint
+        if (rule && this.pollers.has(name)) this.triggerPoll(rule);
+      },
+      onLose: (name) => {
+        const status = this.rules.get(name);
+        if (status) {
+          status.leader = false;
+          status.lastError = null; // another replica polls it now; its errors are not ours
+        }
+        this.opts.events?.onLeadership?.(name, false);
+        // the stream follows the lease: a stale replay id must not be used (its writes are fenced anyway)
+        const streamer = this.streamers.get(name);
+        if (streamer && streamer.state !== 'stopped') void streamer.stop();
+      },
+      onRenewFailure: (err) => this.opts.events?.onLeaseRenewFailure?.(err),
+    });
+    this.leadership = leadership;
     for (const rule of enabled) {
-      const c = compiled.get(rule.name)!;
       this.rules.set(rule.name, {
         name: rule.name,
         object: rule.object,
@@ -146,13 +197,21 @@ export class App {
         lastError: null,
         lastResult: null,
         polling: false,
+        leader: false,
       });
+    }
+    await leadership.start();
+
+    this.conn = createConnection(cfg.salesforce, cfg.baseDir);
+    for (const rule of enabled) {
+      const c = compiled.get(rule.name)!;
       const enqueuer = new Enqueuer({
         rule,
         compiled: c,
         store,
         logger: this.opts.logger.child({ component: 'enqueue', rule: rule.name }),
         onEnqueued: () => this.dispatcher?.kick(),
+        fence: () => leadership.fence(rule.name),
       });
       const Poller = rule.on === 'updated' ? UpdatePoller : RulePoller;
       const poller = new Poller({
@@ -169,7 +228,8 @@ export class App {
         },
       });
       this.pollers.set(rule.name, poller);
-      await poller.init();
+      // the leader fixes the floor at the first start; a follower's first poll as leader does
+      if (leadership.isLeader(rule.name)) await poller.init();
       if (rule.mode === 'stream') {
         this.streamers.set(
           rule.name,
@@ -208,7 +268,8 @@ export class App {
     return cron.schedule(
       rule.digest!.schedule,
       async () => {
-        if (this.stopping) return;
+        // one replica sends a rule's digest: the one that leads the rule's polling
+        if (this.stopping || !this.leadership?.isLeader(rule.name)) return;
         const until = new Date(Math.floor(Date.now() / 1000) * 1000);
         try {
           const { outboxId, count } = await enqueuer.digest(until);
@@ -237,6 +298,8 @@ export class App {
     const status = this.rules.get(rule.name);
     const poller = this.pollers.get(rule.name);
     if (!status || !poller) return;
+    // another replica leads this rule: it polls (and streams) it; we only dispatch
+    if (!this.leadership?.isLeader(rule.name)) return;
     if (status.polling) {
       if (!wait) return;
       while (status.polling) await sleep(100);
@@ -255,6 +318,8 @@ export class App {
       const result = await poller.pollOnce();
       status.lastSuccessAt = new Date().toISOString();
       status.lastError = null;
+      status.lastErrorSource = null;
+      this.storeProblem = null; // a poll commits its checkpoint: the store takes writes again
       status.lastResult = result;
       this.limitBackoffMs = LIMIT_BACKOFF_MIN_MS;
       log.info(
@@ -275,6 +340,7 @@ export class App {
     } catch (e) {
       const err = coerceError(e);
       status.lastError = err.message;
+      status.lastErrorSource = isStoreFailure(err) ? 'store' : 'salesforce';
       this.opts.events?.onPollError?.(rule.name, err);
       if (isRequestLimitError(err)) {
         // The allocation is org-wide: pause every rule, cursor unmoved, and try again later.
@@ -284,6 +350,15 @@ export class App {
           'Salesforce API allocation exhausted (REQUEST_LIMIT_EXCEEDED); polling paused, cursor unchanged',
         );
         this.limitBackoffMs = Math.min(this.limitBackoffMs * 2, LIMIT_BACKOFF_MAX_MS);
+      } else if (status.lastErrorSource === 'store') {
+        this.storeProblem = { reason: err.message, at: new Date().toISOString() };
+        log.error(
+          { err },
+          'store write failed (disk full, read-only file or database unavailable?); cursor unchanged, retried on the next tick',
+        );
+      } else if (codeOf(err) === 'ELEASELOST') {
+        status.lastError = null;
+        log.warn({ err }, 'poll stopped: this replica no longer leads the rule; its write was refused');
       } else {
         log.error({ err }, 'poll failed; cursor unchanged, retried on the next tick');
       }
@@ -355,6 +430,8 @@ export class App {
       Promise.allSettled([...this.inFlightPolls]),
       sleep(Math.max(0, deadline - Date.now())),
     ]);
+    // hand the rules over now rather than after the lease ttl
+    await this.leadership?.stop();
     await this.dispatcher?.stop(Math.max(0, deadline - Date.now()));
     await this.sink?.close();
     await this.store?.close();

@@ -5,7 +5,7 @@
 import type { Logger } from 'pino';
 import type { RuleConfig } from '../config/index.ts';
 import type { BatchAck, SourceBatch } from '../sources/types.ts';
-import type { BatchExtra, NewOutboxRow, Store } from '../store/index.ts';
+import type { BatchExtra, LeaseFence, NewOutboxRow, Store } from '../store/index.ts';
 import { renderMessage, type CompiledRule } from '../templates/index.ts';
 import type { SourceRecord } from '../types.ts';
 import { codeOf, coerceError } from '../util/errors.ts';
@@ -20,6 +20,11 @@ export interface EnqueuerOptions {
   now?: () => Date;
   /** called after each committed batch that enqueued rows (wakes the dispatcher) */
   onEnqueued?: (count: number) => void;
+  /**
+   * the rule's lease epoch for the write (cluster/leadership.ts); throws when this replica does
+   * not lead the rule, so nothing is read, rendered or written under a stale view
+   */
+  fence?: () => LeaseFence;
 }
 
 export class Enqueuer {
@@ -34,6 +39,8 @@ export class Enqueuer {
   readonly commit = (batch: SourceBatch): Promise<BatchAck> => this.serialized(() => this.commitNow(batch));
 
   private async commitNow(batch: SourceBatch): Promise<BatchAck> {
+    // not the leader any more: stop before reading or rendering anything (fence() throws)
+    this.o.fence?.();
     const checkpoint =
       typeof batch.checkpoint === 'function'
         ? batch.checkpoint(await this.o.store.getCheckpoint(this.o.rule.name))
@@ -50,7 +57,9 @@ export class Enqueuer {
         digestItems: [...(extra.digestItems ?? []), ...(plan.extra.digestItems ?? [])],
       });
     }
-    const { inserted } = await this.o.store.commitBatch(this.o.rule.name, rows, checkpoint, extra);
+    // taken again at the write: the store refuses it if the epoch is no longer current
+    const fence = this.o.fence?.();
+    const { inserted } = await this.o.store.commitBatch(this.o.rule.name, rows, checkpoint, extra, fence);
     if (inserted > 0) this.o.onEnqueued?.(inserted);
     return { inserted, dead: rows.filter((r) => r.state === 'dead').length };
   }

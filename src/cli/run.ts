@@ -25,9 +25,11 @@ export const run: Command = {
       await worker.start();
     } catch (e) {
       const err = coerceError(e);
-      logger.fatal({ err }, `start-up failed: ${err.message}`);
-      // the one start-up failure an operator meets on the console: another daemon holds the store
-      if (codeOf(err) === 'ESTORELOCKED') ctx.err(`lead-notifier run: ${err.message}`);
+      // a store that is held or unreadable is the operator's to fix: one line saying what, no stack
+      const known = codeOf(err) === 'ESTORELOCKED' || codeOf(err) === 'ESTORECORRUPT';
+      if (known) logger.fatal({ code: codeOf(err) }, `start-up failed: ${err.message}`);
+      else logger.fatal({ err }, `start-up failed: ${err.message}`);
+      if (known) ctx.err(`lead-notifier run: ${err.message}`);
       shutdown.dispose();
       return EXIT.FAILURE;
     }

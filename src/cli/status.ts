@@ -21,17 +21,30 @@ export async function printStatus(
 ): Promise<number> {
   const store = await openStore(config.store, { baseDir: config.baseDir, readOnly: true });
   try {
-    const [checkpoints, counts, errors, unknown] = await Promise.all([
+    const [checkpoints, counts, errors, unknown, leases, replicas] = await Promise.all([
       store.listCheckpoints(),
       store.counts(),
       store.lastErrors(10),
       store.list({ state: 'unknown', limit: 100 }),
+      store.listLeases(),
+      store.listReplicas(),
     ]);
+    const now = Date.now();
+    const leaders = leases.map((l) => ({
+      rule: l.rule,
+      leader: Date.parse(l.expiresAt) > now ? l.holder : null,
+      holder: l.holder,
+      epoch: l.epoch,
+      expiresAt: l.expiresAt,
+    }));
+    const seen = replicas.map((r) => ({ ...r, alive: Date.parse(r.expiresAt) > now }));
     if (o.json) {
       o.out(
         JSON.stringify(
           {
             checkpoints,
+            leases: leaders,
+            replicas: seen,
             outbox: counts,
             uncertain: unknown.map((r) => ({
               id: r.id,
@@ -60,6 +73,18 @@ export async function printStatus(
     for (const c of checkpoints)
       o.out(`  ${c.rule}: watermark ${c.watermark} (floor ${c.floor}, updated ${c.updatedAt})`);
     if (checkpoints.length === 0) o.out('  (none yet)');
+    if (leaders.length > 0) {
+      o.out('Leaders');
+      for (const l of leaders)
+        o.out(
+          `  ${l.rule}: ${l.leader ?? `none (last ${l.holder})`} epoch ${l.epoch}, lease ${l.leader ? 'until' : 'expired'} ${l.expiresAt}`,
+        );
+    }
+    if (seen.length > 0) {
+      o.out('Replicas (seen in the last day)');
+      for (const r of seen)
+        o.out(`  ${r.id} (${r.host} pid ${r.pid}) ${r.alive ? 'alive' : 'gone'}, last seen ${r.seenAt}`);
+    }
     o.out('Outbox');
     const row = (label: string, n: (s: (typeof OUTBOX_STATES)[number]) => number) =>
       `  ${label.padEnd(24)} ${OUTBOX_STATES.map((s) => String(n(s)).padStart(8)).join(' ')}`;

@@ -2,6 +2,7 @@
 // Keep in step with README.md, config/notifier.example.yaml and config/notifier.schema.json
 // (`npm run schema` regenerates the latter).
 import { z } from 'zod';
+import { parseDuration } from '../util/duration.ts';
 
 const nonEmpty = z.string().min(1, 'must not be empty');
 
@@ -230,6 +231,29 @@ export const deliverySchema = z
     circuitRetryMs: 60_000,
   });
 
+/** Several replicas on one PostgreSQL store (see README "Scaling out"). */
+export const clusterSchema = z
+  .strictObject({
+    leaseTtl: z
+      .string()
+      .regex(/^\d+(ms|s|m)$/, 'must be a duration such as 30s')
+      .refine((v) => parseDuration(v) >= 1000, 'must be at least 1s')
+      .default('30s')
+      .describe(
+        "how long a rule's poll leadership lasts without renewal (renewed every third of it); a dead leader's rules move after about this long",
+      ),
+    poolSize: z
+      .number()
+      .int()
+      .min(2)
+      .max(100)
+      .optional()
+      .describe(
+        'PostgreSQL connections per replica; default: rules + 3. Keep replicas x poolSize below the server max_connections',
+      ),
+  })
+  .default({ leaseTtl: '30s' });
+
 export const configSchema = z.strictObject({
   salesforce: salesforceSchema,
   smtp: smtpSchema,
@@ -252,6 +276,7 @@ export const configSchema = z.strictObject({
     })
     .default({ level: 'info' }),
   delivery: deliverySchema,
+  cluster: clusterSchema,
   shutdownTimeout: z
     .string()
     .regex(/^\d+(ms|s|m)$/, 'must be a duration such as 20s')
@@ -266,6 +291,7 @@ export type SmtpConfig = z.infer<typeof smtpSchema>;
 export type SalesforceConfig = z.infer<typeof salesforceSchema>;
 export type AuthConfig = z.infer<typeof authSchema>;
 export type DeliveryConfig = z.infer<typeof deliverySchema>;
+export type ClusterConfig = z.infer<typeof clusterSchema>;
 
 /** Config after loading: the parsed values plus where they came from. */
 export interface LoadedConfig extends Config {

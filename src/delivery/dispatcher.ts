@@ -27,6 +27,11 @@ export interface DispatcherOptions {
   resendRules?: string[];
   /** idle poll interval (default 1 s) */
   pollIntervalMs?: number;
+  /**
+   * how often to look for rows other processes abandoned (default leaseMs); with replicas, a
+   * third of the lease ttl, so a dead replica's rows are reported soon after its heartbeat ends
+   */
+  recoverEveryMs?: number;
 }
 
 export type DispatchEvent =
@@ -201,7 +206,8 @@ export class Dispatcher {
     this.clearWake();
     let idleFor: number | undefined;
     try {
-      if (this.running && Date.now() - this.lastRecoverAt >= this.o.leaseMs) await this.recoverExpired();
+      if (this.running && Date.now() - this.lastRecoverAt >= (this.o.recoverEveryMs ?? this.o.leaseMs))
+        await this.recoverExpired();
       // Claim first: freed slots are refilled without waiting for the outcome write (the write
       // only has to happen while we hold the leases), and the new sends reach the wire before
       // the write's commit (an fsync with SQLite) blocks the event loop.
@@ -272,7 +278,10 @@ export class Dispatcher {
   /** rows another (crashed) process left `sending` past their lease */
   private async recoverExpired(): Promise<void> {
     this.lastRecoverAt = Date.now();
-    const ids = await this.o.store.recoverAbandoned({ resendRules: this.o.resendRules ?? [] });
+    const ids = await this.o.store.recoverAbandoned({
+      resendRules: this.o.resendRules ?? [],
+      deadOwners: true,
+    });
     if (ids.length) {
       this.log.warn(
         { ids: ids.slice(0, 50), count: ids.length },

@@ -48,6 +48,8 @@ export class Metrics {
   readonly lastSuccessfulPoll: Gauge<'rule'>;
   readonly pollErrors: Counter<'rule'>;
   readonly circuitOpen: Gauge;
+  readonly ruleLeader: Gauge<'rule'>;
+  readonly leaseRenewFailures: Counter;
 
   constructor(opts: MetricsOptions = {}) {
     const registers = [this.registry];
@@ -156,6 +158,17 @@ export class Metrics {
       },
     });
     this.circuitOpen.set(0);
+    this.ruleLeader = new Gauge({
+      name: `${p}rule_leader`,
+      help: "1 while this replica leads the rule's polling (and stream), else 0",
+      labelNames: ['rule'],
+      registers,
+    });
+    this.leaseRenewFailures = new Counter({
+      name: `${p}lease_renew_failures_total`,
+      help: 'Heartbeats and rule lease renewals that failed (store unavailable); a leader stops polling before its lease can expire',
+      registers,
+    });
     for (const rule of opts.rules ?? []) this.initRule(rule);
   }
 
@@ -170,6 +183,8 @@ export class Metrics {
     onPollError: (rule) => this.pollErrors.inc({ rule }),
     onDispatch: (e) => this.onDispatch(e),
     onApiUsage: (u) => this.onApiUsage(u),
+    onLeadership: (rule, leading) => this.ruleLeader.set({ rule }, leading ? 1 : 0),
+    onLeaseRenewFailure: () => this.leaseRenewFailures.inc(),
   };
 
   /** Prometheus text exposition format. */
@@ -189,6 +204,7 @@ export class Metrics {
       this.pollErrors,
     ])
       c.inc({ rule }, 0);
+    this.ruleLeader.set({ rule }, 0);
   }
 
   private onPoll(rule: string, r: PollResult): void {

@@ -11,9 +11,11 @@ export type AppView = Pick<
   | 'config'
   | 'store'
   | 'dispatcher'
+  | 'leadership'
   | 'salesforce'
   | 'smtp'
   | 'apiUsage'
+  | 'storeProblem'
   | 'rules'
   | 'isStopping'
   | 'verifySmtp'
@@ -78,6 +80,11 @@ export interface RuleReport {
   /** seconds since the last successful poll; null before the first */
   lagSeconds: number | null;
   lastError: string | null;
+  lastErrorSource: 'salesforce' | 'store' | null;
+  /** this replica leads the rule's polling; false: another replica does (see `replicas`) */
+  leader: boolean;
+  /** this replica's lease, while it leads */
+  lease: { epoch: number; expiresAt: string } | null;
 }
 
 export interface ReadinessReport {
@@ -91,6 +98,8 @@ export interface ReadinessReport {
     smtp: ComponentReport & { circuit: 'open' | 'closed' | null; checkedAt: string | null };
   };
   rules: RuleReport[];
+  /** this replica and the others alive at its last heartbeat */
+  cluster: { replica: string; replicas: string[]; leaseRenewFailures: number } | null;
   outbox: { depth: number; pending: number; failed: number; sending: number } | null;
 }
 
@@ -100,9 +109,13 @@ export function readiness(
   stopping: boolean,
   now = Date.now(),
 ): ReadinessReport {
-  const store: ReadinessReport['components']['store'] = outbox.ok
-    ? { ok: true, state: 'ok', reason: null, kind: app.store?.kind ?? null }
-    : { ok: false, state: 'error', reason: outbox.error, kind: app.store?.kind ?? null };
+  // Reads can work while writes fail (a full disk, a read-only file): the last failed write counts too.
+  const kind = app.store?.kind ?? null;
+  const store: ReadinessReport['components']['store'] = !outbox.ok
+    ? { ok: false, state: 'error', reason: outbox.error, kind }
+    : app.storeProblem
+      ? { ok: false, state: 'error', reason: `writes failing: ${app.storeProblem.reason}`, kind }
+      : { ok: true, state: 'ok', reason: null, kind };
 
   const rules: RuleReport[] = [...app.rules.values()].map((r) => ({
     name: r.name,
@@ -112,14 +125,22 @@ export function readiness(
     lagSeconds:
       r.lastSuccessAt === null ? null : Math.max(0, Math.round((now - Date.parse(r.lastSuccessAt)) / 1000)),
     lastError: r.lastError,
+    lastErrorSource: r.lastErrorSource ?? null,
+    leader: r.leader,
+    lease: app.leadership?.lease(r.name) ?? null,
   }));
 
-  // Salesforce is usable when we are authenticated and every rule's last call succeeded.
+  // Salesforce is usable when we are authenticated and every rule's last call succeeded. Rules
+  // another replica leads are polled there: not ours to judge.
   let sf: ComponentReport;
-  const failing = rules.filter((r) => r.lastError !== null);
-  const neverPolled = rules.filter((r) => r.lastSuccessAt === null);
+  const led = rules.filter((r) => r.leader);
+  const failing = led.filter((r) => r.lastError !== null && r.lastErrorSource !== 'store');
+  const neverPolled = led.filter((r) => r.lastSuccessAt === null && r.lastErrorSource !== 'store');
   if (app.salesforce.state === 'error')
     sf = { ok: false, state: 'error', reason: app.salesforce.lastError ?? 'authentication failed' };
+  else if (led.length === 0 && rules.length > 0)
+    // a follower makes no Salesforce calls; the leaders' readiness speaks for Salesforce
+    sf = { ok: true, state: 'follower', reason: null };
   else if (failing.length > 0)
     sf = {
       ok: false,
@@ -164,6 +185,13 @@ export function readiness(
     reason: stopping ? 'stopping' : problems.length > 0 ? problems.join('; ') : null,
     components,
     rules,
+    cluster: app.leadership
+      ? {
+          replica: app.leadership.replicaId,
+          replicas: app.leadership.replicas.map((r) => r.id),
+          leaseRenewFailures: app.leadership.renewFailures,
+        }
+      : null,
     outbox: c
       ? { depth: c.pending + c.failed + c.sending, pending: c.pending, failed: c.failed, sending: c.sending }
       : null,

@@ -38,6 +38,10 @@ export function validateClaim(limit: number, leaseMs: number): void {
   if (!Number.isFinite(leaseMs) || leaseMs <= 0) throw new RangeError('leaseMs must be a positive number');
 }
 
+export function validateTtl(ttlMs: number): void {
+  if (!Number.isFinite(ttlMs) || ttlMs <= 0) throw new RangeError('ttlMs must be a positive number');
+}
+
 export function listLimit(limit: number | undefined): number {
   const n = limit ?? DEFAULT_LIST_LIMIT;
   if (!Number.isInteger(n) || n < 0) throw new RangeError('limit must be a non-negative integer');

@@ -1,6 +1,6 @@
 // openStore: the one way the rest of the program gets a Store.
-import { existsSync, mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, mkdirSync, realpathSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { storeLocation, type StoreLocation } from '../config/index.ts';
 import { coerceError } from '../util/errors.ts';
 import type { Store } from './types.ts';
@@ -8,7 +8,15 @@ import { FileLock } from './lock.ts';
 import { SqliteStore } from './sqlite.ts';
 import { StoreMissingError } from './errors.ts';
 
-export { StoreClosedError, StoreLockedError, StoreMissingError } from './errors.ts';
+export {
+  LeaseLostError,
+  StoreClosedError,
+  StoreCorruptError,
+  StoreLockedError,
+  StoreMissingError,
+  StoreUnavailableError,
+  isStoreFailure,
+} from './errors.ts';
 export { OUTBOX_STATES } from './types.ts';
 export type * from './types.ts';
 // PostgreSQL support (and `pg`) is loaded only when a postgres:// store is opened.
@@ -21,6 +29,17 @@ export interface OpenStoreOptions {
   /** take the single-writer lock (the daemon does; `status` and `outbox list` do not) */
   exclusive?: boolean;
   readOnly?: boolean;
+  /** PostgreSQL only: pool size, application_name, timeouts */
+  postgres?: import('./postgres.ts').PostgresStoreOptions;
+}
+
+/** the path with every symlink resolved; for a file not created yet, its directory's real path */
+function realPath(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return join(realpathSync(dirname(path)), basename(path));
+  }
 }
 
 /**
@@ -37,12 +56,15 @@ export async function openStore(url: string, opts: OpenStoreOptions = {}): Promi
     throw new Error(`store URL ${coerceError(err).message}`, { cause: err });
   }
   if (location.kind === 'sqlite') {
-    const path = location.path;
-    const memory = path === ':memory:';
+    const given = location.path;
+    const memory = given === ':memory:';
     if (!memory) {
-      if (readOnly && !existsSync(path)) throw new StoreMissingError(path);
-      if (!readOnly) mkdirSync(dirname(path), { recursive: true });
+      if (readOnly && !existsSync(given)) throw new StoreMissingError(given);
+      if (!readOnly) mkdirSync(dirname(given), { recursive: true });
     }
+    // The lock (and the database) on the file's real path: a second daemon reaching the same file
+    // through a symlink, or a symlinked directory, meets the same lock instead of running beside us.
+    const path = memory ? given : realPath(given);
     const lock = opts.exclusive && !readOnly && !memory ? FileLock.acquire(`${path}.lock`) : undefined;
     try {
       store = new SqliteStore(path, { readOnly, ...(lock ? { lock } : {}) });
@@ -52,7 +74,7 @@ export async function openStore(url: string, opts: OpenStoreOptions = {}): Promi
     }
   } else {
     const { PostgresStore } = await import('./postgres.ts');
-    store = new PostgresStore(location.url, { readOnly });
+    store = new PostgresStore(location.url, { ...opts.postgres, readOnly });
   }
   try {
     await store.migrate();

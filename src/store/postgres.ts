@@ -14,6 +14,10 @@ import type {
   OutboxFilter,
   OutboxRow,
   OutboxState,
+  LeaseFence,
+  RecoverOptions,
+  ReplicaInfo,
+  RuleLease,
   Store,
 } from './types.ts';
 import { OUTBOX_STATES } from './types.ts';
@@ -26,8 +30,9 @@ import {
   normalizeInstant,
   resolutionNote,
   validateClaim,
+  validateTtl,
 } from './common.ts';
-import { StoreClosedError } from './errors.ts';
+import { LeaseLostError, StoreClosedError, StoreUnavailableError } from './errors.ts';
 import { loadMigrations } from './migrations.ts';
 
 type Row = Record<string, unknown>;
@@ -36,6 +41,12 @@ export interface PostgresStoreOptions {
   readOnly?: boolean;
   /** pool size; small, since one replica runs one dispatcher and one poller per rule */
   max?: number;
+  /** shown in pg_stat_activity: which replica a connection belongs to */
+  applicationName?: string;
+  /** server-side statement_timeout (ms); default 30 s */
+  statementTimeoutMs?: number;
+  /** how long to wait for a new connection (ms); default 10 s */
+  connectTimeoutMs?: number;
 }
 
 /** Parsed `postgres://...?schema=name`; the schema parameter is ours and is not passed to pg. */
@@ -54,6 +65,50 @@ export function parsePostgresUrl(url: string): { connectionString: string; schem
 /** Deadlocks and serialization failures are safe to retry: the whole transaction rolled back. */
 const RETRYABLE = new Set(['40P01', '40001']);
 
+// SQLSTATEs of a connection that is gone or cannot be had: class 08 (connection exception),
+// 57P01-57P03 (terminated by an administrator, crash shutdown, cannot connect now: a restart or
+// failover), 53300 (too many connections). Node's socket errors likewise.
+const CONNECTION_SQLSTATE = /^(08...|57P0[123]|53300)$/;
+const CONNECTION_ERRNO = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+]);
+
+/** The connection died or could not be made: the statement did not run, or its outcome is unknown. */
+export function isConnectionError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string') return CONNECTION_SQLSTATE.test(code) || CONNECTION_ERRNO.has(code);
+  // pg raises these without a code: a socket that closed under a query, or a connect timeout.
+  const message = (err as Error | null)?.message ?? '';
+  return /Connection terminated|connection error|timeout exceeded when trying to connect/i.test(message);
+}
+
+/** Backoff between attempts of a safe operation after a dead connection: ~0.2, 0.8, 3.2 s. */
+const CONNECTION_RETRY_DELAYS_MS = [200, 800, 3200];
+
+/** The URL without credentials or query, for messages: `postgres://db.example.com:5432/app`. */
+export function describePostgresUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `postgres://${u.hostname}${u.port ? `:${u.port}` : ''}${u.pathname}`;
+  } catch {
+    return 'postgres';
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms).unref());
+
+interface Safety {
+  /** the operation may run again after a dead connection (a read, or an idempotent write) */
+  safe: boolean;
+  method: string;
+}
+
 export class PostgresStore implements Store {
   readonly kind = 'postgres' as const;
   readonly schema: string | null;
@@ -63,6 +118,10 @@ export class PostgresStore implements Store {
   private closing: Promise<void> | undefined;
   /** last error of an idle pooled connection (pg drops the client; we must not crash on it) */
   lastPoolError: Error | undefined;
+  /** last error of a connection that died while a statement or transaction held it */
+  lastConnectionError: Error | undefined;
+  /** for messages: the database without credentials */
+  readonly where: string;
 
   constructor(url: string, opts: PostgresStoreOptions = {}) {
     const { connectionString, schema } = parsePostgresUrl(url);
@@ -72,13 +131,24 @@ export class PostgresStore implements Store {
     // search_path set at connection start-up, so every pooled connection sees the schema.
     if (schema) settings.push(`-c search_path=${schema}`);
     if (this.readOnly) settings.push('-c default_transaction_read_only=on');
+    this.where = describePostgresUrl(connectionString);
+    // TLS for managed PostgreSQL comes from the URL (pg-connection-string): sslmode=require |
+    // verify-ca | verify-full, sslrootcert=<CA file>, sslcert/sslkey for client certificates.
     this.pool = new pg.Pool({
       connectionString,
       max: opts.max ?? 4,
       idleTimeoutMillis: 30_000,
-      connectionTimeoutMillis: 10_000,
+      connectionTimeoutMillis: opts.connectTimeoutMs ?? 10_000,
+      application_name: opts.applicationName ?? 'lead-notifier',
+      statement_timeout: opts.statementTimeoutMs ?? 30_000,
+      // a transaction left open by a stuck client must not hold row locks for ever
+      idle_in_transaction_session_timeout: 60_000,
+      // TCP keepalives notice a peer that vanished (failover) instead of waiting on a dead socket
+      keepAlive: true,
       ...(settings.length > 0 ? { options: settings.join(' ') } : {}),
     });
+    // An idle pooled connection that dies: pg-pool discards it and emits here; without a listener
+    // the process would crash. The next checkout opens a fresh connection.
     this.pool.on('error', (err) => {
       this.lastPoolError = err;
     });
@@ -88,25 +158,92 @@ export class PostgresStore implements Store {
     if (this.closed) throw new StoreClosedError('postgres', method);
   }
 
-  private async q(sql: string, params: unknown[] = []): Promise<pg.QueryResult> {
-    return this.pool.query(sql, params);
+  /** One statement on a pooled connection (pg-pool guards a client it lends to pool.query). */
+  private async q(
+    sql: string,
+    params: unknown[] = [],
+    safety: Safety = { safe: true, method: 'query' },
+  ): Promise<pg.QueryResult> {
+    return this.withReconnect(safety, () => this.pool.query(sql, params));
   }
 
-  private async tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  /**
+   * Run `op`; when its connection died (or none could be had), run it again after a backoff if
+   * it is safe to, else, or once the attempts are spent, raise StoreUnavailableError: a retryable
+   * failure of the caller's step, never a crash.
+   */
+  private async withReconnect<T>(safety: Safety, op: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await op();
+      } catch (err) {
+        if (!isConnectionError(err)) throw err;
+        this.lastConnectionError = err as Error;
+        const delay = CONNECTION_RETRY_DELAYS_MS[attempt];
+        if (!safety.safe || delay === undefined || this.closed) {
+          throw new StoreUnavailableError(`PostgreSQL store ${this.where}`, safety.method, err);
+        }
+        await sleep(delay);
+      }
+    }
+  }
+
+  private async tx<T>(
+    fn: (c: pg.PoolClient) => Promise<T>,
+    safety: Safety = { safe: false, method: 'transaction' },
+  ): Promise<T> {
+    return this.withReconnect(safety, () => this.txOnce(fn));
+  }
+
+  /**
+   * Check a client out with an 'error' listener attached in the same tick. pg-pool only guards
+   * idle clients, and with the promise form of connect() the listener would be added a microtask
+   * later: the server's FATAL message can arrive in the same socket read as the previous query's
+   * reply and be emitted in between, an unhandled 'error' that kills the process.
+   */
+  private checkout(): Promise<{
+    client: pg.PoolClient;
+    guard: { broken?: Error };
+    onError: (e: Error) => void;
+  }> {
+    return new Promise((resolve, reject) => {
+      this.pool.connect((err, client) => {
+        if (err || !client) {
+          reject(err ?? new Error('pool gave no client'));
+          return;
+        }
+        const guard: { broken?: Error } = {};
+        const onError = (e: Error) => {
+          guard.broken = e;
+          this.lastConnectionError = e;
+        };
+        client.on('error', onError);
+        resolve({ client, guard, onError });
+      });
+    });
+  }
+
+  private async txOnce<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
-      const client = await this.pool.connect();
+      // The listener only has to remember the error: the failing query rejects as well. A client
+      // that saw one is discarded on release.
+      const { client, guard, onError } = await this.checkout();
+      const release = (err?: Error) => {
+        client.removeListener('error', onError);
+        client.release(err ?? guard.broken);
+      };
       try {
         await client.query('BEGIN');
         const out = await fn(client);
         await client.query('COMMIT');
-        client.release();
+        release();
         return out;
       } catch (err) {
         try {
-          await client.query('ROLLBACK');
-          client.release();
+          if (!guard.broken) await client.query('ROLLBACK');
+          release();
         } catch (rollbackErr) {
-          client.release(rollbackErr as Error); // broken connection: discard it
+          release(rollbackErr as Error); // broken connection: discard it
         }
         const code = (err as { code?: string }).code;
         if (code && RETRYABLE.has(code) && attempt < 3) continue;
@@ -121,35 +258,41 @@ export class PostgresStore implements Store {
     if (this.readOnly) return;
     if (this.schema) {
       // Concurrent CREATE SCHEMA IF NOT EXISTS can still collide on the catalog: serialise it.
-      await this.tx(async (c) => {
-        await c.query(`SELECT pg_advisory_xact_lock(hashtext('lead_notifier_schema'), hashtext($1))`, [
-          this.schema,
-        ]);
-        await c.query(`CREATE SCHEMA IF NOT EXISTS "${this.schema}"`);
-      });
+      await this.tx(
+        async (c) => {
+          await c.query(`SELECT pg_advisory_xact_lock(hashtext('lead_notifier_schema'), hashtext($1))`, [
+            this.schema,
+          ]);
+          await c.query(`CREATE SCHEMA IF NOT EXISTS "${this.schema}"`);
+        },
+        { safe: true, method: 'migrate' },
+      );
     }
-    await this.tx(async (c) => {
-      // Replicas starting together queue here; the second one then finds everything applied.
-      await c.query(
-        `SELECT pg_advisory_xact_lock(hashtext('lead_notifier_migrations'), hashtext(current_schema()))`,
-      );
-      await c.query(
-        `CREATE TABLE IF NOT EXISTS lead_notifier_migrations (
+    await this.tx(
+      async (c) => {
+        // Replicas starting together queue here; the second one then finds everything applied.
+        await c.query(
+          `SELECT pg_advisory_xact_lock(hashtext('lead_notifier_migrations'), hashtext(current_schema()))`,
+        );
+        await c.query(
+          `CREATE TABLE IF NOT EXISTS lead_notifier_migrations (
            version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
-      );
-      const { rows } = await c.query('SELECT coalesce(max(version), 0) AS v FROM lead_notifier_migrations');
-      const latest = Number((rows[0] as { v: number }).v);
-      for (const m of migrations) {
-        if (m.version <= latest) continue;
-        // The migration row goes in first: should two runners ever get here, the second fails on the
-        // primary key before touching the schema.
-        await c.query('INSERT INTO lead_notifier_migrations (version, name) VALUES ($1, $2)', [
-          m.version,
-          m.name,
-        ]);
-        await c.query(m.sql);
-      }
-    });
+        );
+        const { rows } = await c.query('SELECT coalesce(max(version), 0) AS v FROM lead_notifier_migrations');
+        const latest = Number((rows[0] as { v: number }).v);
+        for (const m of migrations) {
+          if (m.version <= latest) continue;
+          // The migration row goes in first: should two runners ever get here, the second fails on the
+          // primary key before touching the schema.
+          await c.query('INSERT INTO lead_notifier_migrations (version, name) VALUES ($1, $2)', [
+            m.version,
+            m.name,
+          ]);
+          await c.query(m.sql);
+        }
+      },
+      { safe: true, method: 'migrate' },
+    );
   }
 
   async getCheckpoint(rule: string): Promise<Checkpoint | null> {
@@ -169,6 +312,7 @@ export class PostgresStore implements Store {
     rows: NewOutboxRow[],
     checkpoint: CheckpointUpdate,
     extra?: BatchExtra,
+    fence?: LeaseFence,
   ): Promise<{ inserted: number }> {
     this.check('commitBatch');
     const floor = normalizeInstant(checkpoint.floor, 'checkpoint floor');
@@ -195,50 +339,64 @@ export class PostgresStore implements Store {
       cols.lastError.push(r.lastError ?? null);
       cols.lastErrorCode.push(r.lastErrorCode ?? null);
     }
-    return this.tx(async (c) => {
-      // Checkpoint first: batches for one rule serialise on its row, and a failing insert below
-      // rolls this back too.
-      await c.query(
-        `INSERT INTO checkpoints (rule, floor, watermark, replay_id, swept_at, updated_at) VALUES ($1, $2, $3, $4, $6, now())
+    return this.tx(
+      async (c) => {
+        if (fence) {
+          // FOR SHARE: a replica taking the lease over (an UPDATE of this row) waits until this
+          // commit is done, so no write of the old epoch can land after the new epoch began.
+          const held = await c.query(
+            `SELECT 1 FROM rule_leases WHERE rule = $1 AND holder = $2 AND epoch = $3 AND expires_at > now() FOR SHARE`,
+            [rule, fence.holder, fence.epoch],
+          );
+          if (held.rowCount !== 1) throw new LeaseLostError(rule, fence.holder, fence.epoch);
+        }
+        // Checkpoint first: batches for one rule serialise on its row, and a failing insert below
+        // rolls this back too.
+        await c.query(
+          `INSERT INTO checkpoints (rule, floor, watermark, replay_id, swept_at, updated_at) VALUES ($1, $2, $3, $4, $6, now())
          ON CONFLICT (rule) DO UPDATE SET floor = excluded.floor, watermark = excluded.watermark,
            replay_id = CASE WHEN $5 THEN excluded.replay_id ELSE checkpoints.replay_id END,
            swept_at = COALESCE(excluded.swept_at, checkpoints.swept_at),
            updated_at = excluded.updated_at`,
-        [
-          rule,
-          floor,
-          watermark,
-          checkpoint.replayId ?? null,
-          checkpoint.replayId !== undefined,
-          checkpoint.sweptAt === undefined
-            ? null
-            : normalizeInstant(checkpoint.sweptAt, 'checkpoint sweptAt'),
-        ],
-      );
-      let items = 0;
-      if (extra) {
-        await writeMatchStates(c, rule, extra);
-        items = await writeDigestItems(c, rule, extra);
-      }
-      if (sorted.length === 0) return { inserted: items };
-      // One statement for the whole batch (unnest of column arrays): one round trip for 2,000 rows.
-      const res = await c.query(
-        `INSERT INTO outbox (rule, object, record_id, record_created_date, state, message, last_error, last_error_code)
+          [
+            rule,
+            floor,
+            watermark,
+            checkpoint.replayId ?? null,
+            checkpoint.replayId !== undefined,
+            checkpoint.sweptAt === undefined
+              ? null
+              : normalizeInstant(checkpoint.sweptAt, 'checkpoint sweptAt'),
+          ],
+        );
+        let items = 0;
+        if (extra) {
+          await writeMatchStates(c, rule, extra);
+          items = await writeDigestItems(c, rule, extra);
+        }
+        if (sorted.length === 0) return { inserted: items };
+        // One statement for the whole batch (unnest of column arrays): one round trip for 2,000 rows.
+        const res = await c.query(
+          `INSERT INTO outbox (rule, object, record_id, record_created_date, state, message, last_error, last_error_code)
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::json[], $7::text[], $8::text[])
          ON CONFLICT (rule, record_id) DO NOTHING`,
-        [
-          cols.rule,
-          cols.object,
-          cols.recordId,
-          cols.created,
-          cols.state,
-          cols.message,
-          cols.lastError,
-          cols.lastErrorCode,
-        ],
-      );
-      return { inserted: (res.rowCount ?? 0) + items };
-    });
+          [
+            cols.rule,
+            cols.object,
+            cols.recordId,
+            cols.created,
+            cols.state,
+            cols.message,
+            cols.lastError,
+            cols.lastErrorCode,
+          ],
+        );
+        return { inserted: (res.rowCount ?? 0) + items };
+      },
+      // the ledger, the match states' modstamp guard, the digest items' key and the fence make a
+      // repeat harmless
+      { safe: true, method: 'commitBatch' },
+    );
   }
 
   async openDigestItems(rule: string, maxRecords: number): Promise<DigestContent> {
@@ -352,6 +510,8 @@ export class PostgresStore implements Store {
        FROM due, t WHERE o.id = due.id
        RETURNING o.*`,
       [opts.now ?? null, rules, opts.limit, opts.owner, opts.leaseMs],
+      // not repeated: a claim that committed but whose reply was lost would lease rows twice over
+      { safe: false, method: 'claimDue' },
     );
     return (rows as Row[]).map(toOutboxRow).sort((a, b) => a.id - b.id);
   }
@@ -361,61 +521,145 @@ export class PostgresStore implements Store {
     if (outcomes.length === 0) return;
     const guard = `WHERE id = $1 AND state = 'sending' AND lease_owner = $2`;
     const clear = `lease_owner = NULL, lease_until = NULL, updated_at = now()`;
-    await this.tx(async (c) => {
-      for (const o of outcomes) {
-        switch (o.kind) {
-          case 'sent':
-            await c.query(
-              `UPDATE outbox SET state = 'sent', result = $3, sent_at = now(), ${clear} ${guard}`,
-              [o.id, owner, JSON.stringify(o.result)],
-            );
-            break;
-          case 'retry':
-            await c.query(
-              `UPDATE outbox SET state = 'failed', last_error = $3, next_attempt_at = $4, last_error_code = $5, ${clear} ${guard}`,
-              [o.id, owner, o.error, o.nextAttemptAt, o.code ?? null],
-            );
-            break;
-          case 'dead':
-            await c.query(
-              `UPDATE outbox SET state = 'dead', last_error = $3, last_error_code = $4, ${clear} ${guard}`,
-              [o.id, owner, o.error, o.code ?? null],
-            );
-            break;
-          case 'release':
-            await c.query(
-              `UPDATE outbox SET state = 'pending', attempts = greatest(attempts - 1, 0), last_error = $3,
+    await this.tx(
+      async (c) => {
+        for (const o of outcomes) {
+          switch (o.kind) {
+            case 'sent':
+              await c.query(
+                `UPDATE outbox SET state = 'sent', result = $3, sent_at = now(), ${clear} ${guard}`,
+                [o.id, owner, JSON.stringify(o.result)],
+              );
+              break;
+            case 'retry':
+              await c.query(
+                `UPDATE outbox SET state = 'failed', last_error = $3, next_attempt_at = $4, last_error_code = $5, ${clear} ${guard}`,
+                [o.id, owner, o.error, o.nextAttemptAt, o.code ?? null],
+              );
+              break;
+            case 'dead':
+              await c.query(
+                `UPDATE outbox SET state = 'dead', last_error = $3, last_error_code = $4, ${clear} ${guard}`,
+                [o.id, owner, o.error, o.code ?? null],
+              );
+              break;
+            case 'release':
+              await c.query(
+                `UPDATE outbox SET state = 'pending', attempts = greatest(attempts - 1, 0), last_error = $3,
                  next_attempt_at = $4, last_error_code = $5, ${clear} ${guard}`,
-              [o.id, owner, o.error, o.nextAttemptAt, o.code ?? null],
-            );
-            break;
-          case 'uncertain':
-            await c.query(
-              `UPDATE outbox SET state = 'unknown', last_error = $3, last_error_code = $4, ${clear} ${guard}`,
-              [o.id, owner, o.error, o.code ?? null],
-            );
-            break;
-          default:
-            throw new TypeError(`unknown outcome kind: ${JSON.stringify((o as { kind: unknown }).kind)}`);
+                [o.id, owner, o.error, o.nextAttemptAt, o.code ?? null],
+              );
+              break;
+            case 'uncertain':
+              await c.query(
+                `UPDATE outbox SET state = 'unknown', last_error = $3, last_error_code = $4, ${clear} ${guard}`,
+                [o.id, owner, o.error, o.code ?? null],
+              );
+              break;
+            default:
+              throw new TypeError(`unknown outcome kind: ${JSON.stringify((o as { kind: unknown }).kind)}`);
+          }
         }
-      }
-    });
+      },
+      { safe: true, method: 'recordOutcomes' },
+    ); // owner-fenced: a repeat changes nothing
   }
 
   /** `all` is ignored: other replicas may be alive and sending, so only expired leases count. */
-  async recoverAbandoned(opts: { now?: Date; resendRules?: string[]; all?: boolean }): Promise<number[]> {
+  async recoverAbandoned(opts: RecoverOptions): Promise<number[]> {
     this.check('recoverAbandoned');
     const { rows } = await this.q(
-      `UPDATE outbox SET
+      `WITH t AS (SELECT coalesce($1::timestamptz, now()) AS now)
+       UPDATE outbox SET
          state = CASE WHEN rule = ANY($2::text[]) THEN 'pending' ELSE 'unknown' END,
          last_error = CASE WHEN rule = ANY($2::text[]) THEN $3 ELSE $4 END,
          last_error_code = 'EABANDONED',
          next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL, updated_at = now()
-       WHERE state = 'sending' AND lease_until < coalesce($1::timestamptz, now())
+       FROM t
+       WHERE state = 'sending' AND (lease_until < t.now
+         OR ($5 AND NOT rule = ANY($2::text[]) AND lease_owner IN (
+           SELECT id FROM cluster_replicas WHERE expires_at < t.now)))
        RETURNING id`,
-      [opts.now ?? null, opts.resendRules ?? [], ABANDONED_RESEND, ABANDONED_ERROR],
+      [opts.now ?? null, opts.resendRules ?? [], ABANDONED_RESEND, ABANDONED_ERROR, opts.deadOwners ?? false],
+      { safe: true, method: 'recoverAbandoned' },
     );
     return (rows as { id: string }[]).map((r) => Number(r.id)).sort((a, b) => a - b);
+  }
+
+  async acquireLease(rule: string, holder: string, ttlMs: number): Promise<RuleLease | null> {
+    this.check('acquireLease');
+    validateTtl(ttlMs);
+    // One statement on the database clock: take a free or expired lease (a new epoch), or extend
+    // our own live one (same epoch). Another holder's live lease: no row comes back.
+    const { rows } = await this.q(
+      `INSERT INTO rule_leases AS l (rule, holder, epoch, acquired_at, expires_at)
+       VALUES ($1, $2, 1, now(), now() + $3::double precision * interval '1 millisecond')
+       ON CONFLICT (rule) DO UPDATE SET
+         holder = excluded.holder,
+         epoch = CASE WHEN l.holder = excluded.holder AND l.expires_at > now() THEN l.epoch ELSE l.epoch + 1 END,
+         acquired_at = CASE WHEN l.holder = excluded.holder AND l.expires_at > now() THEN l.acquired_at ELSE now() END,
+         expires_at = excluded.expires_at
+       WHERE l.expires_at <= now() OR l.holder = excluded.holder
+       RETURNING *`,
+      [rule, holder, ttlMs],
+      { safe: true, method: 'acquireLease' }, // repeating it for the same holder only extends
+    );
+    return rows[0] ? toLease(rows[0] as Row) : null;
+  }
+
+  async releaseLease(rule: string, fence: LeaseFence): Promise<void> {
+    this.check('releaseLease');
+    await this.q(
+      `UPDATE rule_leases SET expires_at = now() WHERE rule = $1 AND holder = $2 AND epoch = $3 AND expires_at > now()`,
+      [rule, fence.holder, fence.epoch],
+      { safe: true, method: 'releaseLease' },
+    );
+  }
+
+  async listLeases(): Promise<RuleLease[]> {
+    this.check('listLeases');
+    const { rows } = await this.q('SELECT * FROM rule_leases ORDER BY rule');
+    return (rows as Row[]).map(toLease);
+  }
+
+  async heartbeat(replica: { id: string; host: string; pid: number }, ttlMs: number): Promise<ReplicaInfo[]> {
+    this.check('heartbeat');
+    validateTtl(ttlMs);
+    const { rows } = await this.q(
+      `WITH beat AS (
+         INSERT INTO cluster_replicas AS r (id, host, pid, started_at, seen_at, expires_at)
+         VALUES ($1, $2, $3, now(), now(), now() + $4::double precision * interval '1 millisecond')
+         ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at, expires_at = excluded.expires_at
+         RETURNING *),
+       pruned AS (DELETE FROM cluster_replicas WHERE seen_at < now() - interval '1 day')
+       SELECT * FROM beat
+       UNION ALL
+       SELECT * FROM cluster_replicas WHERE id <> $1 AND expires_at > now()`,
+      [replica.id, replica.host, replica.pid, ttlMs],
+      { safe: true, method: 'heartbeat' },
+    );
+    return (rows as Row[]).map(toReplica).sort((a, b) => cmp(a.id, b.id));
+  }
+
+  async listReplicas(): Promise<ReplicaInfo[]> {
+    this.check('listReplicas');
+    const { rows } = await this.q(
+      `SELECT * FROM cluster_replicas WHERE seen_at >= now() - interval '1 day' ORDER BY seen_at DESC, id`,
+    );
+    return (rows as Row[]).map(toReplica);
+  }
+
+  async removeReplica(id: string): Promise<void> {
+    this.check('removeReplica');
+    await this.tx(
+      async (c) => {
+        await c.query('UPDATE rule_leases SET expires_at = now() WHERE holder = $1 AND expires_at > now()', [
+          id,
+        ]);
+        await c.query('DELETE FROM cluster_replicas WHERE id = $1', [id]);
+      },
+      { safe: true, method: 'removeReplica' },
+    );
   }
 
   async counts(): Promise<OutboxCounts> {
@@ -467,6 +711,7 @@ export class PostgresStore implements Store {
       `UPDATE outbox SET state = 'pending', next_attempt_at = now(), lease_owner = NULL, lease_until = NULL, updated_at = now()
        WHERE id = $1 AND state IN ('dead', 'failed', 'unknown') AND message IS NOT NULL`,
       [id],
+      { safe: false, method: 'retry' },
     );
     return res.rowCount === 1;
   }
@@ -476,6 +721,8 @@ export class PostgresStore implements Store {
     const res = await this.q(
       `UPDATE outbox SET state = 'pending', next_attempt_at = now(), updated_at = now()
        WHERE state = 'dead' AND message IS NOT NULL`,
+      [],
+      { safe: false, method: 'retryAllDead' },
     );
     return res.rowCount ?? 0;
   }
@@ -541,6 +788,27 @@ function toCheckpoint(r: Row): Checkpoint {
     replayId: (r.replay_id as string | null) ?? null,
     sweptAt: r.swept_at === null || r.swept_at === undefined ? null : iso(r.swept_at),
     updatedAt: iso(r.updated_at),
+  };
+}
+
+function toLease(r: Row): RuleLease {
+  return {
+    rule: String(r.rule),
+    holder: String(r.holder),
+    epoch: Number(r.epoch),
+    acquiredAt: iso(r.acquired_at),
+    expiresAt: iso(r.expires_at),
+  };
+}
+
+function toReplica(r: Row): ReplicaInfo {
+  return {
+    id: String(r.id),
+    host: String(r.host),
+    pid: Number(r.pid),
+    startedAt: iso(r.started_at),
+    seenAt: iso(r.seen_at),
+    expiresAt: iso(r.expires_at),
   };
 }
 

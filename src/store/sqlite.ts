@@ -14,6 +14,10 @@ import type {
   OutboxFilter,
   OutboxRow,
   OutboxState,
+  LeaseFence,
+  RecoverOptions,
+  ReplicaInfo,
+  RuleLease,
   Store,
 } from './types.ts';
 import { OUTBOX_STATES } from './types.ts';
@@ -25,8 +29,9 @@ import {
   normalizeInstant,
   resolutionNote,
   validateClaim,
+  validateTtl,
 } from './common.ts';
-import { StoreClosedError } from './errors.ts';
+import { LeaseLostError, StoreClosedError, StoreCorruptError } from './errors.ts';
 import type { FileLock } from './lock.ts';
 import { loadMigrations } from './migrations.ts';
 
@@ -52,11 +57,15 @@ export class SqliteStore implements Store {
     this.readOnly = opts.readOnly ?? false;
     this.lock = opts.lock;
     // timeout = busy_timeout: wait up to 5 s for another connection's write lock instead of failing.
-    this.db = new DatabaseSync(path, {
-      readOnly: this.readOnly,
-      timeout: 5_000,
-      enableForeignKeyConstraints: true,
-    });
+    try {
+      this.db = new DatabaseSync(path, {
+        readOnly: this.readOnly,
+        timeout: 5_000,
+        enableForeignKeyConstraints: true,
+      });
+    } catch (err) {
+      throw unreadable(path, err) ?? err;
+    }
     try {
       this.db.exec('PRAGMA busy_timeout = 5000');
       this.db.exec('PRAGMA foreign_keys = ON');
@@ -71,7 +80,7 @@ export class SqliteStore implements Store {
       this.db.exec('PRAGMA synchronous = FULL');
     } catch (err) {
       this.db.close();
-      throw err;
+      throw unreadable(path, err) ?? err;
     }
   }
 
@@ -103,6 +112,14 @@ export class SqliteStore implements Store {
 
   async migrate(): Promise<void> {
     this.check('migrate');
+    try {
+      this.migrateNow();
+    } catch (err) {
+      throw unreadable(this.path, err) ?? err;
+    }
+  }
+
+  private migrateNow(): void {
     const migrations = loadMigrations('sqlite');
     if (this.readOnly) {
       const latest = this.appliedVersion();
@@ -157,6 +174,7 @@ export class SqliteStore implements Store {
     rows: NewOutboxRow[],
     checkpoint: CheckpointUpdate,
     extra?: BatchExtra,
+    fence?: LeaseFence,
   ): Promise<{ inserted: number }> {
     this.check('commitBatch');
     const floor = normalizeInstant(checkpoint.floor, 'checkpoint floor');
@@ -178,6 +196,8 @@ export class SqliteStore implements Store {
          updated_at = excluded.updated_at`,
     );
     return this.tx(() => {
+      // BEGIN IMMEDIATE holds the write lock, so no lease can change hands during this check.
+      if (fence && !this.holds(rule, fence, now)) throw new LeaseLostError(rule, fence.holder, fence.epoch);
       upsert.run(rule, floor, watermark, checkpoint.replayId ?? null, sweptAt, now, setReplay);
       let inserted = 0;
       for (const r of rows) {
@@ -404,7 +424,106 @@ export class SqliteStore implements Store {
     });
   }
 
-  async recoverAbandoned(opts: { now?: Date; resendRules?: string[]; all?: boolean }): Promise<number[]> {
+  private holds(rule: string, fence: LeaseFence, nowIso: string): boolean {
+    return (
+      this.stmt(
+        'SELECT 1 AS x FROM rule_leases WHERE rule = ? AND holder = ? AND epoch = ? AND expires_at > ?',
+      ).get(rule, fence.holder, fence.epoch, nowIso) !== undefined
+    );
+  }
+
+  // Leases on this process's clock: one daemon holds a SQLite store (the file lock), so there is
+  // no other clock to disagree with; the semantics are PostgreSQL's.
+  async acquireLease(rule: string, holder: string, ttlMs: number): Promise<RuleLease | null> {
+    this.check('acquireLease');
+    validateTtl(ttlMs);
+    const now = new Date();
+    const nowIso = now.toISOString();
+    const until = new Date(now.getTime() + ttlMs).toISOString();
+    return this.tx(() => {
+      const cur = this.stmt('SELECT * FROM rule_leases WHERE rule = ?').get(rule) as Row | undefined;
+      // Opened exclusively, the file lock proves any other holder is a process that died: take over
+      // at once (a new epoch) rather than wait out its lease.
+      const live =
+        cur !== undefined && str(cur.expires_at) > nowIso && (!this.lock || str(cur.holder) === holder);
+      if (live && str(cur.holder) !== holder) return null;
+      const epoch = cur === undefined ? 1 : live ? Number(cur.epoch) : Number(cur.epoch) + 1;
+      const acquiredAt = live ? str(cur.acquired_at) : nowIso;
+      this.stmt(
+        `INSERT INTO rule_leases (rule, holder, epoch, acquired_at, expires_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (rule) DO UPDATE SET holder = excluded.holder, epoch = excluded.epoch,
+           acquired_at = excluded.acquired_at, expires_at = excluded.expires_at`,
+      ).run(rule, holder, epoch, acquiredAt, until);
+      return { rule, holder, epoch, acquiredAt, expiresAt: until };
+    });
+  }
+
+  async releaseLease(rule: string, fence: LeaseFence): Promise<void> {
+    this.check('releaseLease');
+    const now = new Date().toISOString();
+    this.stmt(
+      'UPDATE rule_leases SET expires_at = ? WHERE rule = ? AND holder = ? AND epoch = ? AND expires_at > ?',
+    ).run(now, rule, fence.holder, fence.epoch, now);
+  }
+
+  async listLeases(): Promise<RuleLease[]> {
+    this.check('listLeases');
+    return (this.stmt('SELECT * FROM rule_leases ORDER BY rule').all() as Row[]).map(toLease);
+  }
+
+  async heartbeat(replica: { id: string; host: string; pid: number }, ttlMs: number): Promise<ReplicaInfo[]> {
+    this.check('heartbeat');
+    validateTtl(ttlMs);
+    const now = new Date();
+    const nowIso = now.toISOString();
+    const until = new Date(now.getTime() + ttlMs).toISOString();
+    const dayAgo = new Date(now.getTime() - 86_400_000).toISOString();
+    return this.tx(() => {
+      this.stmt(
+        `INSERT INTO cluster_replicas (id, host, pid, started_at, seen_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at, expires_at = excluded.expires_at`,
+      ).run(replica.id, replica.host, replica.pid, nowIso, nowIso, until);
+      this.stmt('DELETE FROM cluster_replicas WHERE seen_at < ?').run(dayAgo);
+      // exclusively held: every other replica on record is gone (the file lock says so)
+      if (this.lock)
+        this.stmt('UPDATE cluster_replicas SET expires_at = ? WHERE id <> ? AND expires_at > ?').run(
+          nowIso,
+          replica.id,
+          nowIso,
+        );
+      return (
+        this.stmt('SELECT * FROM cluster_replicas WHERE id = ? OR expires_at > ? ORDER BY id').all(
+          replica.id,
+          nowIso,
+        ) as Row[]
+      ).map(toReplica);
+    });
+  }
+
+  async listReplicas(): Promise<ReplicaInfo[]> {
+    this.check('listReplicas');
+    const dayAgo = new Date(Date.now() - 86_400_000).toISOString();
+    return (
+      this.stmt('SELECT * FROM cluster_replicas WHERE seen_at >= ? ORDER BY seen_at DESC, id').all(
+        dayAgo,
+      ) as Row[]
+    ).map(toReplica);
+  }
+
+  async removeReplica(id: string): Promise<void> {
+    this.check('removeReplica');
+    const now = new Date().toISOString();
+    this.tx(() => {
+      this.stmt('UPDATE rule_leases SET expires_at = ? WHERE holder = ? AND expires_at > ?').run(
+        now,
+        id,
+        now,
+      );
+      this.stmt('DELETE FROM cluster_replicas WHERE id = ?').run(id);
+    });
+  }
+
+  async recoverAbandoned(opts: RecoverOptions): Promise<number[]> {
     this.check('recoverAbandoned');
     const now = (opts.now ?? new Date()).toISOString();
     const all = opts.all ? 1 : 0;
@@ -415,13 +534,27 @@ export class SqliteStore implements Store {
          last_error = CASE WHEN rule IN (SELECT value FROM json_each(?)) THEN ? ELSE ? END,
          last_error_code = 'EABANDONED',
          next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL, updated_at = ?
-       WHERE state = 'sending' AND (? OR lease_until < ?)
+       WHERE state = 'sending' AND (? OR lease_until < ?
+         OR (? AND rule NOT IN (SELECT value FROM json_each(?)) AND lease_owner IN (
+           SELECT id FROM cluster_replicas WHERE expires_at < ?)))
        RETURNING id`,
     );
     const changedAt = new Date().toISOString();
+    const dead = opts.deadOwners ? 1 : 0;
     const rows = this.tx(
       () =>
-        recover.all(resend, resend, ABANDONED_RESEND, ABANDONED_ERROR, changedAt, all, now) as {
+        recover.all(
+          resend,
+          resend,
+          ABANDONED_RESEND,
+          ABANDONED_ERROR,
+          changedAt,
+          all,
+          now,
+          dead,
+          resend,
+          now,
+        ) as {
           id: number;
         }[],
     );
@@ -556,6 +689,38 @@ function strOrNull(v: SQLInputValue | undefined): string | null {
 }
 function json<T>(v: SQLInputValue | undefined): T | null {
   return v === null || v === undefined ? null : (JSON.parse(String(v)) as T);
+}
+
+// SQLite result codes meaning "this file is not (or no longer) a database we can read":
+// SQLITE_CORRUPT 11, SQLITE_CANTOPEN 14, SQLITE_NOTADB 26. Nothing has been written when they occur.
+const UNREADABLE_CODES = new Set([11, 14, 26]);
+
+function unreadable(path: string, err: unknown): StoreCorruptError | undefined {
+  const code = (err as { errcode?: unknown } | null)?.errcode;
+  return typeof code === 'number' && UNREADABLE_CODES.has(code & 0xff)
+    ? new StoreCorruptError(path, err)
+    : undefined;
+}
+
+function toLease(r: Row): RuleLease {
+  return {
+    rule: str(r.rule),
+    holder: str(r.holder),
+    epoch: Number(r.epoch),
+    acquiredAt: str(r.acquired_at),
+    expiresAt: str(r.expires_at),
+  };
+}
+
+function toReplica(r: Row): ReplicaInfo {
+  return {
+    id: str(r.id),
+    host: str(r.host),
+    pid: Number(r.pid),
+    startedAt: str(r.started_at),
+    seenAt: str(r.seen_at),
+    expiresAt: str(r.expires_at),
+  };
 }
 
 function toCheckpoint(r: Row): Checkpoint {

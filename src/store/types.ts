@@ -118,6 +118,33 @@ export interface BatchExtra {
   pruneMatchStatesBefore?: string;
 }
 
+/** A rule's poll leadership: one holder at a time, on the database's clock. */
+export interface RuleLease {
+  rule: string;
+  holder: string;
+  /** raised each time the lease changes hands or is taken again after it expired */
+  epoch: number;
+  acquiredAt: string;
+  expiresAt: string;
+}
+
+/** What a leader's checkpoint write carries: refused unless it is the rule's current, live lease. */
+export interface LeaseFence {
+  holder: string;
+  epoch: number;
+}
+
+/** A `run` process as last seen by the store (its heartbeat). */
+export interface ReplicaInfo {
+  id: string;
+  host: string;
+  pid: number;
+  startedAt: string;
+  seenAt: string;
+  /** considered gone after this instant (its rows `sending` may then be recovered) */
+  expiresAt: string;
+}
+
 export interface ClaimOptions {
   /** unique per process */
   owner: string;
@@ -160,6 +187,8 @@ export interface Store {
     rows: NewOutboxRow[],
     checkpoint: CheckpointUpdate,
     extra?: BatchExtra,
+    /** when given, the transaction is refused (LeaseLostError, nothing written) unless this is the rule's live lease */
+    fence?: LeaseFence,
   ): Promise<{ inserted: number }>;
   /**
    * Digest rules: ONE transaction that reads the open items, lets `build` render the digest
@@ -180,6 +209,21 @@ export interface Store {
    * `<Id>.<version>`, whatever the rule), for In-Reply-To / References of later ones.
    */
   firstMessageIds(recordIds: string[]): Promise<Map<string, string>>;
+  /**
+   * Take the rule's lease for `holder` when it is free or expired (epoch + 1), or extend it when
+   * `holder` holds it and it is live (same epoch), to now + ttlMs on the store's clock. Returns the
+   * lease as it stands, or null when another holder's lease is live.
+   */
+  acquireLease(rule: string, holder: string, ttlMs: number): Promise<RuleLease | null>;
+  /** end the lease now so another replica can take it; only while `fence` is the current lease */
+  releaseLease(rule: string, fence: LeaseFence): Promise<void>;
+  listLeases(): Promise<RuleLease[]>;
+  /** this replica is alive until now + ttlMs; returns every replica alive now (this one included) */
+  heartbeat(replica: { id: string; host: string; pid: number }, ttlMs: number): Promise<ReplicaInfo[]>;
+  /** replicas seen in the last day, most recent first */
+  listReplicas(): Promise<ReplicaInfo[]>;
+  /** a clean stop: forget the replica and end its leases */
+  removeReplica(id: string): Promise<void>;
   /** which of these record ids the rule's ledger already holds (lets a re-read skip rendering) */
   existingRecordIds(rule: string, recordIds: string[]): Promise<Set<string>>;
   /** pending rows, and failed rows whose next attempt is due -> sending, leased to `owner`; attempts+1 */
@@ -188,10 +232,11 @@ export interface Store {
   recordOutcomes(owner: string, outcomes: Outcome[]): Promise<void>;
   /**
    * rows still `sending` whose lease has expired (or, for a single-process store opened
-   * exclusively, any `sending` row at start-up) become `unknown`, or `pending` when the row's
-   * rule is in `resendRules`. Returns the ids changed.
+   * exclusively, any `sending` row at start-up; or, with `deadOwners`, any row of a replica whose
+   * heartbeat expired) become `unknown`, or `pending` when the row's rule is in `resendRules`.
+   * Returns the ids changed.
    */
-  recoverAbandoned(opts: { now?: Date; resendRules?: string[]; all?: boolean }): Promise<number[]>;
+  recoverAbandoned(opts: RecoverOptions): Promise<number[]>;
   counts(): Promise<OutboxCounts>;
   list(filter: OutboxFilter): Promise<OutboxRow[]>;
   get(id: number): Promise<OutboxRow | null>;
@@ -205,6 +250,19 @@ export interface Store {
   /** earliest nextAttemptAt among failed rows, or null; lets the dispatcher sleep exactly */
   nextDueAt(): Promise<Date | null>;
   close(): Promise<void>;
+}
+
+export interface RecoverOptions {
+  now?: Date;
+  resendRules?: string[];
+  /** single-process store held exclusively: every `sending` row at start-up is abandoned */
+  all?: boolean;
+  /**
+   * also rows whose lease owner is a replica whose heartbeat has expired (it died): reported
+   * unknown without waiting for the row's own, longer lease. Resend rules still wait for the row
+   * lease, so a paused-not-dead replica's send is never repeated early.
+   */
+  deadOwners?: boolean;
 }
 
 /** `code`: the failure's code (util/errors.ts CODES), kept in the row's last_error_code column. */

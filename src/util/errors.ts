@@ -20,6 +20,9 @@ export const CODES = {
   ESTORELOCKED: 'another process holds the store',
   ESTOREMISSING: 'the store does not exist yet',
   ESTORECLOSED: 'the store was used after close()',
+  ESTOREUNAVAILABLE: 'the store cannot be reached or its connection died (retried later)',
+  ESTORECORRUPT: 'the store file cannot be read as a database',
+  ELEASELOST: "this replica no longer holds the rule's lease: the write was refused",
   // Salesforce
   ESALESFORCE: 'Salesforce refused or failed a request',
   EMALFORMED: 'Salesforce sent a reply that cannot be read',

@@ -1,6 +1,7 @@
 // The HTTP endpoints around a real App: org emulator over HTTP, a real SMTP server on loopback, a
 // SQLite file. Probes, metrics, hostile clients, and secrets kept out of every response.
 import { connect } from 'node:net';
+import type { DatabaseSync } from 'node:sqlite';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { App } from '../../src/app/app.ts';
@@ -367,6 +368,44 @@ describe('HTTP endpoints around a running App', () => {
       expect(b).not.toContain(SMTP_PASS);
     }
   });
+});
+
+describe('readiness when the store stops taking writes', () => {
+  let r: Running | undefined;
+  afterAll(async () => {
+    await r?.close();
+  });
+
+  it('a full disk is a store problem in /readyz and the log, not a Salesforce one, and clears once writes work', async () => {
+    r = await startRunning();
+    const running = r;
+    await waitFor(async () => (await running.get('/readyz')).status === 200, 10_000, 'readiness', 100);
+    // SQLite's own "database or disk is full" (SQLITE_FULL), as a full volume gives it: the
+    // daemon's connection may not grow the file by another page
+    const db = (running.app.store as unknown as { db: DatabaseSync }).db;
+    const { page_count } = db.prepare('PRAGMA page_count').get() as { page_count: number };
+    db.exec(`PRAGMA max_page_count = ${page_count}`);
+    for (let i = 0; i < 200; i++) running.stack.emu.org.insert('Lead', leadFields(i));
+    let body = {} as ReadyBody;
+    await waitFor(
+      async () => {
+        const res = await running.get('/readyz');
+        body = JSON.parse(res.body) as ReadyBody;
+        return res.status === 503;
+      },
+      15_000,
+      'readiness to notice the store',
+      100,
+    );
+    expect(body.components.store.ok).toBe(false);
+    expect(body.components.store.reason).toMatch(/^writes failing: .*full/);
+    expect(body.reason).toMatch(/^store: writes failing/);
+    expect(body.components.salesforce.ok).toBe(true);
+    expect(running.logLines.some((l) => l.includes('store write failed'))).toBe(true);
+    db.exec('PRAGMA max_page_count = 1073741823');
+    await waitFor(async () => (await running.get('/readyz')).status === 200, 15_000, 'readiness again', 100);
+    await waitFor(() => running.stack.smtp.messages.length >= 200, 20_000, 'the 200 leads', 100);
+  }, 60_000);
 });
 
 describe('readiness when Salesforce authentication fails', () => {

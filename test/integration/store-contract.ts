@@ -521,6 +521,132 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
       });
     });
 
+    describe('leases and fenced checkpoints', () => {
+      it('one holder at a time: a live lease is extended for its holder, refused to another', async () => {
+        const { store, again } = await fresh();
+        const other = await again();
+        const a = await store.acquireLease('r', 'A', 60_000);
+        expect(a).toMatchObject({ rule: 'r', holder: 'A', epoch: 1 });
+        expect(Date.parse(a!.expiresAt) - Date.now()).toBeGreaterThan(50_000);
+        expect(await other.acquireLease('r', 'B', 60_000)).toBeNull();
+        // renewal: same epoch, later expiry, acquiredAt kept
+        await sleep(20);
+        const renewed = await store.acquireLease('r', 'A', 60_000);
+        expect(renewed).toMatchObject({ holder: 'A', epoch: 1, acquiredAt: a!.acquiredAt });
+        expect(Date.parse(renewed!.expiresAt)).toBeGreaterThan(Date.parse(a!.expiresAt));
+        // leases are per rule
+        expect(await other.acquireLease('s', 'B', 60_000)).toMatchObject({ holder: 'B', epoch: 1 });
+        expect((await other.listLeases()).map((l) => [l.rule, l.holder, l.epoch])).toEqual([
+          ['r', 'A', 1],
+          ['s', 'B', 1],
+        ]);
+      });
+
+      it('an expired lease goes to the next taker with a new epoch, and so does a release', async () => {
+        const { store, again } = await fresh();
+        const other = await again();
+        await store.acquireLease('r', 'A', 150);
+        await sleep(300);
+        expect(await other.acquireLease('r', 'B', 60_000)).toMatchObject({ holder: 'B', epoch: 2 });
+        // A coming back finds B's live lease
+        expect(await store.acquireLease('r', 'A', 60_000)).toBeNull();
+        // a release by a stale epoch changes nothing; by the holder it frees the rule at once
+        await store.releaseLease('r', { holder: 'A', epoch: 1 });
+        expect(await store.acquireLease('r', 'A', 60_000)).toBeNull();
+        await other.releaseLease('r', { holder: 'B', epoch: 2 });
+        expect(await store.acquireLease('r', 'A', 60_000)).toMatchObject({ holder: 'A', epoch: 3 });
+      });
+
+      it('a holder whose own lease expired takes it again under a new epoch', async () => {
+        const { store } = await fresh();
+        await store.acquireLease('r', 'A', 150);
+        await sleep(300);
+        expect(await store.acquireLease('r', 'A', 60_000)).toMatchObject({ holder: 'A', epoch: 2 });
+      });
+
+      it('a checkpoint write fenced by a stale epoch is refused and writes nothing', async () => {
+        const { store, again } = await fresh();
+        const other = await again();
+        const a = (await store.acquireLease('r', 'A', 150))!;
+        await store.commitBatch('r', [row('r', 'rec1')], cp(T0), undefined, { holder: 'A', epoch: a.epoch });
+        // A pauses past its lease; B takes over and moves the cursor
+        await sleep(300);
+        const b = (await other.acquireLease('r', 'B', 60_000))!;
+        const T1 = '2024-05-01T11:00:00.000Z';
+        await other.commitBatch('r', [row('r', 'rec2')], cp(T1), undefined, { holder: 'B', epoch: b.epoch });
+        // A's late write, with its stale view: refused, cursor and ledger untouched
+        await expect(
+          store.commitBatch(
+            'r',
+            [row('r', 'rec3')],
+            cp('2024-05-01T10:30:00.000Z', { replayId: '99' }),
+            undefined,
+            {
+              holder: 'A',
+              epoch: a.epoch,
+            },
+          ),
+        ).rejects.toMatchObject({ code: 'ELEASELOST' });
+        expect(await store.getCheckpoint('r')).toMatchObject({ watermark: T1, replayId: null });
+        expect(await store.existingRecordIds('r', ['rec1', 'rec2', 'rec3'])).toEqual(
+          new Set(['rec1', 'rec2']),
+        );
+        // an expired lease of the right holder and epoch is refused too
+        const c = (await store.acquireLease('q', 'A', 150))!;
+        await sleep(300);
+        await expect(
+          store.commitBatch('q', [], cp(T0), undefined, { holder: 'A', epoch: c.epoch }),
+        ).rejects.toMatchObject({ code: 'ELEASELOST' });
+        expect(await store.getCheckpoint('q')).toBeNull();
+        // unfenced writes (a single process without leadership) still work
+        await store.commitBatch('u', [], cp(T0));
+        expect(await store.getCheckpoint('u')).not.toBeNull();
+      });
+
+      it('heartbeat lists the live replicas; removeReplica forgets one and ends its leases', async () => {
+        const { store, again } = await fresh();
+        const other = await again();
+        expect((await store.heartbeat({ id: 'A', host: 'h1', pid: 1 }, 60_000)).map((r) => r.id)).toEqual([
+          'A',
+        ]);
+        const seen = await other.heartbeat({ id: 'B', host: 'h2', pid: 2 }, 60_000);
+        expect(seen.map((r) => [r.id, r.host, r.pid])).toEqual([
+          ['A', 'h1', 1],
+          ['B', 'h2', 2],
+        ]);
+        await store.heartbeat({ id: 'C', host: 'h3', pid: 3 }, 100);
+        await sleep(250);
+        // C's heartbeat expired: not alive, but still listed as seen recently
+        expect((await store.heartbeat({ id: 'A', host: 'h1', pid: 1 }, 60_000)).map((r) => r.id)).toEqual([
+          'A',
+          'B',
+        ]);
+        expect((await store.listReplicas()).map((r) => r.id).sort()).toEqual(['A', 'B', 'C']);
+        await other.acquireLease('r', 'B', 60_000);
+        await other.removeReplica('B');
+        expect((await store.listReplicas()).map((r) => r.id).sort()).toEqual(['A', 'C']);
+        expect(await store.acquireLease('r', 'A', 60_000)).toMatchObject({ holder: 'A', epoch: 2 });
+      });
+
+      it("deadOwners: a dead replica's sending rows are recovered before their row lease ends", async () => {
+        const { store } = await fresh();
+        const [a1, a2] = await seed(store, 'a', 2);
+        const [b1] = await seed(store, 'b', 1);
+        await store.heartbeat({ id: 'dead', host: 'h', pid: 1 }, 100);
+        await store.heartbeat({ id: 'alive', host: 'h', pid: 2 }, 60_000);
+        await store.claimDue({ owner: 'dead', limit: 1, leaseMs: 600_000, rules: ['a'] }); // a1
+        await store.claimDue({ owner: 'alive', limit: 1, leaseMs: 600_000, rules: ['a'] }); // a2
+        await store.claimDue({ owner: 'dead', limit: 1, leaseMs: 600_000, rules: ['b'] }); // b1, resend rule
+        await sleep(250);
+        expect(await store.recoverAbandoned({ resendRules: ['b'] })).toEqual([]);
+        expect(await store.recoverAbandoned({ resendRules: ['b'], deadOwners: true })).toEqual([a1!.id]);
+        expect(await store.get(a1!.id)).toMatchObject({ state: 'unknown', lastError: ABANDONED });
+        // the live replica's row, and the resend rule's row (its row lease decides), stay
+        expect((await store.get(a2!.id))!.state).toBe('sending');
+        expect((await store.get(b1!.id))!.state).toBe('sending');
+      });
+    });
+
     describe('operator actions', () => {
       it('retry: dead, failed, unknown -> pending and due now, keeping the error history', async () => {
         const { store } = await fresh();

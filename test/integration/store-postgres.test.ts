@@ -70,11 +70,13 @@ describe('postgres store specifics', () => {
     });
     expect(tables).toEqual([
       'checkpoints',
+      'cluster_replicas',
       'digest_items',
       'digests',
       'lead_notifier_migrations',
       'match_state',
       'outbox',
+      'rule_leases',
     ]);
   });
 
