@@ -1,6 +1,6 @@
 // Peak RSS of `lead-notifier run` while it works through a backlog of 100,000 Leads (polled,
 // rendered, stored and sent into a loopback SMTP server). Baseline, measured in the same run: the
-// same daemon with no backlog. Target: peak under 120 MB.
+// same daemon with no backlog. Target: peak under 150 MB.
 // Run: node bench/backlog-rss.ts [N=100000]
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -117,9 +117,9 @@ try {
     );
   }
   const work = await runDaemon(`backlog of ${N}`, N);
-  const target = 120 * 1048576;
+  const target = 150 * 1048576;
   console.log(
-    `  ratio to baseline: ${(work.peak / idle.peak).toFixed(2)}x; ratio to the 120 MB target: ${(work.peak / target).toFixed(2)} (<= 1.00 meets it); ${(N / work.seconds).toFixed(0)} records/s end to end`,
+    `  ratio to baseline: ${(work.peak / idle.peak).toFixed(2)}x; ratio to the 150 MB target: ${(work.peak / target).toFixed(2)} (<= 1.00 meets it); ${(N / work.seconds).toFixed(0)} records/s end to end`,
   );
 } finally {
   await emu.close();
