@@ -194,8 +194,9 @@ export class PostgresStore implements Store {
       // Checkpoint first: batches for one rule serialise on its row, and a failing insert below
       // rolls this back too.
       await c.query(
-        `INSERT INTO checkpoints (rule, floor, watermark, replay_id, swept_at, updated_at) VALUES ($1, $2, $3, $4, $6, now())
+        `INSERT INTO checkpoints (rule, floor, watermark, replay_id, swept_at, last_id, updated_at) VALUES ($1, $2, $3, $4, $6, $7, now())
          ON CONFLICT (rule) DO UPDATE SET floor = excluded.floor, watermark = excluded.watermark,
+           last_id = excluded.last_id,
            replay_id = CASE WHEN $5 THEN excluded.replay_id ELSE checkpoints.replay_id END,
            swept_at = COALESCE(excluded.swept_at, checkpoints.swept_at),
            updated_at = excluded.updated_at`,
@@ -208,6 +209,7 @@ export class PostgresStore implements Store {
           checkpoint.sweptAt === undefined
             ? null
             : normalizeInstant(checkpoint.sweptAt, 'checkpoint sweptAt'),
+          checkpoint.lastId ?? null,
         ],
       );
       if (sorted.length === 0) return { inserted: 0 };
@@ -437,6 +439,7 @@ function toCheckpoint(r: Row): Checkpoint {
     rule: String(r.rule),
     floor: iso(r.floor),
     watermark: iso(r.watermark),
+    lastId: (r.last_id as string | null | undefined) ?? null,
     replayId: (r.replay_id as string | null) ?? null,
     sweptAt: r.swept_at === null || r.swept_at === undefined ? null : iso(r.swept_at),
     updatedAt: iso(r.updated_at),

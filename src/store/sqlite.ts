@@ -166,14 +166,24 @@ export class SqliteStore implements Store {
        ON CONFLICT (rule, record_id) DO NOTHING`,
     );
     const upsert = this.stmt(
-      `INSERT INTO checkpoints (rule, floor, watermark, replay_id, swept_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+      `INSERT INTO checkpoints (rule, floor, watermark, last_id, replay_id, swept_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (rule) DO UPDATE SET floor = excluded.floor, watermark = excluded.watermark,
+         last_id = excluded.last_id,
          replay_id = CASE WHEN ? THEN excluded.replay_id ELSE checkpoints.replay_id END,
          swept_at = COALESCE(excluded.swept_at, checkpoints.swept_at),
          updated_at = excluded.updated_at`,
     );
     return this.tx(() => {
-      upsert.run(rule, floor, watermark, checkpoint.replayId ?? null, sweptAt, now, setReplay);
+      upsert.run(
+        rule,
+        floor,
+        watermark,
+        checkpoint.lastId ?? null,
+        checkpoint.replayId ?? null,
+        sweptAt,
+        now,
+        setReplay,
+      );
       let inserted = 0;
       for (const r of rows) {
         const res = insert.run(
@@ -420,6 +430,7 @@ function toCheckpoint(r: Row): Checkpoint {
     rule: str(r.rule),
     floor: str(r.floor),
     watermark: str(r.watermark),
+    lastId: strOrNull(r.last_id),
     replayId: strOrNull(r.replay_id),
     sweptAt: strOrNull(r.swept_at),
     updatedAt: str(r.updated_at),

@@ -58,6 +58,12 @@ export interface Checkpoint {
   floor: string;
   /** every record with CreatedDate < watermark that was visible when read has been enqueued */
   watermark: string;
+  /**
+   * Id of the last record read at `watermark` (the cursor is the key (CreatedDate, Id)): every
+   * record with key <= (watermark, lastId) visible when read has been enqueued. null: none known,
+   * the watermark's second is read again.
+   */
+  lastId?: string | null;
   /** stream mode: last processed replay id */
   replayId: string | null;
   /** when the last complete lookback sweep started (see poller.ts); null before the first */
@@ -68,6 +74,8 @@ export interface Checkpoint {
 export interface CheckpointUpdate {
   floor: string;
   watermark: string;
+  /** the Id of the last record read at `watermark`; omitted = none (it goes with the watermark) */
+  lastId?: string | null;
   /** undefined keeps the stored value */
   replayId?: string | null;
   /** undefined keeps the stored value */

@@ -161,6 +161,18 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
         expect((await store.getCheckpoint('r'))!.sweptAt).toBe('2024-05-01T10:07:00.000Z');
       });
 
+      it('lastId goes with the watermark: stored when given, cleared when omitted', async () => {
+        const { store } = await fresh();
+        await store.commitBatch('r', [], cp(T0));
+        expect((await store.getCheckpoint('r'))!.lastId).toBeNull();
+        await store.commitBatch('r', [], { ...cp(T0), lastId: '00Q000000000001AAA' });
+        expect((await store.getCheckpoint('r'))!.lastId).toBe('00Q000000000001AAA');
+        expect((await store.listCheckpoints())[0]!.lastId).toBe('00Q000000000001AAA');
+        // a watermark written without its Id must not keep an Id from another second
+        await store.commitBatch('r', [], cp('2024-05-01T10:06:00.000Z'));
+        expect((await store.getCheckpoint('r'))!.lastId).toBeNull();
+      });
+
       it('existingRecordIds names the record ids the rule already holds', async () => {
         const { store } = await fresh();
         await seed(store, 'r', 3);
