@@ -146,7 +146,9 @@ async function measureInto(
   async function pipeline(): Promise<number> {
     const dir = mkdtempSync(join(tmpdir(), 'ln-bench-tp-'));
     try {
-      const store = await openStore(`sqlite:${join(dir, 'outbox.db')}`, { exclusive: true });
+      const store = await openStore(`sqlite:${join(dir, 'outbox.db')}${syncParam()}`, {
+        exclusive: true,
+      });
       await store.migrate();
       for (let i = 0; i < N; i += 1000) {
         const rows: NewOutboxRow[] = messages.slice(i, i + 1000).map((m, k) => ({
@@ -218,6 +220,12 @@ async function measureInto(
     `    outbox -> dispatcher      ${pipe.toFixed(0)} msgs/s\n` +
     `    ratio                     ${ratio.toFixed(3)} (target >= 0.9) ${verdict}`
   );
+}
+
+/** BENCH_SYNCHRONOUS=full|normal: the SQLite store's synchronous option (default: the store's) */
+function syncParam(): string {
+  const s = process.env.BENCH_SYNCHRONOUS;
+  return s ? `?synchronous=${s}` : '';
 }
 
 function median(xs: number[]): number {

@@ -21,9 +21,30 @@ export interface OpenStoreOptions {
   readOnly?: boolean;
 }
 
+/**
+ * The options a `sqlite:` URL carries after `?`: `synchronous=full` (default: every commit is
+ * fsynced, so it survives a power cut) or `synchronous=normal` (WAL commits reach the OS at once and
+ * survive a killed process, but the last commits before a power cut or OS crash may be lost).
+ */
+export function sqliteOptions(url: string): { synchronous: 'full' | 'normal' } {
+  const q = url.indexOf('?');
+  const params = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
+  let synchronous: 'full' | 'normal' = 'full';
+  for (const [k, v] of params) {
+    if (k !== 'synchronous')
+      throw new Error(`store URL: unknown sqlite option ${JSON.stringify(k)} (known: synchronous)`);
+    const lower = v.toLowerCase();
+    if (lower !== 'full' && lower !== 'normal')
+      throw new Error(`store URL: synchronous must be full or normal, got ${JSON.stringify(v)}`);
+    synchronous = lower;
+  }
+  return { synchronous };
+}
+
 /** The file a `sqlite:` URL points at, or ':memory:'. */
 export function sqlitePath(url: string, baseDir?: string): string {
-  const rest = url.slice('sqlite:'.length);
+  const q = url.indexOf('?');
+  const rest = url.slice('sqlite:'.length, q < 0 ? undefined : q);
   if (rest === ':memory:') return rest;
   if (rest === '') throw new Error('store URL: sqlite: needs a file path, e.g. sqlite:./data/notifier.db');
   // sqlite:///abs.db and sqlite://rel.db are common spellings of the same thing; accept them
@@ -40,6 +61,7 @@ export async function openStore(url: string, opts: OpenStoreOptions = {}): Promi
   let store: Store;
   if (url.startsWith('sqlite:')) {
     const path = sqlitePath(url, opts.baseDir);
+    const { synchronous } = sqliteOptions(url);
     const memory = path === ':memory:';
     if (!memory) {
       if (readOnly && !existsSync(path)) throw new StoreMissingError(path);
@@ -47,7 +69,7 @@ export async function openStore(url: string, opts: OpenStoreOptions = {}): Promi
     }
     const lock = opts.exclusive && !readOnly && !memory ? FileLock.acquire(`${path}.lock`) : undefined;
     try {
-      store = new SqliteStore(path, { readOnly, ...(lock ? { lock } : {}) });
+      store = new SqliteStore(path, { readOnly, synchronous, ...(lock ? { lock } : {}) });
     } catch (err) {
       lock?.release();
       throw err;

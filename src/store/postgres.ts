@@ -4,6 +4,8 @@ import type {
   Checkpoint,
   CheckpointUpdate,
   ClaimOptions,
+  CycleOptions,
+  CycleResult,
   NewOutboxRow,
   Outcome,
   OutboxCounts,
@@ -244,6 +246,7 @@ export class PostgresStore implements Store {
        due AS (
          SELECT id FROM outbox, t
          WHERE state IN ('pending', 'failed') AND (next_attempt_at IS NULL OR next_attempt_at <= t.now)
+           AND (lease_until IS NULL OR lease_until < t.now)
            AND ($2::text[] IS NULL OR rule = ANY($2::text[]))
          ORDER BY id LIMIT $3
          FOR UPDATE OF outbox SKIP LOCKED)
@@ -260,9 +263,14 @@ export class PostgresStore implements Store {
   async recordOutcomes(owner: string, outcomes: Outcome[]): Promise<void> {
     this.check('recordOutcomes');
     if (outcomes.length === 0) return;
+    await this.tx((c) => this.writeOutcomes(c, owner, outcomes));
+  }
+
+  /** inside a transaction */
+  private async writeOutcomes(c: pg.PoolClient, owner: string, outcomes: Outcome[]): Promise<void> {
     const guard = `WHERE id = $1 AND state = 'sending' AND lease_owner = $2`;
     const clear = `lease_owner = NULL, lease_until = NULL, updated_at = now()`;
-    await this.tx(async (c) => {
+    {
       for (const o of outcomes) {
         switch (o.kind) {
           case 'sent':
@@ -300,6 +308,59 @@ export class PostgresStore implements Store {
             throw new TypeError(`unknown outcome kind: ${JSON.stringify((o as { kind: unknown }).kind)}`);
         }
       }
+    }
+  }
+
+  async cycle(opts: CycleOptions): Promise<CycleResult> {
+    this.check('cycle');
+    const claim = opts.claim ?? 0;
+    const reserve = opts.reserve ?? 0;
+    validateClaim(claim + reserve, opts.leaseMs);
+    const lease = `coalesce($1::timestamptz, now()) + $2::double precision * interval '1 millisecond'`;
+    return this.tx(async (c) => {
+      if (opts.outcomes?.length) await this.writeOutcomes(c, opts.owner, opts.outcomes);
+      if (opts.release?.length) {
+        await c.query(
+          `UPDATE outbox SET lease_owner = NULL, lease_until = NULL, updated_at = now()
+           WHERE id = ANY($1::bigint[]) AND state IN ('pending', 'failed') AND lease_owner = $2`,
+          [opts.release, opts.owner],
+        );
+      }
+      let started: number[] = [];
+      if (opts.start?.length) {
+        const { rows } = await c.query(
+          `UPDATE outbox SET state = 'sending', attempts = attempts + 1, lease_until = ${lease}, updated_at = now()
+           WHERE id = ANY($3::bigint[]) AND state IN ('pending', 'failed') AND lease_owner = $4
+           RETURNING id`,
+          [opts.now ?? null, opts.leaseMs, opts.start, opts.owner],
+        );
+        started = (rows as { id: string }[]).map((r) => Number(r.id)).sort((a, b) => a - b);
+      }
+      const claimed: OutboxRow[] = [];
+      const reserved: OutboxRow[] = [];
+      if (claim + reserve > 0) {
+        // the first `claim` due rows go to sending, the next `reserve` only take the lease
+        const { rows } = await c.query(
+          `WITH t AS (SELECT coalesce($1::timestamptz, now()) AS now),
+           due AS (
+             SELECT id, row_number() OVER (ORDER BY id) AS n FROM (
+               SELECT id FROM outbox, t
+               WHERE state IN ('pending', 'failed') AND (next_attempt_at IS NULL OR next_attempt_at <= t.now)
+                 AND (lease_until IS NULL OR lease_until < t.now)
+               ORDER BY id LIMIT $3
+               FOR UPDATE OF outbox SKIP LOCKED) d)
+           UPDATE outbox o SET lease_owner = $4, lease_until = ${lease}, updated_at = t.now,
+             state = CASE WHEN due.n <= $5 THEN 'sending' ELSE o.state END,
+             attempts = CASE WHEN due.n <= $5 THEN o.attempts + 1 ELSE o.attempts END
+           FROM due, t WHERE o.id = due.id
+           RETURNING o.*`,
+          [opts.now ?? null, opts.leaseMs, claim + reserve, opts.owner, claim],
+        );
+        for (const r of (rows as Row[]).map(toOutboxRow).sort((a, b) => a.id - b.id)) {
+          (r.state === 'sending' ? claimed : reserved).push(r);
+        }
+      }
+      return { started, claimed, reserved };
     });
   }
 

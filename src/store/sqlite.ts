@@ -4,6 +4,8 @@ import type {
   Checkpoint,
   CheckpointUpdate,
   ClaimOptions,
+  CycleOptions,
+  CycleResult,
   NewOutboxRow,
   Outcome,
   OutboxCounts,
@@ -32,6 +34,8 @@ export interface SqliteStoreOptions {
   readOnly?: boolean;
   /** held for the store's lifetime and released on close() */
   lock?: FileLock;
+  /** PRAGMA synchronous (default full); see sqliteOptions in index.ts */
+  synchronous?: 'full' | 'normal';
 }
 
 export class SqliteStore implements Store {
@@ -60,11 +64,12 @@ export class SqliteStore implements Store {
         // WAL: readers (`status`, `outbox list`) never block the daemon's writer, nor it them.
         this.db.exec('PRAGMA journal_mode = WAL');
       }
-      // synchronous=FULL, not NORMAL: in WAL mode NORMAL survives a process crash but may lose the
-      // last commits on power loss or an OS crash. Losing a committed `sent` outcome would make the
-      // row look unsent after reboot and risk a duplicate email; FULL costs one fsync per
-      // transaction, and we commit per batch (claim, outcomes, enqueue), which is cheap next to SMTP.
-      this.db.exec('PRAGMA synchronous = FULL');
+      // synchronous=FULL by default: in WAL mode NORMAL survives a killed process but may lose the
+      // last commits on power loss or an OS crash, and a lost `sending` mark makes a row that may
+      // have gone out look unsent after the reboot (a duplicate email). FULL costs one fsync per
+      // transaction; the dispatcher groups its writes so that is one per batch of outcomes.
+      // `?synchronous=normal` on the store URL trades that power-cut safety for no fsync per commit.
+      this.db.exec(`PRAGMA synchronous = ${opts.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
     } catch (err) {
       this.db.close();
       throw err;
@@ -217,12 +222,13 @@ export class SqliteStore implements Store {
        WHERE id IN (
          SELECT id FROM outbox
          WHERE state IN ('pending', 'failed') AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
+           AND (lease_until IS NULL OR lease_until < ?)
            AND (? IS NULL OR rule IN (SELECT value FROM json_each(?)))
          ORDER BY id LIMIT ?)
        RETURNING *`,
     );
     const rows = this.tx(
-      () => claim.all(opts.owner, leaseUntil, nowIso, nowIso, rules, rules, opts.limit) as Row[],
+      () => claim.all(opts.owner, leaseUntil, nowIso, nowIso, nowIso, rules, rules, opts.limit) as Row[],
     );
     return rows.map(toOutboxRow).sort((a, b) => a.id - b.id);
   }
@@ -230,6 +236,11 @@ export class SqliteStore implements Store {
   async recordOutcomes(owner: string, outcomes: Outcome[]): Promise<void> {
     this.check('recordOutcomes');
     if (outcomes.length === 0) return;
+    this.tx(() => this.writeOutcomes(owner, outcomes));
+  }
+
+  /** inside a transaction */
+  private writeOutcomes(owner: string, outcomes: Outcome[]): void {
     const now = new Date().toISOString();
     const guard = `WHERE id = ? AND state = 'sending' AND lease_owner = ?`;
     const clear = `lease_owner = NULL, lease_until = NULL, updated_at = ?`;
@@ -246,7 +257,7 @@ export class SqliteStore implements Store {
     const uncertain = this.stmt(
       `UPDATE outbox SET state = 'unknown', last_error = ?, last_error_code = ?, ${clear} ${guard}`,
     );
-    this.tx(() => {
+    {
       for (const o of outcomes) {
         switch (o.kind) {
           case 'sent':
@@ -268,6 +279,65 @@ export class SqliteStore implements Store {
             throw new TypeError(`unknown outcome kind: ${JSON.stringify((o as { kind: unknown }).kind)}`);
         }
       }
+    }
+  }
+
+  async cycle(opts: CycleOptions): Promise<CycleResult> {
+    this.check('cycle');
+    const claim = opts.claim ?? 0;
+    const reserve = opts.reserve ?? 0;
+    validateClaim(claim + reserve, opts.leaseMs);
+    const now = opts.now ?? new Date();
+    const nowIso = now.toISOString();
+    const leaseUntil = new Date(now.getTime() + opts.leaseMs).toISOString();
+    const start = this.stmt(
+      `UPDATE outbox SET state = 'sending', attempts = attempts + 1, lease_until = ?, updated_at = ?
+       WHERE id = ? AND state IN ('pending', 'failed') AND lease_owner = ? RETURNING id`,
+    );
+    const release = this.stmt(
+      `UPDATE outbox SET lease_owner = NULL, lease_until = NULL, updated_at = ?
+       WHERE id = ? AND state IN ('pending', 'failed') AND lease_owner = ?`,
+    );
+    // one statement for claim and reserve: the first `claim` due rows go to sending, the next
+    // `reserve` keep their state and only take the lease
+    const take = this.stmt(
+      `WITH due AS (
+         SELECT id, row_number() OVER (ORDER BY id) AS n FROM (
+           SELECT id FROM outbox
+           WHERE state IN ('pending', 'failed') AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
+             AND (lease_until IS NULL OR lease_until < ?)
+           ORDER BY id LIMIT ?))
+       UPDATE outbox SET lease_owner = ?, lease_until = ?, updated_at = ?,
+         state = CASE WHEN (SELECT n FROM due WHERE due.id = outbox.id) <= ? THEN 'sending' ELSE state END,
+         attempts = CASE WHEN (SELECT n FROM due WHERE due.id = outbox.id) <= ? THEN attempts + 1 ELSE attempts END
+       WHERE id IN (SELECT id FROM due)
+       RETURNING *`,
+    );
+    return this.tx(() => {
+      if (opts.outcomes?.length) this.writeOutcomes(opts.owner, opts.outcomes);
+      for (const id of opts.release ?? []) release.run(nowIso, id, opts.owner);
+      const started: number[] = [];
+      for (const id of opts.start ?? []) {
+        if (start.get(leaseUntil, nowIso, id, opts.owner)) started.push(id);
+      }
+      const claimed: OutboxRow[] = [];
+      const reserved: OutboxRow[] = [];
+      if (claim + reserve > 0) {
+        const rows = take.all(
+          nowIso,
+          nowIso,
+          claim + reserve,
+          opts.owner,
+          leaseUntil,
+          nowIso,
+          claim,
+          claim,
+        ) as Row[];
+        for (const r of rows.map(toOutboxRow).sort((a, b) => a.id - b.id)) {
+          (r.state === 'sending' ? claimed : reserved).push(r);
+        }
+      }
+      return { started, claimed, reserved };
     });
   }
 
@@ -286,12 +356,17 @@ export class SqliteStore implements Store {
        RETURNING id`,
     );
     const changedAt = new Date().toISOString();
-    const rows = this.tx(
-      () =>
-        recover.all(resend, resend, ABANDONED_RESEND, ABANDONED_ERROR, changedAt, all, now) as {
-          id: number;
-        }[],
+    // rows a dead process had only reserved (claimed ahead, never handed to a connection) are due
+    const unreserve = this.stmt(
+      `UPDATE outbox SET lease_owner = NULL, lease_until = NULL
+       WHERE state IN ('pending', 'failed') AND lease_owner IS NOT NULL AND (? OR lease_until < ?)`,
     );
+    const rows = this.tx(() => {
+      unreserve.run(all, now);
+      return recover.all(resend, resend, ABANDONED_RESEND, ABANDONED_ERROR, changedAt, all, now) as {
+        id: number;
+      }[];
+    });
     return rows.map((r) => r.id).sort((a, b) => a - b);
   }
 

@@ -92,6 +92,30 @@ export interface ClaimOptions {
   rules?: string[];
 }
 
+export interface CycleOptions {
+  owner: string;
+  leaseMs: number;
+  outcomes?: Outcome[];
+  /** ids reserved by `owner` to move to sending now */
+  start?: number[];
+  /** due rows to claim straight to sending */
+  claim?: number;
+  /** due rows to reserve ahead */
+  reserve?: number;
+  /** reserved ids to hand back */
+  release?: number[];
+  now?: Date;
+}
+
+export interface CycleResult {
+  /** the `start` ids that were still reserved by the owner, now sending */
+  started: number[];
+  /** claimed rows, now sending (attempts counted) */
+  claimed: OutboxRow[];
+  /** reserved rows (attempts not yet counted) */
+  reserved: OutboxRow[];
+}
+
 export interface OutboxFilter {
   state?: OutboxState;
   rule?: string;
@@ -129,6 +153,14 @@ export interface Store {
   claimDue(opts: ClaimOptions): Promise<OutboxRow[]>;
   /** outcome writes; each only applies while `owner` holds the lease. Several in one transaction. */
   recordOutcomes(owner: string, outcomes: Outcome[]): Promise<void>;
+  /**
+   * The dispatcher's group commit, ONE transaction: write `outcomes`; move the rows `start` names
+   * (reserved earlier by `owner`) to `sending` (attempts+1, lease renewed); claim `claim` more due
+   * rows straight to `sending`; reserve `reserve` more due rows for `owner` (leased but still
+   * pending/failed, attempts unchanged: after a crash they are simply due again, never unknown);
+   * un-reserve the rows `release` names. `sending` is only ever a row handed to a connection.
+   */
+  cycle(opts: CycleOptions): Promise<CycleResult>;
   /**
    * rows still `sending` whose lease has expired (or, for a single-process store opened
    * exclusively, any `sending` row at start-up) become `unknown`, or `pending` when the row's

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { openStore, StoreLockedError, StoreMissingError } from '../../src/store/index.ts';
+import type { DatabaseSync } from 'node:sqlite';
 import type { Store } from '../../src/store/index.ts';
 import { row, storeContract } from './store-contract.ts';
 
@@ -193,5 +194,25 @@ describe('sqlite store specifics', () => {
 
   it('rejects an unknown store URL scheme', async () => {
     await expect(openStore('mysql://x')).rejects.toThrow(/sqlite: or postgres/);
+  });
+
+  it('synchronous: full by default, normal from the store URL, anything else refused', async () => {
+    const full = await openStore(`sqlite:${join(dir, 'full.db')}`);
+    const normal = await openStore(`sqlite:${join(dir, 'normal.db')}?synchronous=normal`);
+    // synchronous is a per-connection setting: read it through the store's own handle
+    const read = (s: unknown) =>
+      (s as { db: DatabaseSync }).db.prepare('PRAGMA synchronous').get() as { synchronous: number };
+    // SQLite: 1 = NORMAL, 2 = FULL
+    expect(read(full).synchronous).toBe(2);
+    expect(read(normal).synchronous).toBe(1);
+    expect(existsSync(join(dir, 'normal.db'))).toBe(true);
+    await full.close();
+    await normal.close();
+    await expect(openStore(`sqlite:${join(dir, 'x.db')}?synchronous=off`)).rejects.toThrow(
+      /synchronous must be full or normal/,
+    );
+    await expect(openStore(`sqlite:${join(dir, 'x.db')}?journal=delete`)).rejects.toThrow(
+      /unknown sqlite option/,
+    );
   });
 });
