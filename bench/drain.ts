@@ -5,7 +5,7 @@
 // the same connection count, measured in this run. Target: drain rate >= 0.9 of nodemailer's.
 // Run: node bench/drain.ts [N=10000] [ROUNDS=3]   (BENCH_NODE_ARGS: extra flags for the daemon)
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import nodemailer from 'nodemailer';
@@ -89,7 +89,12 @@ async function daemon(): Promise<{ drain: number; total: number; peakMb: number 
   const t0 = performance.now();
   const child = spawn(process.execPath, [...nodeArgs, CLI, 'run', '-c', join(dir, 'n.yaml')], {
     env: { ...process.env, LOG_FORMAT: 'json' },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    // BENCH_DAEMON_LOG=file keeps the daemon's log lines (poll lines carry its memory figures)
+    stdio: [
+      'ignore',
+      process.env.BENCH_DAEMON_LOG ? openSync(process.env.BENCH_DAEMON_LOG, 'w') : 'ignore',
+      'inherit',
+    ],
   });
   let first = 0;
   let peak = 0;

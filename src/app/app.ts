@@ -14,7 +14,7 @@ import { connectSalesforce, createConnection } from '../sources/salesforce/conne
 import { isRequestLimitError, RulePoller } from '../sources/salesforce/poller.ts';
 import type { ApiUsage, PollResult } from '../sources/salesforce/poller.ts';
 import { RuleStreamer } from '../sources/salesforce/streamer.ts';
-import { openStore } from '../store/index.ts';
+import { openStore, SqliteStore } from '../store/index.ts';
 import { compileRule } from '../templates/index.ts';
 import { enabledRules, resendRuleNames } from '../rules/index.ts';
 import { Enqueuer } from './enqueue.ts';
@@ -115,6 +115,9 @@ export class App {
     this.sink = createSmtpSink(cfg.smtp, {
       baseDir: cfg.baseDir,
       logger: this.opts.logger.child({ component: 'smtp' }),
+      // A second isolate (~40 MB) pays for itself only when commits block this thread for an
+      // fsync each (SQLite synchronous=full): then nodemailer keeps the sockets moving meanwhile.
+      inProcess: !(store instanceof SqliteStore && store.synchronous === 'full'),
     });
     const leaseMs = cfg.delivery.leaseMs ?? cfg.smtp.sendTimeoutMs + 30_000;
     this.dispatcher = new Dispatcher({

@@ -2,11 +2,11 @@
 // usage, 3 a dependency unreachable (check --connect).
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
-import { App } from '../app/app.ts';
-import { loadConfig, resolveConfigPath, secretsOf } from '../config/load.ts';
+// What a command needs is imported when it runs: `--help` loads none of it (start-up time and
+// memory), and `status` never loads jsforce or nodemailer.
 import type { LoadedConfig } from '../config/schema.ts';
-import { createLogger, makeScrubber } from '../log.ts';
 import type { Logger } from '../log.ts';
+import { makeScrubber } from '../util/secrets.ts';
 import { ConfigError, coerceError } from '../util/errors.ts';
 import { parseDuration } from '../util/duration.ts';
 
@@ -32,7 +32,8 @@ const commands: Record<string, Command> = {
     options: { ...configOption },
     async run(values) {
       const config = await load(values);
-      const logger = loggerFor(config);
+      const logger = await loggerFor(config);
+      const { App } = await import('../app/app.ts');
       const { Metrics } = await import('../http/metrics.ts');
       const { startHttpServer } = await import('../http/server.ts');
       const metrics = config.http.enabled
@@ -266,6 +267,7 @@ function parseSince(text: string): Date {
 }
 
 async function load(values: Record<string, unknown>, checkTemplates = true): Promise<LoadedConfig> {
+  const { loadConfig, resolveConfigPath, secretsOf } = await import('../config/load.ts');
   const path = resolveConfigPath(typeof values.config === 'string' ? values.config : undefined);
   // compileRule is imported lazily, as before: `status` and `outbox` only read the config
   const ruleChecks = checkTemplates ? (await import('../templates/index.ts')).compileRule : undefined;
@@ -274,7 +276,9 @@ async function load(values: Record<string, unknown>, checkTemplates = true): Pro
   return config;
 }
 
-function loggerFor(config: LoadedConfig): Logger {
+async function loggerFor(config: LoadedConfig): Promise<Logger> {
+  const { secretsOf } = await import('../config/load.ts');
+  const { createLogger } = await import('../log.ts');
   return createLogger({
     level: config.log.level,
     ...(config.log.format ? { format: config.log.format } : {}),

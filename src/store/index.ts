@@ -22,14 +22,15 @@ export interface OpenStoreOptions {
 }
 
 /**
- * The options a `sqlite:` URL carries after `?`: `synchronous=full` (default: every commit is
- * fsynced, so it survives a power cut) or `synchronous=normal` (WAL commits reach the OS at once and
- * survive a killed process, but the last commits before a power cut or OS crash may be lost).
+ * The options a `sqlite:` URL carries after `?`: `synchronous=normal` (default: WAL commits reach
+ * the OS at once, no fsync; they survive a killed process, but the last commits before a power cut
+ * or OS crash may be lost) or `synchronous=full` (every commit is fsynced: survives a power cut, at
+ * the cost of an fsync per transaction).
  */
 export function sqliteOptions(url: string): { synchronous: 'full' | 'normal' } {
   const q = url.indexOf('?');
   const params = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
-  let synchronous: 'full' | 'normal' = 'full';
+  let synchronous: 'full' | 'normal' = 'normal';
   for (const [k, v] of params) {
     if (k !== 'synchronous')
       throw new Error(`store URL: unknown sqlite option ${JSON.stringify(k)} (known: synchronous)`);

@@ -34,13 +34,14 @@ export interface SqliteStoreOptions {
   readOnly?: boolean;
   /** held for the store's lifetime and released on close() */
   lock?: FileLock;
-  /** PRAGMA synchronous (default full); see sqliteOptions in index.ts */
+  /** PRAGMA synchronous (default normal); see sqliteOptions in index.ts */
   synchronous?: 'full' | 'normal';
 }
 
 export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
   readonly path: string;
+  readonly synchronous: 'full' | 'normal';
   private readonly db: DatabaseSync;
   private readonly readOnly: boolean;
   private lock: FileLock | undefined;
@@ -64,12 +65,13 @@ export class SqliteStore implements Store {
         // WAL: readers (`status`, `outbox list`) never block the daemon's writer, nor it them.
         this.db.exec('PRAGMA journal_mode = WAL');
       }
-      // synchronous=FULL by default: in WAL mode NORMAL survives a killed process but may lose the
-      // last commits on power loss or an OS crash, and a lost `sending` mark makes a row that may
-      // have gone out look unsent after the reboot (a duplicate email). FULL costs one fsync per
-      // transaction; the dispatcher groups its writes so that is one per batch of outcomes.
-      // `?synchronous=normal` on the store URL trades that power-cut safety for no fsync per commit.
-      this.db.exec(`PRAGMA synchronous = ${opts.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
+      // synchronous=NORMAL by default: in WAL mode a commit is written to the WAL file without an
+      // fsync, so it survives a killed process (kill -9, OOM) but the last commits before a power
+      // cut or OS crash may be lost; a lost `sending` mark could then make a row that went out look
+      // unsent after the reboot (a duplicate). `?synchronous=full` fsyncs every commit and closes
+      // that gap; bench/throughput.ts measures both (bench/RESULTS.md).
+      this.synchronous = opts.synchronous ?? 'normal';
+      this.db.exec(`PRAGMA synchronous = ${this.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
     } catch (err) {
       this.db.close();
       throw err;
