@@ -13,7 +13,7 @@ import type { SmtpSink } from '../sinks/index.ts';
 import { connectSalesforce, createConnection } from '../sources/salesforce/connection.ts';
 import { isRequestLimitError, RulePoller } from '../sources/salesforce/poller.ts';
 import type { ApiUsage, PollResult } from '../sources/salesforce/poller.ts';
-import { RuleStreamer } from '../sources/salesforce/streamer.ts';
+import type { RuleStreamer } from '../sources/salesforce/streamer.ts';
 import { openStore, SqliteStore } from '../store/index.ts';
 import { compileRule } from '../templates/index.ts';
 import { enabledRules, resendRuleNames } from '../rules/index.ts';
@@ -137,6 +137,11 @@ export class App {
     this.dispatcher.start();
     void this.verifySmtp();
 
+    // The streaming client (CometD/faye, with jsforce's Streaming API) is loaded only when a rule
+    // streams, and before the connection is created: jsforce attaches its APIs to new connections.
+    const RuleStreamer = enabled.some((r) => r.mode === 'stream')
+      ? (await import('../sources/salesforce/streamer.ts')).RuleStreamer
+      : undefined;
     this.conn = createConnection(cfg.salesforce, cfg.baseDir);
     for (const rule of enabled) {
       const c = compiled.get(rule.name)!;
@@ -171,7 +176,7 @@ export class App {
       });
       this.pollers.set(rule.name, poller);
       await poller.init();
-      if (rule.mode === 'stream') {
+      if (rule.mode === 'stream' && RuleStreamer) {
         this.streamers.set(
           rule.name,
           new RuleStreamer({
