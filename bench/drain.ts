@@ -17,7 +17,8 @@ for (const k of ['http_proxy', 'https_proxy', 'HTTP_PROXY', 'HTTPS_PROXY']) dele
 const N = Number(process.argv[2] ?? 10_000);
 const ROUNDS = Number(process.argv[3] ?? 3);
 const CONNECTIONS = 5;
-const CLI = new URL('../bin/lead-notifier.js', import.meta.url).pathname;
+// BENCH_CLI: another checkout's bin/lead-notifier.js (to measure a "before")
+const CLI = process.env.BENCH_CLI ?? new URL('../bin/lead-notifier.js', import.meta.url).pathname;
 
 const sink = await startPostfixSink();
 const emu = await startEmulator({ port: 0 });

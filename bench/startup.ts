@@ -12,7 +12,8 @@ import { startEmulator } from '../src/emulator/index.ts';
 
 for (const k of ['http_proxy', 'https_proxy', 'HTTP_PROXY', 'HTTPS_PROXY']) delete process.env[k];
 const RUNS = Number(process.argv[2] ?? 5);
-const CLI = new URL('../bin/lead-notifier.js', import.meta.url).pathname;
+// BENCH_CLI: another checkout's bin/lead-notifier.js (to measure a "before")
+const CLI = process.env.BENCH_CLI ?? new URL('../bin/lead-notifier.js', import.meta.url).pathname;
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);

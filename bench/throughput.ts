@@ -165,7 +165,12 @@ async function measureInto(
         });
       }
       const smtp = smtpSchema.parse({ host: '127.0.0.1', port, pool: { maxConnections: MAX_CONNECTIONS } });
-      const sink = createSmtpSink(smtp, { baseDir: dir, logger });
+      // as the daemon chooses (app.ts): nodemailer on a worker thread only with synchronous=full
+      const sink = createSmtpSink(smtp, {
+        baseDir: dir,
+        logger,
+        inProcess: process.env.BENCH_SYNCHRONOUS !== 'full',
+      });
       let done = 0;
       let resolveAll: () => void = () => {};
       const allDone = new Promise<void>((r) => (resolveAll = r));

@@ -300,20 +300,17 @@ export class SqliteStore implements Store {
       `UPDATE outbox SET lease_owner = NULL, lease_until = NULL, updated_at = ?
        WHERE id = ? AND state IN ('pending', 'failed') AND lease_owner = ?`,
     );
-    // one statement for claim and reserve: the first `claim` due rows go to sending, the next
-    // `reserve` keep their state and only take the lease
-    const take = this.stmt(
-      `WITH due AS (
-         SELECT id, row_number() OVER (ORDER BY id) AS n FROM (
-           SELECT id FROM outbox
-           WHERE state IN ('pending', 'failed') AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
-             AND (lease_until IS NULL OR lease_until < ?)
-           ORDER BY id LIMIT ?))
-       UPDATE outbox SET lease_owner = ?, lease_until = ?, updated_at = ?,
-         state = CASE WHEN (SELECT n FROM due WHERE due.id = outbox.id) <= ? THEN 'sending' ELSE state END,
-         attempts = CASE WHEN (SELECT n FROM due WHERE due.id = outbox.id) <= ? THEN attempts + 1 ELSE attempts END
-       WHERE id IN (SELECT id FROM due)
-       RETURNING *`,
+    // claim: due rows straight to sending; reserve: the next due rows only take the lease
+    const due = `SELECT id FROM outbox
+         WHERE state IN ('pending', 'failed') AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
+           AND (lease_until IS NULL OR lease_until < ?)
+         ORDER BY id LIMIT ?`;
+    const claimStmt = this.stmt(
+      `UPDATE outbox SET state = 'sending', attempts = attempts + 1, lease_owner = ?, lease_until = ?, updated_at = ?
+       WHERE id IN (${due}) RETURNING *`,
+    );
+    const reserveStmt = this.stmt(
+      `UPDATE outbox SET lease_owner = ?, lease_until = ?, updated_at = ? WHERE id IN (${due}) RETURNING *`,
     );
     return this.tx(() => {
       if (opts.outcomes?.length) this.writeOutcomes(opts.owner, opts.outcomes);
@@ -322,23 +319,19 @@ export class SqliteStore implements Store {
       for (const id of opts.start ?? []) {
         if (start.get(leaseUntil, nowIso, id, opts.owner)) started.push(id);
       }
-      const claimed: OutboxRow[] = [];
-      const reserved: OutboxRow[] = [];
-      if (claim + reserve > 0) {
-        const rows = take.all(
-          nowIso,
-          nowIso,
-          claim + reserve,
-          opts.owner,
-          leaseUntil,
-          nowIso,
-          claim,
-          claim,
-        ) as Row[];
-        for (const r of rows.map(toOutboxRow).sort((a, b) => a.id - b.id)) {
-          (r.state === 'sending' ? claimed : reserved).push(r);
-        }
-      }
+      const byId = (x: OutboxRow, y: OutboxRow) => x.id - y.id;
+      const claimed =
+        claim > 0
+          ? (claimStmt.all(opts.owner, leaseUntil, nowIso, nowIso, nowIso, claim) as Row[])
+              .map(toOutboxRow)
+              .sort(byId)
+          : [];
+      const reserved =
+        reserve > 0
+          ? (reserveStmt.all(opts.owner, leaseUntil, nowIso, nowIso, nowIso, reserve) as Row[])
+              .map(toOutboxRow)
+              .sort(byId)
+          : [];
       return { started, claimed, reserved };
     });
   }

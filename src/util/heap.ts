@@ -2,7 +2,7 @@
 // lazily: left alone, `run` working through a backlog lets garbage pile up to several hundred MB
 // resident before it collects. When the user set no heap flag of their own (command line or
 // NODE_OPTIONS), `run` re-executes itself in place (process.execve: same pid, so supervisors and
-// `kill` see one process) with the limits the container image uses.
+// `kill` see one process) with the limits the container image uses, and at most two malloc arenas.
 export const HEAP_FLAGS = ['--max-old-space-size=96', '--max-semi-space-size=2'] as const;
 
 /** set in the re-executed process, so it never loops; LEAD_NOTIFIER_HEAP=default opts out */
@@ -37,5 +37,7 @@ export function applyHeapLimits(): void {
     canExecve: typeof proc.execve === 'function',
   });
   if (!args) return;
-  proc.execve!(process.execPath, args, { ...process.env, [MARK]: 'set' });
+  // glibc's malloc keeps an arena per thread (V8's and libuv's pools): two are plenty here and
+  // keep fragmentation out of the resident size (an explicit setting of the user's is kept)
+  proc.execve!(process.execPath, args, { MALLOC_ARENA_MAX: '2', ...process.env, [MARK]: 'set' });
 }

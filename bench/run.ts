@@ -1,0 +1,39 @@
+// `npm run bench`: every benchmark, one after the other, each printing its figures as ratios
+// against a baseline measured in the same run. Pick some by name: `npm run bench -- startup drain`.
+// The 100,000-record backlog takes minutes; BENCH_BACKLOG=20000 makes it shorter.
+import { spawnSync } from 'node:child_process';
+
+const benches: Record<string, string[]> = {
+  // delivery: outbox -> dispatcher vs plain pooled nodemailer, into smtp-sink and smtp-server
+  throughput: ['throughput.ts', '10000', '3'],
+  // the issue's outside view: `lead-notifier run` draining 10,000 Leads into smtp-sink, with peak RSS
+  drain: ['drain.ts', '10000', '3'],
+  // peak RSS of `lead-notifier run` through a 100,000-record backlog, no flags
+  'backlog-rss': ['backlog-rss.ts', process.env.BENCH_BACKLOG ?? '100000'],
+  // REST calls per poll, and records read by an idle poll
+  'poll-calls': ['poll-calls.ts'],
+  // --help and run -> first poll, median of 5
+  startup: ['startup.ts', '5'],
+};
+
+const wanted = process.argv.slice(2);
+for (const w of wanted) {
+  if (!(w in benches)) {
+    console.error(`unknown benchmark ${w}; known: ${Object.keys(benches).join(', ')}`);
+    process.exit(2);
+  }
+}
+let failed = 0;
+for (const [name, [file, ...args]] of Object.entries(benches)) {
+  if (wanted.length && !wanted.includes(name)) continue;
+  console.log(`\n== ${name}`);
+  const r = spawnSync(process.execPath, [new URL(file!, import.meta.url).pathname, ...args], {
+    stdio: 'inherit',
+    env: { ...process.env, BENCH_NODE_ARGS: process.env.BENCH_NODE_ARGS ?? '' },
+  });
+  if (r.status !== 0) {
+    failed++;
+    console.log(`== ${name}: exited ${r.status ?? r.signal}`);
+  }
+}
+process.exit(failed ? 1 : 0);
