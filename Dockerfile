@@ -1,5 +1,6 @@
-# lead-notifier container image. No build step: Node 24 runs the TypeScript sources by type
-# stripping, so the image holds bin/, src/, config/ and the production dependencies only.
+# lead-notifier container image. The build stage compiles src/ to dist/ (`npm run build`), which
+# bin/lead-notifier.js runs (no type stripping at run time); the image holds bin/, dist/, src/,
+# config/ and the production dependencies only.
 #
 #   docker build -t lead-notifier .                  # the runtime image
 #   docker build --target check .                    # optional: typecheck + lint on the full install
@@ -15,8 +16,15 @@ ARG NODE_IMAGE=node:24-slim
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
+# --ignore-scripts: `prepare` builds dist/, which needs the sources (the build stage does it)
 RUN --mount=type=cache,target=/root/.npm \
-    npm ci --no-audit --no-fund
+    npm ci --ignore-scripts --no-audit --no-fund
+
+# --- build: src/ -> dist/
+FROM deps AS build
+COPY tsconfig.json tsconfig.build.json ./
+COPY src/ ./src/
+RUN npm run build
 
 # --- check (opt-in: --target check): the same typecheck and lint CI runs, inside the image's Node
 FROM deps AS check
@@ -56,6 +64,7 @@ COPY --from=prod-deps /app/node_modules ./node_modules
 COPY package.json package-lock.json ./
 COPY bin/ ./bin/
 COPY src/ ./src/
+COPY --from=build /app/dist/ ./dist/
 COPY config/ ./config/
 
 # /data holds the SQLite file, its WAL and the single-writer lock file. Created here owned by

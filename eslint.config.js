@@ -3,7 +3,7 @@ import { createNodeResolver, importX } from 'eslint-plugin-import-x';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'data/', 'coverage/', '.cache/'] },
+  { ignores: ['node_modules/', 'data/', 'coverage/', '.cache/', 'dist/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -5,8 +5,9 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     testTimeout: 30_000,
     hookTimeout: 60_000,
-    // jsforce ignores NO_PROXY; every test talks to loopback only.
-    env: { http_proxy: '', https_proxy: '', HTTP_PROXY: '', HTTPS_PROXY: '' },
+    // jsforce ignores NO_PROXY; every test talks to loopback only. LEAD_NOTIFIER_SOURCES: the CLI
+    // children run the TypeScript sources under test, never a dist/ build that may be stale.
+    env: { http_proxy: '', https_proxy: '', HTTP_PROXY: '', HTTPS_PROXY: '', LEAD_NOTIFIER_SOURCES: '1' },
     pool: 'forks',
   },
 });

@@ -1,5 +1,7 @@
 // REST calls per poll for 0, 1, 2,500 and 10,000 new records, against the emulator over HTTP.
 // Target: at most ceil(N / 2000) + 1 calls, none per record. Prints calls / target as a ratio.
+// Then the idle poll that follows (nothing new, not a lookback sweep): target one call, zero
+// records read, whatever the last second held (all N records share one CreatedDate second).
 // Run: node bench/poll-calls.ts
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,6 +20,7 @@ for (const k of ['http_proxy', 'https_proxy', 'HTTP_PROXY', 'HTTPS_PROXY']) dele
 const emu = await startEmulator({ port: 0 });
 const dir = mkdtempSync(join(tmpdir(), 'ln-bench-calls-'));
 const rows: string[] = [];
+const idleRows: string[] = [];
 try {
   for (const n of [0, 1, 2500, 10_000]) {
     emu.control.reset();
@@ -76,6 +79,12 @@ try {
     rows.push(
       `N=${String(n).padStart(6)}  calls=${calls} (poller counted ${r.apiCalls})  target<=${target}  ratio=${(calls / target).toFixed(2)}  enqueued=${r.enqueued}  ${ms.toFixed(0)} ms`,
     );
+    const idleBefore = sum(emu.counters());
+    const idle = await poller.pollOnce();
+    const idleCalls = sum(emu.counters()) - idleBefore;
+    idleRows.push(
+      `after N=${String(n).padStart(6)}: calls=${idleCalls} records read=${idle.read} (sweep: ${idle.sweep})  ${idleCalls === 1 && idle.read === 0 && !idle.sweep ? 'OK' : 'ABOVE TARGET'}`,
+    );
     await store.close();
   }
 } finally {
@@ -84,6 +93,8 @@ try {
 }
 console.log('REST calls per poll (ratio = calls / (ceil(N/2000)+1); <= 1.00 meets the target)');
 for (const r of rows) console.log('  ' + r);
+console.log('Idle poll right after (target: 1 call, 0 records read)');
+for (const r of idleRows) console.log('  ' + r);
 
 function sum(c: Record<string, number>): number {
   // count only REST API calls, not OAuth token requests

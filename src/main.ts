@@ -1,7 +1,12 @@
 // The program's entry: the only module with top-level effects. bin/lead-notifier.js imports it;
 // everything else (src/cli/ and below) can be imported and called in-process, e.g. by tests.
-import { EXIT, main } from './cli/index.ts';
-import { coerceError } from './util/errors.ts';
+// The CLI is imported only after the heap check: `run` may re-execute itself first (util/heap.ts),
+// and nothing should be loaded twice for that.
+import { applyHeapLimits } from './util/heap.ts';
+
+applyHeapLimits();
+const { EXIT, main } = await import('./cli/index.ts');
+const { coerceError } = await import('./util/errors.ts');
 
 main(process.argv.slice(2)).then(
   (code) => {

@@ -13,9 +13,9 @@ import type { SmtpSink } from '../sinks/index.ts';
 import { connectSalesforce, createConnection } from '../sources/salesforce/connection.ts';
 import { isRequestLimitError, RulePoller } from '../sources/salesforce/poller.ts';
 import type { ApiUsage, PollResult } from '../sources/salesforce/poller.ts';
-import { RuleStreamer } from '../sources/salesforce/streamer.ts';
+import type { RuleStreamer } from '../sources/salesforce/streamer.ts';
 import { UpdatePoller } from '../sources/salesforce/update-poller.ts';
-import { isStoreFailure, openStore } from '../store/index.ts';
+import { isStoreFailure, openStore, SqliteStore } from '../store/index.ts';
 import { compileRule } from '../templates/index.ts';
 import { enabledRules, resendRuleNames } from '../rules/index.ts';
 import { Enqueuer } from './enqueue.ts';
@@ -135,6 +135,9 @@ export class App {
     this.sink = createSmtpSink(cfg.smtp, {
       baseDir: cfg.baseDir,
       logger: this.opts.logger.child({ component: 'smtp' }),
+      // A second isolate (~40 MB) pays for itself only when commits block this thread for an
+      // fsync each (SQLite synchronous=full): then nodemailer keeps the sockets moving meanwhile.
+      inProcess: !(store instanceof SqliteStore && store.synchronous === 'full'),
     });
     const leaseMs = cfg.delivery.leaseMs ?? cfg.smtp.sendTimeoutMs + 30_000;
     const leaseTtlMs = parseDuration(cfg.cluster.leaseTtl);
@@ -188,6 +191,11 @@ export class App {
       onRenewFailure: (err) => this.opts.events?.onLeaseRenewFailure?.(err),
     });
     this.leadership = leadership;
+    // The streaming client (CometD/faye, with jsforce's Streaming API) is loaded only when a rule
+    // streams, and before the connection is created: jsforce attaches its APIs to new connections.
+    const RuleStreamer = enabled.some((r) => r.mode === 'stream')
+      ? (await import('../sources/salesforce/streamer.ts')).RuleStreamer
+      : undefined;
     for (const rule of enabled) {
       this.rules.set(rule.name, {
         name: rule.name,
@@ -230,7 +238,7 @@ export class App {
       this.pollers.set(rule.name, poller);
       // the leader fixes the floor at the first start; a follower's first poll as leader does
       if (leadership.isLeader(rule.name)) await poller.init();
-      if (rule.mode === 'stream') {
+      if (rule.mode === 'stream' && RuleStreamer) {
         this.streamers.set(
           rule.name,
           new RuleStreamer({

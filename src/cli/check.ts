@@ -20,7 +20,6 @@ const RULE_ERRORS = new Set([
 
 export const check: Command = {
   name: 'check',
-  summary: 'validate config and templates; with --connect also reach Salesforce and SMTP',
   usage: 'lead-notifier check [-c FILE] [--connect]',
   options: { ...configOption, connect: { type: 'boolean' } },
   async run(values, _positionals, ctx) {

@@ -9,7 +9,6 @@ const DEFAULT_INTERVAL_S = 5;
 
 export const demo: Command = {
   name: 'demo',
-  summary: 'try it without credentials: org emulator + Lead generator + capture inbox + worker',
   usage: 'lead-notifier demo [--inbox-port N] [--interval SECONDS] [--no-generator]',
   options: {
     'inbox-port': { type: 'string' },

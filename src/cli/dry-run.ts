@@ -22,7 +22,6 @@ export interface DryRunOptions {
 
 export const dryRunCommand: Command = {
   name: 'dry-run',
-  summary: 'query Salesforce and render what each rule would send; sends and writes nothing',
   usage: 'lead-notifier dry-run [-c FILE] [--limit N] [--since DURATION|ISO] [--rule NAME] [--json]',
   options: {
     ...configOption,

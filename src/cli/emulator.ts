@@ -5,7 +5,6 @@ import { intOption, str, type Command } from './options.ts';
 
 export const emulator: Command = {
   name: 'emulator',
-  summary: 'run the local Salesforce org emulator alone and print its URL',
   usage: 'lead-notifier emulator [--port N] [--host ADDR]',
   options: { port: { type: 'string', short: 'p' }, host: { type: 'string' } },
   async run(values, _positionals, ctx) {

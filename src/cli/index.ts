@@ -5,27 +5,55 @@
 import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
 import { ConfigError, EXIT, coerceError, exitCodeOf } from '../util/errors.ts';
-import { check } from './check.ts';
-import { demo } from './demo.ts';
-import { dryRunCommand } from './dry-run.ts';
-import { emulator } from './emulator.ts';
 import { createContext, type Command } from './options.ts';
-import { outbox } from './outbox.ts';
-import { run } from './run.ts';
-import { sendTestCommand } from './send-test.ts';
-import { status } from './status.ts';
 
 export { EXIT } from '../util/errors.ts';
 
-const COMMANDS: readonly Command[] = [
-  run,
-  check,
-  dryRunCommand,
-  status,
-  outbox,
-  sendTestCommand,
-  demo,
-  emulator,
+/**
+ * name, summary, and the command's own file, imported only when the command runs: `--help` loads
+ * none of them, and a command loads only what it needs (`status` never loads jsforce or nodemailer).
+ */
+const COMMANDS: ReadonlyArray<{ name: string; summary: string; load: () => Promise<Command> }> = [
+  {
+    name: 'run',
+    summary: 'run the daemon: poll, enqueue, send; SIGTERM/SIGINT drains and exits 0',
+    load: async () => (await import('./run.ts')).run,
+  },
+  {
+    name: 'check',
+    summary: 'validate config and templates; with --connect also reach Salesforce and SMTP',
+    load: async () => (await import('./check.ts')).check,
+  },
+  {
+    name: 'dry-run',
+    summary: 'query Salesforce and render what each rule would send; sends and writes nothing',
+    load: async () => (await import('./dry-run.ts')).dryRunCommand,
+  },
+  {
+    name: 'status',
+    summary: 'checkpoints per rule, outbox counts by state, last errors',
+    load: async () => (await import('./status.ts')).status,
+  },
+  {
+    name: 'outbox',
+    summary: 'inspect and act on outbox rows: list, retry dead ones, resolve uncertain ones',
+    load: async () => (await import('./outbox.ts')).outbox,
+  },
+  {
+    name: 'send-test',
+    summary: 'render a rule against a real or sample record and send it once to ADDR, outside the ledger',
+    load: async () => (await import('./send-test.ts')).sendTestCommand,
+  },
+  {
+    name: 'demo',
+    summary: 'try it without credentials: org emulator + Lead generator + capture inbox + worker',
+    load: async () => (await import('./demo.ts')).demo,
+  },
+  {
+    name: 'emulator',
+    summary: 'run the local Salesforce org emulator alone and print its URL',
+    load: async () => (await import('./emulator.ts')).emulator,
+  },
 ];
 const byName = new Map(COMMANDS.map((c) => [c.name, c]));
 
@@ -56,11 +84,12 @@ export async function main(argv: string[]): Promise<number> {
     ctx.out((createRequire(import.meta.url)('../../package.json') as { version: string }).version);
     return EXIT.OK;
   }
-  const cmd = byName.get(name);
-  if (!cmd) {
+  const entry = byName.get(name);
+  if (!entry) {
     ctx.err(`unknown command '${name}'\n\n${helpText()}`);
     return EXIT.INVALID;
   }
+  const cmd = await entry.load();
   try {
     const { values, positionals } = parseArgs({
       args: rest,
@@ -69,7 +98,7 @@ export async function main(argv: string[]): Promise<number> {
       strict: true,
     });
     if (values.help) {
-      ctx.out(`Usage: ${cmd.usage}\n\n${cmd.summary}`);
+      ctx.out(`Usage: ${cmd.usage}\n\n${entry.summary}`);
       return EXIT.OK;
     }
     return await cmd.run(values as Record<string, unknown>, positionals, ctx);

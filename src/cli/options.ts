@@ -1,7 +1,7 @@
 // What every command shares: the Command shape, the -c option, loading the config (after which
 // everything printed is scrubbed of its secrets), and small option parsers.
 import type { ParseArgsConfig } from 'node:util';
-import { loadConfig, resolveConfigPath, secretsOf, type LoadedConfig } from '../config/index.ts';
+import type { LoadedConfig } from '../config/index.ts';
 import { parseDuration } from '../util/duration.ts';
 import { UsageError } from '../util/errors.ts';
 import { makeScrubber } from '../util/secrets.ts';
@@ -20,9 +20,9 @@ export interface CliContext {
   load(values: Values, opts?: { templates?: boolean }): Promise<LoadedConfig>;
 }
 
+/** A command's own file holds this; its one-line summary lives in the router's table (index.ts). */
 export interface Command {
   name: string;
-  summary: string;
   usage: string;
   options: NonNullable<ParseArgsConfig['options']>;
   run(values: Values, positionals: string[], ctx: CliContext): Promise<number>;
@@ -37,6 +37,8 @@ export function createContext(): CliContext & { scrub(text: string): string } {
     out: (line) => void process.stdout.write(scrub(line) + '\n'),
     err: (line) => void process.stderr.write(scrub(line) + '\n'),
     async load(values, opts = {}) {
+      // loaded here: `--help` and `emulator` never pay for the config's schema and YAML parser
+      const { loadConfig, resolveConfigPath, secretsOf } = await import('../config/index.ts');
       const path = resolveConfigPath(str(values, 'config'));
       // compileRule is imported lazily: `status` and `outbox` only read the config
       const ruleChecks =

@@ -10,7 +10,6 @@ import { configOption, str, type Command } from './options.ts';
 
 export const outbox: Command = {
   name: 'outbox',
-  summary: 'inspect and act on outbox rows: list, retry dead ones, resolve uncertain ones',
   usage:
     'lead-notifier outbox list [--state dead|uncertain|pending|failed|sent] [--rule NAME] [--limit N] [--json] [-c FILE]\n' +
     '       lead-notifier outbox retry <id> | --all-dead [-c FILE]\n' +

@@ -7,7 +7,6 @@ import { configOption, type Command } from './options.ts';
 
 export const run: Command = {
   name: 'run',
-  summary: 'run the daemon: poll, enqueue, send; SIGTERM/SIGINT drains and exits 0',
   usage: 'lead-notifier run [-c FILE]',
   options: { ...configOption },
   async run(values, _positionals, ctx) {

@@ -24,7 +24,6 @@ import { configOption, str, type Command } from './options.ts';
 
 export const sendTestCommand: Command = {
   name: 'send-test',
-  summary: 'render a rule against a real or sample record and send it once to ADDR, outside the ledger',
   usage: 'lead-notifier send-test --rule NAME --to ADDR [--record-id ID | --record FILE.json] [-c FILE]',
   options: {
     ...configOption,

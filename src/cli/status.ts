@@ -6,7 +6,6 @@ import { configOption, type Command } from './options.ts';
 
 export const status: Command = {
   name: 'status',
-  summary: 'checkpoints per rule, outbox counts by state, last errors',
   usage: 'lead-notifier status [-c FILE] [--json]',
   options: { ...configOption, json: { type: 'boolean' } },
   async run(values, _positionals, ctx) {

@@ -18,7 +18,8 @@ export function resolvePaths(config: LoadedConfig, baseDir: string): void {
   if (auth.flow === 'jwt') auth.privateKeyFile = resolve(baseDir, auth.privateKeyFile);
   if (config.smtp.tls.ca !== undefined) config.smtp.tls.ca = resolve(baseDir, config.smtp.tls.ca);
   const store = storeLocation(config.store, baseDir);
-  if (store.kind === 'sqlite') config.store = `sqlite:${store.path}`;
+  if (store.kind === 'sqlite')
+    config.store = `sqlite:${store.path}${store.synchronous ? `?synchronous=${store.synchronous}` : ''}`;
   for (const rule of config.rules) {
     for (const key of TEMPLATE_KEYS) {
       const v = rule.email[key];
@@ -30,20 +31,43 @@ export function resolvePaths(config: LoadedConfig, baseDir: string): void {
   }
 }
 
-export type StoreLocation = { kind: 'sqlite'; path: string } | { kind: 'postgres'; url: string };
+export type StoreLocation =
+  /** `synchronous` only when the URL names it (the store's default is normal) */
+  { kind: 'sqlite'; path: string; synchronous?: 'full' | 'normal' } | { kind: 'postgres'; url: string };
 
 /**
  * `sqlite:relative/path.db` (against baseDir), `sqlite:/abs/path.db`, `sqlite:///abs/path.db`,
  * `sqlite::memory:`, or a `postgres://` / `postgresql://` URL. Messages never echo the URL: it may
  * hold a password. `baseDir` defaults to the working directory, as for the store's sqlitePath.
  */
+/**
+ * The options a `sqlite:` URL carries after `?`: `synchronous=normal` (the store's default: WAL
+ * commits reach the OS at once, no fsync; they survive a killed process, but the last commits
+ * before a power cut or OS crash may be lost) or `synchronous=full` (every commit is fsynced:
+ * survives a power cut, at the cost of an fsync per transaction).
+ */
+function sqliteOptions(query: string): { synchronous?: 'full' | 'normal' } {
+  let synchronous: 'full' | 'normal' | undefined;
+  for (const [k, v] of new URLSearchParams(query)) {
+    if (k !== 'synchronous')
+      throw new Error(`has an unknown sqlite option ${JSON.stringify(k)} (known: synchronous)`);
+    const lower = v.toLowerCase();
+    if (lower !== 'full' && lower !== 'normal')
+      throw new Error(`synchronous must be full or normal, got ${JSON.stringify(v)}`);
+    synchronous = lower;
+  }
+  return synchronous ? { synchronous } : {};
+}
+
 export function storeLocation(store: string, baseDir: string = process.cwd()): StoreLocation {
   if (store.startsWith('sqlite:')) {
-    let p = store.slice('sqlite:'.length);
-    if (p === ':memory:') return { kind: 'sqlite', path: ':memory:' };
+    const q = store.indexOf('?');
+    let p = store.slice('sqlite:'.length, q < 0 ? undefined : q);
+    const options = q < 0 ? {} : sqliteOptions(store.slice(q + 1));
+    if (p === ':memory:') return { kind: 'sqlite', path: ':memory:', ...options };
     if (p.startsWith('//')) p = p.slice(2);
     if (p.trim() === '') throw new Error('needs a file path after sqlite:, e.g. sqlite:./data/notifier.db');
-    return { kind: 'sqlite', path: isAbsolute(p) ? p : resolve(baseDir, p) };
+    return { kind: 'sqlite', path: isAbsolute(p) ? p : resolve(baseDir, p), ...options };
   }
   if (/^postgres(ql)?:/.test(store)) {
     let url: URL;

@@ -261,7 +261,9 @@ export const configSchema = z.strictObject({
     .string()
     .regex(/^(sqlite:|postgres:|postgresql:)/, 'must start with sqlite: or postgres://')
     .default('sqlite:./data/notifier.db')
-    .describe('sqlite:<path relative to the config file>, sqlite::memory:, or postgres://user@host/db'),
+    .describe(
+      'sqlite:<path relative to the config file>[?synchronous=normal|full], sqlite::memory:, or postgres://user@host/db',
+    ),
   http: z
     .strictObject({
       host: z.string().default('0.0.0.0'),

@@ -1,6 +1,10 @@
 // The dispatcher: claims due outbox rows with a lease, hands each to the SMTP sink, and records the
-// outcome. Sends happen outside any DB transaction; outcomes that complete close together are
-// written in one recordOutcomes call, and the same tick claims rows for the freed send slots.
+// outcome. Sends happen outside any DB transaction. Each tick is ONE store transaction (a group
+// commit, Store.cycle): the outcomes that completed since the last tick, the move to `sending` of
+// the rows that take the freed connections, and a reservation of the next rows ahead, so every
+// connection's next message is already read and parsed when it frees up. A reserved row stays
+// pending (only leased), so `sending` is only ever a row handed to a connection: after a kill at
+// most one row per connection is uncertain, and reserved rows simply come back due.
 import type pino from 'pino';
 import type { DeliveryConfig } from '../config/index.ts';
 import { attempt, SendError, type Channel, type FailureKind } from '../sinks/types.ts';
@@ -57,12 +61,6 @@ const DEFAULT_POLL_MS = 1000;
 const MAX_LOOP_BACKOFF_MS = 30_000;
 const MIN_WAKE_MS = 5;
 
-/** two event-loop turns: nodemailer's pool assigns queued mail on setImmediate, then writes MAIL FROM */
-async function yieldToIo(): Promise<void> {
-  await new Promise<void>((r) => setImmediate(r));
-  await new Promise<void>((r) => setImmediate(r));
-}
-
 const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
 
 /** Nothing answered, or the server turned the connection away at the greeting (421). */
@@ -86,6 +84,8 @@ export class Dispatcher {
   private circuitState: 'closed' | 'open' = 'closed';
   private sending = 0;
   private outcomes: Outcome[] = [];
+  /** rows reserved ahead (leased, still pending in the store), oldest first */
+  private ready: OutboxRow[] = [];
   private tickScheduled = false;
   private ticking = false;
   private tickAgain = false;
@@ -157,7 +157,7 @@ export class Dispatcher {
   }
 
   private isDrained(): boolean {
-    return this.sending === 0 && this.outcomes.length === 0 && !this.ticking;
+    return this.sending === 0 && this.outcomes.length === 0 && this.ready.length === 0 && !this.ticking;
   }
 
   private emit(e: DispatchEvent): void {
@@ -196,7 +196,7 @@ export class Dispatcher {
     );
   }
 
-  /** One step of the loop: write finished outcomes, then claim rows for the free slots. */
+  /** One step of the loop: one group commit of finished outcomes, the rows for the free slots and the next ones ahead. */
   private async tick(): Promise<void> {
     if (this.ticking) {
       this.tickAgain = true;
@@ -208,32 +208,45 @@ export class Dispatcher {
     try {
       if (this.running && Date.now() - this.lastRecoverAt >= (this.o.recoverEveryMs ?? this.o.leaseMs))
         await this.recoverExpired();
-      // Claim first: freed slots are refilled without waiting for the outcome write (the write
-      // only has to happen while we hold the leases), and the new sends reach the wire before
-      // the write's commit (an fsync with SQLite) blocks the event loop.
-      const free = this.o.concurrency - this.sending;
-      let claimed = 0;
-      if (this.running && this.circuitState === 'closed' && free > 0) {
-        const rows = await this.o.store.claimDue({
-          owner: this.o.owner,
-          limit: free,
-          leaseMs: this.o.leaseMs,
-        });
-        claimed = rows.length;
-        for (const row of rows) void this.send(row);
-        if (rows.length < free) idleFor = await this.untilNextDue();
-      }
-      if (this.outcomes.length) {
-        if (claimed) await yieldToIo();
-        const batch = this.outcomes;
-        this.outcomes = [];
+      const canSend = this.running && this.circuitState === 'closed';
+      const free = canSend ? this.o.concurrency - this.sending : 0;
+      const start = this.ready.splice(0, Math.max(0, free));
+      const claim = Math.max(0, free - start.length);
+      // keep one row ready per connection; none while we cannot send (those go back)
+      const reserve = canSend ? Math.max(0, this.o.concurrency - this.ready.length) : 0;
+      const release = canSend ? [] : this.ready.splice(0);
+      const outcomes = this.outcomes;
+      this.outcomes = [];
+      if (outcomes.length || start.length || claim || reserve || release.length) {
+        let res;
         try {
-          await this.o.store.recordOutcomes(this.o.owner, batch);
+          res = await this.o.store.cycle({
+            owner: this.o.owner,
+            leaseMs: this.o.leaseMs,
+            outcomes,
+            start: start.map((r) => r.id),
+            claim,
+            reserve,
+            release: release.map((r) => r.id),
+          });
         } catch (err) {
           // keep them: written on the next tick (each applies only while we hold the lease)
-          this.outcomes = batch.concat(this.outcomes);
+          this.outcomes = outcomes.concat(this.outcomes);
+          this.ready = start.concat(release, this.ready);
           throw err;
         }
+        const started = new Set(res.started);
+        // a reservation we no longer hold (lease expired and taken, or an operator acted) is dropped
+        for (const row of start) {
+          if (!started.has(row.id)) continue;
+          row.attempts += 1; // counted by the store as it moved to sending
+          void this.send(row);
+        }
+        for (const row of res.claimed) void this.send(row);
+        this.ready.push(...res.reserved);
+        if (canSend && started.size + res.claimed.length < free) idleFor = await this.untilNextDue();
+      } else if (canSend && free > 0) {
+        idleFor = await this.untilNextDue();
       }
       this.contiguousErrors = 0;
     } catch (err) {

@@ -18,8 +18,9 @@ export interface SmtpSinkOptions {
   logger?: pino.Logger;
   /**
    * Run nodemailer on the calling thread instead of a worker thread (default false). The worker
-   * keeps SMTP sockets moving while the main thread is blocked in SQLite's synchronous commits
-   * (an fsync each), and keeps MIME building off the loop that polls and serves HTTP.
+   * keeps SMTP sockets moving while the main thread is blocked in SQLite's fsynced commits
+   * (synchronous=full), at the cost of a second V8 isolate (~40 MB resident); the daemon uses it
+   * only then (app.ts).
    */
   inProcess?: boolean;
 }

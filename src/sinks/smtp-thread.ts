@@ -32,7 +32,9 @@ export function createThreadedSmtpSink(cfg: SmtpConfig, baseDir: string): SmtpSi
   const pending = new Map<number, Pending>();
 
   const spawn = (): Worker => {
-    const w = new Worker(new URL('./smtp-worker.ts', import.meta.url), {
+    // smtp-worker.js beside this file when running the build (dist/), smtp-worker.ts from sources
+    const ext = import.meta.url.endsWith('.js') ? 'js' : 'ts';
+    const w = new Worker(new URL(`./smtp-worker.${ext}`, import.meta.url), {
       workerData: { cfg, baseDir } satisfies WorkerInit,
       // Bounded so the thread's heap does not grow lazily far beyond what sending needs; the young
       // generation stays roomy: nodemailer allocates per message, and a small one costs ~20%

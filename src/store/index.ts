@@ -57,6 +57,7 @@ export async function openStore(url: string, opts: OpenStoreOptions = {}): Promi
   }
   if (location.kind === 'sqlite') {
     const given = location.path;
+    const synchronous = location.synchronous ?? 'normal';
     const memory = given === ':memory:';
     if (!memory) {
       if (readOnly && !existsSync(given)) throw new StoreMissingError(given);
@@ -67,7 +68,7 @@ export async function openStore(url: string, opts: OpenStoreOptions = {}): Promi
     const path = memory ? given : realPath(given);
     const lock = opts.exclusive && !readOnly && !memory ? FileLock.acquire(`${path}.lock`) : undefined;
     try {
-      store = new SqliteStore(path, { readOnly, ...(lock ? { lock } : {}) });
+      store = new SqliteStore(path, { readOnly, synchronous, ...(lock ? { lock } : {}) });
     } catch (err) {
       lock?.release();
       throw err;

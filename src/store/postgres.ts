@@ -8,6 +8,8 @@ import type {
   DigestContent,
   DigestItem,
   MatchState,
+  CycleOptions,
+  CycleResult,
   NewOutboxRow,
   Outcome,
   OutboxCounts,
@@ -353,8 +355,9 @@ export class PostgresStore implements Store {
         // Checkpoint first: batches for one rule serialise on its row, and a failing insert below
         // rolls this back too.
         await c.query(
-          `INSERT INTO checkpoints (rule, floor, watermark, replay_id, swept_at, updated_at) VALUES ($1, $2, $3, $4, $6, now())
+          `INSERT INTO checkpoints (rule, floor, watermark, replay_id, swept_at, last_id, updated_at) VALUES ($1, $2, $3, $4, $6, $7, now())
          ON CONFLICT (rule) DO UPDATE SET floor = excluded.floor, watermark = excluded.watermark,
+           last_id = excluded.last_id,
            replay_id = CASE WHEN $5 THEN excluded.replay_id ELSE checkpoints.replay_id END,
            swept_at = COALESCE(excluded.swept_at, checkpoints.swept_at),
            updated_at = excluded.updated_at`,
@@ -367,6 +370,7 @@ export class PostgresStore implements Store {
             checkpoint.sweptAt === undefined
               ? null
               : normalizeInstant(checkpoint.sweptAt, 'checkpoint sweptAt'),
+            checkpoint.lastId ?? null,
           ],
         );
         let items = 0;
@@ -501,6 +505,7 @@ export class PostgresStore implements Store {
        due AS (
          SELECT id FROM outbox, t
          WHERE state IN ('pending', 'failed') AND (next_attempt_at IS NULL OR next_attempt_at <= t.now)
+           AND (lease_until IS NULL OR lease_until < t.now)
            AND ($2::text[] IS NULL OR rule = ANY($2::text[]))
          ORDER BY id LIMIT $3
          FOR UPDATE OF outbox SKIP LOCKED)
@@ -519,50 +524,110 @@ export class PostgresStore implements Store {
   async recordOutcomes(owner: string, outcomes: Outcome[]): Promise<void> {
     this.check('recordOutcomes');
     if (outcomes.length === 0) return;
+    // owner-fenced: a repeat changes nothing
+    await this.tx((c) => this.writeOutcomes(c, owner, outcomes), { safe: true, method: 'recordOutcomes' });
+  }
+
+  /** inside a transaction */
+  private async writeOutcomes(c: pg.PoolClient, owner: string, outcomes: Outcome[]): Promise<void> {
     const guard = `WHERE id = $1 AND state = 'sending' AND lease_owner = $2`;
     const clear = `lease_owner = NULL, lease_until = NULL, updated_at = now()`;
-    await this.tx(
-      async (c) => {
-        for (const o of outcomes) {
-          switch (o.kind) {
-            case 'sent':
-              await c.query(
-                `UPDATE outbox SET state = 'sent', result = $3, sent_at = now(), ${clear} ${guard}`,
-                [o.id, owner, JSON.stringify(o.result)],
-              );
-              break;
-            case 'retry':
-              await c.query(
-                `UPDATE outbox SET state = 'failed', last_error = $3, next_attempt_at = $4, last_error_code = $5, ${clear} ${guard}`,
-                [o.id, owner, o.error, o.nextAttemptAt, o.code ?? null],
-              );
-              break;
-            case 'dead':
-              await c.query(
-                `UPDATE outbox SET state = 'dead', last_error = $3, last_error_code = $4, ${clear} ${guard}`,
-                [o.id, owner, o.error, o.code ?? null],
-              );
-              break;
-            case 'release':
-              await c.query(
-                `UPDATE outbox SET state = 'pending', attempts = greatest(attempts - 1, 0), last_error = $3,
+    {
+      for (const o of outcomes) {
+        switch (o.kind) {
+          case 'sent':
+            await c.query(
+              `UPDATE outbox SET state = 'sent', result = $3, sent_at = now(), ${clear} ${guard}`,
+              [o.id, owner, JSON.stringify(o.result)],
+            );
+            break;
+          case 'retry':
+            await c.query(
+              `UPDATE outbox SET state = 'failed', last_error = $3, next_attempt_at = $4, last_error_code = $5, ${clear} ${guard}`,
+              [o.id, owner, o.error, o.nextAttemptAt, o.code ?? null],
+            );
+            break;
+          case 'dead':
+            await c.query(
+              `UPDATE outbox SET state = 'dead', last_error = $3, last_error_code = $4, ${clear} ${guard}`,
+              [o.id, owner, o.error, o.code ?? null],
+            );
+            break;
+          case 'release':
+            await c.query(
+              `UPDATE outbox SET state = 'pending', attempts = greatest(attempts - 1, 0), last_error = $3,
                  next_attempt_at = $4, last_error_code = $5, ${clear} ${guard}`,
-                [o.id, owner, o.error, o.nextAttemptAt, o.code ?? null],
-              );
-              break;
-            case 'uncertain':
-              await c.query(
-                `UPDATE outbox SET state = 'unknown', last_error = $3, last_error_code = $4, ${clear} ${guard}`,
-                [o.id, owner, o.error, o.code ?? null],
-              );
-              break;
-            default:
-              throw new TypeError(`unknown outcome kind: ${JSON.stringify((o as { kind: unknown }).kind)}`);
+              [o.id, owner, o.error, o.nextAttemptAt, o.code ?? null],
+            );
+            break;
+          case 'uncertain':
+            await c.query(
+              `UPDATE outbox SET state = 'unknown', last_error = $3, last_error_code = $4, ${clear} ${guard}`,
+              [o.id, owner, o.error, o.code ?? null],
+            );
+            break;
+          default:
+            throw new TypeError(`unknown outcome kind: ${JSON.stringify((o as { kind: unknown }).kind)}`);
+        }
+      }
+    }
+  }
+
+  async cycle(opts: CycleOptions): Promise<CycleResult> {
+    this.check('cycle');
+    const claim = opts.claim ?? 0;
+    const reserve = opts.reserve ?? 0;
+    validateClaim(claim + reserve, opts.leaseMs);
+    const lease = `coalesce($1::timestamptz, now()) + $2::double precision * interval '1 millisecond'`;
+    return this.tx(
+      async (c) => {
+        if (opts.outcomes?.length) await this.writeOutcomes(c, opts.owner, opts.outcomes);
+        if (opts.release?.length) {
+          await c.query(
+            `UPDATE outbox SET lease_owner = NULL, lease_until = NULL, updated_at = now()
+           WHERE id = ANY($1::bigint[]) AND state IN ('pending', 'failed') AND lease_owner = $2`,
+            [opts.release, opts.owner],
+          );
+        }
+        let started: number[] = [];
+        if (opts.start?.length) {
+          const { rows } = await c.query(
+            `UPDATE outbox SET state = 'sending', attempts = attempts + 1, lease_until = ${lease}, updated_at = now()
+           WHERE id = ANY($3::bigint[]) AND state IN ('pending', 'failed') AND lease_owner = $4
+           RETURNING id`,
+            [opts.now ?? null, opts.leaseMs, opts.start, opts.owner],
+          );
+          started = (rows as { id: string }[]).map((r) => Number(r.id)).sort((a, b) => a - b);
+        }
+        const claimed: OutboxRow[] = [];
+        const reserved: OutboxRow[] = [];
+        if (claim + reserve > 0) {
+          // the first `claim` due rows go to sending, the next `reserve` only take the lease
+          const { rows } = await c.query(
+            `WITH t AS (SELECT coalesce($1::timestamptz, now()) AS now),
+           due AS (
+             SELECT id, row_number() OVER (ORDER BY id) AS n FROM (
+               SELECT id FROM outbox, t
+               WHERE state IN ('pending', 'failed') AND (next_attempt_at IS NULL OR next_attempt_at <= t.now)
+                 AND (lease_until IS NULL OR lease_until < t.now)
+               ORDER BY id LIMIT $3
+               FOR UPDATE OF outbox SKIP LOCKED) d)
+           UPDATE outbox o SET lease_owner = $4, lease_until = ${lease}, updated_at = t.now,
+             state = CASE WHEN due.n <= $5 THEN 'sending' ELSE o.state END,
+             attempts = CASE WHEN due.n <= $5 THEN o.attempts + 1 ELSE o.attempts END
+           FROM due, t WHERE o.id = due.id
+           RETURNING o.*`,
+            [opts.now ?? null, opts.leaseMs, claim + reserve, opts.owner, claim],
+          );
+          for (const r of (rows as Row[]).map(toOutboxRow).sort((a, b) => a.id - b.id)) {
+            (r.state === 'sending' ? claimed : reserved).push(r);
           }
         }
+        return { started, claimed, reserved };
       },
-      { safe: true, method: 'recordOutcomes' },
-    ); // owner-fenced: a repeat changes nothing
+      // not repeated: a cycle that committed but whose reply was lost would claim rows twice over
+      { safe: false, method: 'cycle' },
+    );
   }
 
   /** `all` is ignored: other replicas may be alive and sending, so only expired leases count. */
@@ -785,6 +850,7 @@ function toCheckpoint(r: Row): Checkpoint {
     rule: String(r.rule),
     floor: iso(r.floor),
     watermark: iso(r.watermark),
+    lastId: (r.last_id as string | null | undefined) ?? null,
     replayId: (r.replay_id as string | null) ?? null,
     sweptAt: r.swept_at === null || r.swept_at === undefined ? null : iso(r.swept_at),
     updatedAt: iso(r.updated_at),

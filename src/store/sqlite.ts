@@ -8,6 +8,8 @@ import type {
   DigestContent,
   DigestItem,
   MatchState,
+  CycleOptions,
+  CycleResult,
   NewOutboxRow,
   Outcome,
   OutboxCounts,
@@ -41,11 +43,14 @@ export interface SqliteStoreOptions {
   readOnly?: boolean;
   /** held for the store's lifetime and released on close() */
   lock?: FileLock;
+  /** PRAGMA synchronous (default normal); see sqliteOptions in index.ts */
+  synchronous?: 'full' | 'normal';
 }
 
 export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
   readonly path: string;
+  readonly synchronous: 'full' | 'normal';
   private readonly db: DatabaseSync;
   private readonly readOnly: boolean;
   private lock: FileLock | undefined;
@@ -73,11 +78,13 @@ export class SqliteStore implements Store {
         // WAL: readers (`status`, `outbox list`) never block the daemon's writer, nor it them.
         this.db.exec('PRAGMA journal_mode = WAL');
       }
-      // synchronous=FULL, not NORMAL: in WAL mode NORMAL survives a process crash but may lose the
-      // last commits on power loss or an OS crash. Losing a committed `sent` outcome would make the
-      // row look unsent after reboot and risk a duplicate email; FULL costs one fsync per
-      // transaction, and we commit per batch (claim, outcomes, enqueue), which is cheap next to SMTP.
-      this.db.exec('PRAGMA synchronous = FULL');
+      // synchronous=NORMAL by default: in WAL mode a commit is written to the WAL file without an
+      // fsync, so it survives a killed process (kill -9, OOM) but the last commits before a power
+      // cut or OS crash may be lost; a lost `sending` mark could then make a row that went out look
+      // unsent after the reboot (a duplicate). `?synchronous=full` fsyncs every commit and closes
+      // that gap; bench/throughput.ts measures both (bench/RESULTS.md).
+      this.synchronous = opts.synchronous ?? 'normal';
+      this.db.exec(`PRAGMA synchronous = ${this.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
     } catch (err) {
       this.db.close();
       throw unreadable(path, err) ?? err;
@@ -189,8 +196,9 @@ export class SqliteStore implements Store {
        ON CONFLICT (rule, record_id) DO NOTHING`,
     );
     const upsert = this.stmt(
-      `INSERT INTO checkpoints (rule, floor, watermark, replay_id, swept_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+      `INSERT INTO checkpoints (rule, floor, watermark, last_id, replay_id, swept_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (rule) DO UPDATE SET floor = excluded.floor, watermark = excluded.watermark,
+         last_id = excluded.last_id,
          replay_id = CASE WHEN ? THEN excluded.replay_id ELSE checkpoints.replay_id END,
          swept_at = COALESCE(excluded.swept_at, checkpoints.swept_at),
          updated_at = excluded.updated_at`,
@@ -198,7 +206,16 @@ export class SqliteStore implements Store {
     return this.tx(() => {
       // BEGIN IMMEDIATE holds the write lock, so no lease can change hands during this check.
       if (fence && !this.holds(rule, fence, now)) throw new LeaseLostError(rule, fence.holder, fence.epoch);
-      upsert.run(rule, floor, watermark, checkpoint.replayId ?? null, sweptAt, now, setReplay);
+      upsert.run(
+        rule,
+        floor,
+        watermark,
+        checkpoint.lastId ?? null,
+        checkpoint.replayId ?? null,
+        sweptAt,
+        now,
+        setReplay,
+      );
       let inserted = 0;
       for (const r of rows) {
         const res = insert.run(
@@ -370,12 +387,13 @@ export class SqliteStore implements Store {
        WHERE id IN (
          SELECT id FROM outbox
          WHERE state IN ('pending', 'failed') AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
+           AND (lease_until IS NULL OR lease_until < ?)
            AND (? IS NULL OR rule IN (SELECT value FROM json_each(?)))
          ORDER BY id LIMIT ?)
        RETURNING *`,
     );
     const rows = this.tx(
-      () => claim.all(opts.owner, leaseUntil, nowIso, nowIso, rules, rules, opts.limit) as Row[],
+      () => claim.all(opts.owner, leaseUntil, nowIso, nowIso, nowIso, rules, rules, opts.limit) as Row[],
     );
     return rows.map(toOutboxRow).sort((a, b) => a.id - b.id);
   }
@@ -383,6 +401,11 @@ export class SqliteStore implements Store {
   async recordOutcomes(owner: string, outcomes: Outcome[]): Promise<void> {
     this.check('recordOutcomes');
     if (outcomes.length === 0) return;
+    this.tx(() => this.writeOutcomes(owner, outcomes));
+  }
+
+  /** inside a transaction */
+  private writeOutcomes(owner: string, outcomes: Outcome[]): void {
     const now = new Date().toISOString();
     const guard = `WHERE id = ? AND state = 'sending' AND lease_owner = ?`;
     const clear = `lease_owner = NULL, lease_until = NULL, updated_at = ?`;
@@ -399,7 +422,7 @@ export class SqliteStore implements Store {
     const uncertain = this.stmt(
       `UPDATE outbox SET state = 'unknown', last_error = ?, last_error_code = ?, ${clear} ${guard}`,
     );
-    this.tx(() => {
+    {
       for (const o of outcomes) {
         switch (o.kind) {
           case 'sent':
@@ -421,6 +444,58 @@ export class SqliteStore implements Store {
             throw new TypeError(`unknown outcome kind: ${JSON.stringify((o as { kind: unknown }).kind)}`);
         }
       }
+    }
+  }
+
+  async cycle(opts: CycleOptions): Promise<CycleResult> {
+    this.check('cycle');
+    const claim = opts.claim ?? 0;
+    const reserve = opts.reserve ?? 0;
+    validateClaim(claim + reserve, opts.leaseMs);
+    const now = opts.now ?? new Date();
+    const nowIso = now.toISOString();
+    const leaseUntil = new Date(now.getTime() + opts.leaseMs).toISOString();
+    const start = this.stmt(
+      `UPDATE outbox SET state = 'sending', attempts = attempts + 1, lease_until = ?, updated_at = ?
+       WHERE id = ? AND state IN ('pending', 'failed') AND lease_owner = ? RETURNING id`,
+    );
+    const release = this.stmt(
+      `UPDATE outbox SET lease_owner = NULL, lease_until = NULL, updated_at = ?
+       WHERE id = ? AND state IN ('pending', 'failed') AND lease_owner = ?`,
+    );
+    // claim: due rows straight to sending; reserve: the next due rows only take the lease
+    const due = `SELECT id FROM outbox
+         WHERE state IN ('pending', 'failed') AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
+           AND (lease_until IS NULL OR lease_until < ?)
+         ORDER BY id LIMIT ?`;
+    const claimStmt = this.stmt(
+      `UPDATE outbox SET state = 'sending', attempts = attempts + 1, lease_owner = ?, lease_until = ?, updated_at = ?
+       WHERE id IN (${due}) RETURNING *`,
+    );
+    const reserveStmt = this.stmt(
+      `UPDATE outbox SET lease_owner = ?, lease_until = ?, updated_at = ? WHERE id IN (${due}) RETURNING *`,
+    );
+    return this.tx(() => {
+      if (opts.outcomes?.length) this.writeOutcomes(opts.owner, opts.outcomes);
+      for (const id of opts.release ?? []) release.run(nowIso, id, opts.owner);
+      const started: number[] = [];
+      for (const id of opts.start ?? []) {
+        if (start.get(leaseUntil, nowIso, id, opts.owner)) started.push(id);
+      }
+      const byId = (x: OutboxRow, y: OutboxRow) => x.id - y.id;
+      const claimed =
+        claim > 0
+          ? (claimStmt.all(opts.owner, leaseUntil, nowIso, nowIso, nowIso, claim) as Row[])
+              .map(toOutboxRow)
+              .sort(byId)
+          : [];
+      const reserved =
+        reserve > 0
+          ? (reserveStmt.all(opts.owner, leaseUntil, nowIso, nowIso, nowIso, reserve) as Row[])
+              .map(toOutboxRow)
+              .sort(byId)
+          : [];
+      return { started, claimed, reserved };
     });
   }
 
@@ -541,23 +616,28 @@ export class SqliteStore implements Store {
     );
     const changedAt = new Date().toISOString();
     const dead = opts.deadOwners ? 1 : 0;
-    const rows = this.tx(
-      () =>
-        recover.all(
-          resend,
-          resend,
-          ABANDONED_RESEND,
-          ABANDONED_ERROR,
-          changedAt,
-          all,
-          now,
-          dead,
-          resend,
-          now,
-        ) as {
-          id: number;
-        }[],
+    // rows a dead process had only reserved (claimed ahead, never handed to a connection) are due
+    const unreserve = this.stmt(
+      `UPDATE outbox SET lease_owner = NULL, lease_until = NULL
+       WHERE state IN ('pending', 'failed') AND lease_owner IS NOT NULL AND (? OR lease_until < ?)`,
     );
+    const rows = this.tx(() => {
+      unreserve.run(all, now);
+      return recover.all(
+        resend,
+        resend,
+        ABANDONED_RESEND,
+        ABANDONED_ERROR,
+        changedAt,
+        all,
+        now,
+        dead,
+        resend,
+        now,
+      ) as {
+        id: number;
+      }[];
+    });
     return rows.map((r) => r.id).sort((a, b) => a - b);
   }
 
@@ -728,6 +808,7 @@ function toCheckpoint(r: Row): Checkpoint {
     rule: str(r.rule),
     floor: str(r.floor),
     watermark: str(r.watermark),
+    lastId: strOrNull(r.last_id),
     replayId: strOrNull(r.replay_id),
     sweptAt: strOrNull(r.swept_at),
     updatedAt: str(r.updated_at),

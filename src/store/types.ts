@@ -58,6 +58,12 @@ export interface Checkpoint {
   floor: string;
   /** every record with CreatedDate < watermark that was visible when read has been enqueued */
   watermark: string;
+  /**
+   * Id of the last record read at `watermark` (the cursor is the key (CreatedDate, Id)): every
+   * record with key <= (watermark, lastId) visible when read has been enqueued. null: none known,
+   * the watermark's second is read again.
+   */
+  lastId?: string | null;
   /** stream mode: last processed replay id */
   replayId: string | null;
   /** when the last complete lookback sweep started (see poller.ts); null before the first */
@@ -68,6 +74,8 @@ export interface Checkpoint {
 export interface CheckpointUpdate {
   floor: string;
   watermark: string;
+  /** the Id of the last record read at `watermark`; omitted = none (it goes with the watermark) */
+  lastId?: string | null;
   /** undefined keeps the stored value */
   replayId?: string | null;
   /** undefined keeps the stored value */
@@ -155,6 +163,30 @@ export interface ClaimOptions {
   rules?: string[];
 }
 
+export interface CycleOptions {
+  owner: string;
+  leaseMs: number;
+  outcomes?: Outcome[];
+  /** ids reserved by `owner` to move to sending now */
+  start?: number[];
+  /** due rows to claim straight to sending */
+  claim?: number;
+  /** due rows to reserve ahead */
+  reserve?: number;
+  /** reserved ids to hand back */
+  release?: number[];
+  now?: Date;
+}
+
+export interface CycleResult {
+  /** the `start` ids that were still reserved by the owner, now sending */
+  started: number[];
+  /** claimed rows, now sending (attempts counted) */
+  claimed: OutboxRow[];
+  /** reserved rows (attempts not yet counted) */
+  reserved: OutboxRow[];
+}
+
 export interface OutboxFilter {
   state?: OutboxState;
   rule?: string;
@@ -230,6 +262,14 @@ export interface Store {
   claimDue(opts: ClaimOptions): Promise<OutboxRow[]>;
   /** outcome writes; each only applies while `owner` holds the lease. Several in one transaction. */
   recordOutcomes(owner: string, outcomes: Outcome[]): Promise<void>;
+  /**
+   * The dispatcher's group commit, ONE transaction: write `outcomes`; move the rows `start` names
+   * (reserved earlier by `owner`) to `sending` (attempts+1, lease renewed); claim `claim` more due
+   * rows straight to `sending`; reserve `reserve` more due rows for `owner` (leased but still
+   * pending/failed, attempts unchanged: after a crash they are simply due again, never unknown);
+   * un-reserve the rows `release` names. `sending` is only ever a row handed to a connection.
+   */
+  cycle(opts: CycleOptions): Promise<CycleResult>;
   /**
    * rows still `sending` whose lease has expired (or, for a single-process store opened
    * exclusively, any `sending` row at start-up; or, with `deadOwners`, any row of a replica whose

@@ -1,10 +1,11 @@
 // One root logger. Secrets are kept out twice over: `redact` removes known secret keys from
 // logged objects, and the output stream replaces any secret VALUE wherever it appears (an error
 // message quoting a URL with a password, a token echoed by a server...).
+import { createRequire } from 'node:module';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import type { Logger } from 'pino';
-import pinoPretty from 'pino-pretty';
+import type PinoPretty from 'pino-pretty';
 import { makeScrubber, SECRET_KEYS } from './secrets.ts';
 
 export { makeScrubber };
@@ -42,8 +43,15 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
     (process.env.LOG_FORMAT === 'pretty' || (process.env.LOG_FORMAT !== 'json' && process.stdout.isTTY)
       ? 'pretty'
       : 'json');
+  // pino-pretty (and its dependencies, a few MB resident) only for a terminal or LOG_FORMAT=pretty
   const stream =
-    format === 'pretty' ? pinoPretty({ destination: scrubbed, sync: true, colorize: false }) : scrubbed;
+    format === 'pretty'
+      ? (createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty)({
+          destination: scrubbed,
+          sync: true,
+          colorize: false,
+        })
+      : scrubbed;
   return pino(
     {
       level: process.env.LOG_LEVEL ?? opts.level ?? 'info',

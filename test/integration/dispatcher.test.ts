@@ -395,11 +395,11 @@ describe('dispatcher', () => {
   it('a store failure is a logged loop error, not a crash; the loop carries on', async () => {
     const r = await rig();
     await enqueue(r.store, rows(2));
-    const realClaim = r.store.claimDue.bind(r.store);
+    const realCycle = r.store.cycle.bind(r.store);
     let failures = 0;
-    r.store.claimDue = async (o) => {
+    r.store.cycle = async (o) => {
       if (failures++ < 2) throw new Error('database is locked');
-      return realClaim(o);
+      return realCycle(o);
     };
     r.dispatcher.start();
     await waitUntil('sent', async () => (await r.store.counts()).total.sent === 2);

@@ -132,11 +132,12 @@ describe('RulePoller', () => {
     const late = leads(4, at('2026-03-01T09:55:00Z'), 100);
     // and one older than the lookback: out of reach by design
     leads(1, at('2026-03-01T09:40:00Z'), 200);
-    // a regular poll reads from the watermark's second only: one call, nothing late
+    // a regular poll reads after the cursor's key only: one call, nothing late, nothing again
     clock += 10_000;
     const regular = await p.pollOnce();
     expect(regular.sweep).toBe(false);
-    expect(regular.read).toBe(10);
+    expect(regular.apiCalls).toBe(1);
+    expect(regular.read).toBe(0);
     expect(regular.enqueued).toBe(0);
     // a minute later the sweep re-reads from (last sweep - lookback)
     clock += 60_000;
@@ -159,6 +160,58 @@ describe('RulePoller', () => {
     const r = await p.pollOnce();
     expect(r.pages).toBe(2);
     expect(r.enqueued).toBe(2200);
+  });
+
+  it('keyset cursor: an idle poll after a bulk import in one second is one call that reads nothing', async () => {
+    // 2,500 records in one CreatedDate second, read in pages of 1,000: the page boundaries fall
+    // inside the second, so the cursor must carry the Id, not only the second
+    const bulk = leads(2500, at('2026-03-01T10:00:00Z'));
+    const p = await poller(rule(), 1000);
+    const first = await p.pollOnce();
+    expect(first.read).toBe(2500);
+    expect(first.enqueued).toBe(2500);
+    const cp = await store.getCheckpoint('leads');
+    expect(cp?.watermark).toBe('2026-03-01T10:00:00.000Z');
+    expect(cp?.lastId).toBe(bulk.at(-1)!.Id);
+    for (let i = 0; i < 3; i++) {
+      clock += 2000;
+      const idle = await p.pollOnce();
+      expect(idle.sweep).toBe(false);
+      expect(idle.apiCalls).toBe(1);
+      expect(idle.read).toBe(0);
+    }
+    // more records in that same second (larger Ids) and in the next: read once, nothing else
+    const same = leads(3, at('2026-03-01T10:00:00Z'), 5000);
+    const next = leads(2, at('2026-03-01T10:00:01Z'), 6000);
+    clock += 2000;
+    const more = await p.pollOnce();
+    expect(more.read).toBe(5);
+    expect(more.enqueued).toBe(5);
+    const ids = new Set((await store.list({ limit: 5000 })).map((x) => x.recordId));
+    for (const r of [...same, ...next]) expect(ids.has(r.Id)).toBe(true);
+    expect((await store.getCheckpoint('leads'))?.lastId).toBe(next.at(-1)!.Id);
+    clock += 2000;
+    expect((await p.pollOnce()).read).toBe(0);
+    // a restart keeps the key: the new poller does not read the second again either
+    const restarted = await poller(rule(), 1000);
+    clock += 2000;
+    expect((await restarted.pollOnce()).read).toBe(0);
+    expect((await store.counts()).total.pending).toBe(2505);
+  });
+
+  it('a checkpoint without lastId (written before the keyset cursor) reads the watermark second again, once', async () => {
+    leads(5, at('2026-03-01T10:00:00Z'));
+    const p = await poller();
+    await p.pollOnce();
+    const cp = (await store.getCheckpoint('leads'))!;
+    await store.commitBatch('leads', [], { floor: cp.floor, watermark: cp.watermark, sweptAt: cp.sweptAt! });
+    expect((await store.getCheckpoint('leads'))?.lastId).toBeNull();
+    clock += 2000;
+    const again = await p.pollOnce();
+    expect(again.read).toBe(5);
+    expect(again.enqueued).toBe(0);
+    clock += 2000;
+    expect((await p.pollOnce()).read).toBe(0);
   });
 
   it('a malformed reply moves nothing; the next poll succeeds', async () => {

@@ -161,6 +161,18 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
         expect((await store.getCheckpoint('r'))!.sweptAt).toBe('2024-05-01T10:07:00.000Z');
       });
 
+      it('lastId goes with the watermark: stored when given, cleared when omitted', async () => {
+        const { store } = await fresh();
+        await store.commitBatch('r', [], cp(T0));
+        expect((await store.getCheckpoint('r'))!.lastId).toBeNull();
+        await store.commitBatch('r', [], { ...cp(T0), lastId: '00Q000000000001AAA' });
+        expect((await store.getCheckpoint('r'))!.lastId).toBe('00Q000000000001AAA');
+        expect((await store.listCheckpoints())[0]!.lastId).toBe('00Q000000000001AAA');
+        // a watermark written without its Id must not keep an Id from another second
+        await store.commitBatch('r', [], cp('2024-05-01T10:06:00.000Z'));
+        expect((await store.getCheckpoint('r'))!.lastId).toBeNull();
+      });
+
       it('existingRecordIds names the record ids the rule already holds', async () => {
         const { store } = await fresh();
         await seed(store, 'r', 3);
@@ -471,6 +483,86 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
           { id: r1!.id, kind: 'sent', result: { response: 'x', accepted: [], rejected: [] } },
         ]);
         expect((await store.get(r1!.id))!.state).toBe('dead');
+      });
+    });
+
+    describe('cycle (group commit: outcomes, start reserved, claim, reserve ahead)', () => {
+      it('reserved rows stay pending with the lease and attempts uncounted; start moves them to sending', async () => {
+        const { store } = await fresh();
+        const rows = await seed(store, 'r', 6);
+        const ids = rows.map((r) => r.id);
+        const first = await store.cycle({ owner: 'o', leaseMs: 60_000, claim: 2, reserve: 3 });
+        expect(first.claimed.map((r) => r.id)).toEqual(ids.slice(0, 2));
+        expect(first.claimed.every((r) => r.state === 'sending' && r.attempts === 1)).toBe(true);
+        expect(first.reserved.map((r) => r.id)).toEqual(ids.slice(2, 5));
+        for (const r of first.reserved) {
+          expect(r).toMatchObject({ state: 'pending', attempts: 0, leaseOwner: 'o' });
+          expect(r.message).toEqual(message('r', r.recordId));
+        }
+        expect((await store.counts()).total).toMatchObject({ pending: 4, sending: 2 });
+        // reserved rows are not claimable by anyone else while the lease lasts
+        expect((await store.claimDue({ owner: 'p', limit: 10, leaseMs: 1000 })).map((r) => r.id)).toEqual([
+          ids[5],
+        ]);
+        // outcome of one, start of two reserved rows, in one call
+        const second = await store.cycle({
+          owner: 'o',
+          leaseMs: 60_000,
+          outcomes: [
+            { id: ids[0]!, kind: 'sent', result: { response: '250 ok', accepted: [], rejected: [] } },
+          ],
+          start: [ids[2]!, ids[3]!],
+        });
+        expect(second).toEqual({ started: [ids[2], ids[3]], claimed: [], reserved: [] });
+        expect(await store.get(ids[0]!)).toMatchObject({ state: 'sent' });
+        expect(await store.get(ids[2]!)).toMatchObject({ state: 'sending', attempts: 1, leaseOwner: 'o' });
+        // another owner cannot start or release what it did not reserve
+        const other = await store.cycle({
+          owner: 'p',
+          leaseMs: 60_000,
+          start: [ids[4]!],
+          release: [ids[4]!],
+        });
+        expect(other.started).toEqual([]);
+        expect(await store.get(ids[4]!)).toMatchObject({ state: 'pending', leaseOwner: 'o' });
+        // release hands a reservation back: due for anyone
+        await store.cycle({ owner: 'o', leaseMs: 60_000, release: [ids[4]!] });
+        expect(await store.get(ids[4]!)).toMatchObject({
+          state: 'pending',
+          leaseOwner: null,
+          leaseUntil: null,
+        });
+        expect((await store.claimDue({ owner: 'p', limit: 10, leaseMs: 1000 })).map((r) => r.id)).toEqual([
+          ids[4],
+        ]);
+      });
+
+      it('after a crash, reserved rows are due again and never unknown; sending rows are', async () => {
+        const { store } = await fresh();
+        const rows = await seed(store, 'r', 4);
+        const now = new Date();
+        await store.cycle({ owner: 'dead', leaseMs: 1000, claim: 1, reserve: 3, now });
+        const later = new Date(now.getTime() + 2000);
+        const ids = await store.recoverAbandoned({ now: later, all: true });
+        expect(ids).toEqual([rows[0]!.id]);
+        expect((await store.counts()).total).toMatchObject({ unknown: 1, pending: 3, sending: 0 });
+        const again = await store.cycle({ owner: 'new', leaseMs: 1000, claim: 10, now: later });
+        expect(again.claimed.map((r) => r.id)).toEqual(rows.slice(1).map((r) => r.id));
+        expect(again.claimed.every((r) => r.attempts === 1)).toBe(true);
+      });
+
+      it('a reservation whose lease expired can be taken by another owner; the first one then cannot start it', async () => {
+        const { store } = await fresh();
+        const [r1] = await seed(store, 'r', 1);
+        const now = new Date();
+        await store.cycle({ owner: 'a', leaseMs: 1000, reserve: 1, now });
+        const later = new Date(now.getTime() + 2000);
+        const taken = await store.cycle({ owner: 'b', leaseMs: 60_000, claim: 1, now: later });
+        expect(taken.claimed.map((r) => r.id)).toEqual([r1!.id]);
+        expect(
+          (await store.cycle({ owner: 'a', leaseMs: 60_000, start: [r1!.id], now: later })).started,
+        ).toEqual([]);
+        expect(await store.get(r1!.id)).toMatchObject({ state: 'sending', leaseOwner: 'b', attempts: 1 });
       });
     });
 

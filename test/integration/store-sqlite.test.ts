@@ -196,6 +196,27 @@ describe('sqlite store specifics', () => {
   it('rejects an unknown store URL scheme', async () => {
     await expect(openStore('mysql://x')).rejects.toThrow(/sqlite: or postgres/);
   });
+
+  it('synchronous: normal by default, full from the store URL, anything else refused', async () => {
+    const normal = await openStore(`sqlite:${join(dir, 'normal.db')}`);
+    const full = await openStore(`sqlite:${join(dir, 'full.db')}?synchronous=FULL`);
+    // synchronous is a per-connection setting: read it through the store's own handle
+    const read = (s: unknown) =>
+      (s as { db: DatabaseSync }).db.prepare('PRAGMA synchronous').get() as { synchronous: number };
+    // SQLite: 1 = NORMAL, 2 = FULL
+    expect(read(full).synchronous).toBe(2);
+    expect(read(normal).synchronous).toBe(1);
+    // the option is not part of the file name
+    expect(existsSync(join(dir, 'full.db'))).toBe(true);
+    await full.close();
+    await normal.close();
+    await expect(openStore(`sqlite:${join(dir, 'x.db')}?synchronous=off`)).rejects.toThrow(
+      /synchronous must be full or normal/,
+    );
+    await expect(openStore(`sqlite:${join(dir, 'x.db')}?journal=delete`)).rejects.toThrow(
+      /unknown sqlite option/,
+    );
+  });
 });
 
 describe('a store made before on: updated (schema version 3)', () => {

@@ -4,12 +4,22 @@
 import { createSign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import jsforce from 'jsforce';
+// jsforce's Connection alone: the package's index also loads and registers the Bulk, Metadata,
+// SOAP, Analytics, Apex, Chatter, Tooling and Streaming APIs (several MB resident), none of which
+// polling uses; streamer.ts registers the Streaming API itself when a rule streams.
+import { createRequire } from 'node:module';
 import type { Connection } from 'jsforce';
 import type { SalesforceConfig } from '../../config/index.ts';
 import { coerceError } from '../../util/errors.ts';
 
 export type SfConnection = Connection;
+
+// a CommonJS module whose class is `exports.default`; required directly, so every loader agrees
+const JsforceConnection = (
+  createRequire(import.meta.url)('jsforce/lib/connection.js') as {
+    default: typeof import('jsforce').Connection;
+  }
+).default;
 
 const JWT_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 
@@ -52,14 +62,14 @@ export function createConnection(cfg: SalesforceConfig, baseDir: string): Connec
   const common = { loginUrl: cfg.loginUrl, version: cfg.apiVersion, maxRequest: 10 };
   switch (auth.flow) {
     case 'access_token':
-      return new jsforce.Connection({
+      return new JsforceConnection({
         ...common,
         instanceUrl: auth.instanceUrl,
         accessToken: auth.accessToken,
       });
     case 'refresh_token':
       // jsforce refreshes with oauth2.refreshToken() on 401 by itself when a client id is set.
-      return new jsforce.Connection({
+      return new JsforceConnection({
         ...common,
         oauth2: { loginUrl: cfg.loginUrl, clientId: auth.clientId, clientSecret: auth.clientSecret },
         refreshToken: auth.refreshToken,
@@ -67,7 +77,7 @@ export function createConnection(cfg: SalesforceConfig, baseDir: string): Connec
       });
     case 'password':
       // login() installs its own username/password refresh delegate; OAuth when a client is given, SOAP otherwise.
-      return new jsforce.Connection({
+      return new JsforceConnection({
         ...common,
         ...(auth.clientId && auth.clientSecret
           ? { oauth2: { loginUrl: cfg.loginUrl, clientId: auth.clientId, clientSecret: auth.clientSecret } }
@@ -76,7 +86,7 @@ export function createConnection(cfg: SalesforceConfig, baseDir: string): Connec
     case 'client_credentials':
     case 'jwt': {
       const requestToken = tokenRequester(cfg, baseDir);
-      const conn: Connection = new jsforce.Connection({
+      const conn: Connection = new JsforceConnection({
         ...common,
         oauth2: {
           loginUrl: cfg.loginUrl,

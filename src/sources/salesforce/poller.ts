@@ -1,8 +1,10 @@
 // Polls Salesforce for one rule's new records and hands them, page by page, to the enqueue step.
 //
-// The cursor ("watermark") is the newest CreatedDate Salesforce has returned, so it never runs
-// ahead of Salesforce's clock. A regular poll reads from the watermark's second on (CreatedDate
-// has one-second resolution, so that second is read again). Records whose transaction commits
+// The cursor is the key (CreatedDate, Id) of the last record Salesforce returned in ORDER BY
+// CreatedDate, Id: the watermark and its `lastId`, so it never runs ahead of Salesforce's clock. A
+// regular poll reads only what comes after that key (`CreatedDate > w OR (CreatedDate = w AND
+// Id > lastId)`): an idle poll is one call that reads nothing, even after a bulk import that put
+// thousands of records in one second. Records whose transaction commits
 // late carry a CreatedDate behind the watermark; a lookback sweep catches them: at most every
 // `sweepEveryMs`, a poll re-reads from (start of the previous complete sweep - lookback), so a
 // record that becomes visible up to `lookback` after its CreatedDate is always read. The outbox's
@@ -154,7 +156,20 @@ export class RulePoller {
     const sweepBase = lastSweepAt === null ? watermarkMs : Math.min(lastSweepAt, startedAt);
     const from = new Date(Math.max(floorMs, sweep ? sweepBase - this.lookbackMs : watermarkMs));
     result.sweep = sweep;
-    const soql = buildPollQuery(this.rule, from);
+    let lastId = cp.lastId ?? null;
+    // Keyset only for a whole-second watermark (what Salesforce's CreatedDate is) and a valid Id:
+    // anything else reads the watermark's second again, as the ledger makes harmless.
+    const keyset =
+      !sweep &&
+      lastId !== null &&
+      isSalesforceId(lastId) &&
+      watermarkMs % 1000 === 0 &&
+      watermarkMs >= floorMs;
+    const soql = buildPollQuery(
+      this.rule,
+      from,
+      keyset ? { createdDate: new Date(watermarkMs), id: lastId! } : undefined,
+    );
     const pages = queryPages(this.o.conn, this.o.apiVersion, soql, {
       ...this.queryOptions(),
       headers: { 'Sforce-Query-Options': `batchSize=${this.o.batchSize ?? 2000}` },
@@ -166,19 +181,24 @@ export class RulePoller {
     for await (const page of pages) {
       // Parse the whole page before writing anything: a malformed record must not move the cursor.
       const records = page.records.map((r) => toSourceRecord(this.rule.object, r));
-      // With ORDER BY CreatedDate every record before the page's last one has been read; the last
-      // second itself may continue on the next page, so the watermark stops at it, not after it.
-      // On the final page, everything up to the newest record seen is read.
-      let pageMax = watermarkMs;
-      for (const r of records) pageMax = Math.max(pageMax, Date.parse(r.createdDate));
+      // ORDER BY CreatedDate, Id: every record up to the page's last one (its key) has been read by
+      // this query, whether it is a regular poll (which only returns keys after the cursor) or a
+      // sweep (which reads whole seconds from further back). A sweep page ending inside the
+      // cursor's second may set lastId back within it: the next poll then reads a little again.
       const last = records.at(-1);
-      const candidate = page.done || !last ? pageMax : Date.parse(last.createdDate);
-      watermarkMs = Math.max(watermarkMs, candidate);
+      if (last) {
+        const lastMs = Date.parse(last.createdDate);
+        if (lastMs >= watermarkMs) {
+          watermarkMs = lastMs;
+          lastId = last.id;
+        }
+      }
       const { inserted, dead } = await this.o.commit({
         records: records.filter((r) => firesOnCreate(r, cp.floor)),
         checkpoint: {
           floor: cp.floor,
           watermark: new Date(watermarkMs).toISOString(),
+          lastId,
           // the sweep counts once its last page is committed
           ...(sweep && page.done ? { sweptAt: new Date(startedAt).toISOString() } : {}),
         },
@@ -218,6 +238,7 @@ export class RulePoller {
       checkpoint: (current) => ({
         floor: (current ?? cp).floor,
         watermark: (current ?? cp).watermark,
+        lastId: (current ?? cp).lastId ?? null,
         replayId,
       }),
     });

@@ -24,12 +24,23 @@ export function selectList(rule: Pick<RuleConfig, 'select'>): string[] {
 }
 
 /**
- * Everything the rule matches created at or after `from`, oldest first. The order is explicit:
- * without ORDER BY Salesforce promises no order, and the cursor relies on it. Id breaks ties, since
- * CreatedDate has one-second resolution and many records can share a second.
+ * Everything the rule matches created at or after `from`, oldest first; with `after`, only what
+ * comes after that key instead: `CreatedDate > :t OR (CreatedDate = :t AND Id > :id)`, so a regular
+ * poll does not read the cursor's second again. The order is explicit: without ORDER BY Salesforce
+ * promises no order, and the cursor relies on it. Id breaks ties, since CreatedDate has one-second
+ * resolution and many records can share a second.
  */
-export function buildPollQuery(rule: Pick<RuleConfig, 'select' | 'object' | 'where'>, from: Date): string {
-  const conditions = [`CreatedDate >= ${soqlDateTime(from)}`];
+export function buildPollQuery(
+  rule: Pick<RuleConfig, 'select' | 'object' | 'where'>,
+  from: Date,
+  after?: { createdDate: Date; id: string },
+): string {
+  const conditions = after
+    ? [
+        `(CreatedDate > ${soqlDateTime(after.createdDate)} OR ` +
+          `(CreatedDate = ${soqlDateTime(after.createdDate)} AND Id > '${after.id}'))`,
+      ]
+    : [`CreatedDate >= ${soqlDateTime(from)}`];
   if (rule.where && rule.where.trim()) conditions.push(`(${rule.where.trim()})`);
   return (
     `SELECT ${selectList(rule).join(', ')} FROM ${rule.object}` +
