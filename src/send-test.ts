@@ -100,7 +100,7 @@ export async function sendTest(config: LoadedConfig, options: SendTestOptions): 
   } catch (e) {
     const err = coerceError(e) as Error & { kind?: string };
     o.out(`send failed (${err.kind ?? 'error'}): ${err.message}`);
-    return err.kind === 'retry' || err.kind === 'auth' ? 3 : 1;
+    return err.kind === 'retry' || err.kind === 'auth' || err.kind === 'throttle' ? 3 : 1;
   } finally {
     await sink.close();
   }
