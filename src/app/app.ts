@@ -8,6 +8,8 @@ import type { Logger } from 'pino';
 import type { LoadedConfig, RuleConfig } from '../config/schema.ts';
 import { Dispatcher } from '../delivery/dispatcher.ts';
 import type { DispatchEvent } from '../delivery/dispatcher.ts';
+import { Pacer } from '../delivery/pacer.ts';
+import { sendLimits } from '../config/index.ts';
 import { createSmtpSink } from '../sinks/index.ts';
 import type { SmtpSink } from '../sinks/index.ts';
 import { connectSalesforce, createConnection } from '../sources/salesforce/connection.ts';
@@ -57,6 +59,8 @@ export class App {
   store: Store | undefined;
   sink: SmtpSink | undefined;
   dispatcher: Dispatcher | undefined;
+  /** paces sends to the relay's limits; reads for metrics */
+  pacer: Pacer | undefined;
   conn: Connection | undefined;
   salesforce: { state: 'connecting' | 'connected' | 'error'; lastError: string | null } = {
     state: 'connecting',
@@ -117,6 +121,11 @@ export class App {
       logger: this.opts.logger.child({ component: 'smtp' }),
     });
     const leaseMs = cfg.delivery.leaseMs ?? cfg.smtp.sendTimeoutMs + 30_000;
+    this.pacer = new Pacer({
+      limits: sendLimits(cfg.smtp),
+      store,
+      logger: this.opts.logger.child({ component: 'pacer' }),
+    });
     this.dispatcher = new Dispatcher({
       store,
       sink: this.sink,
@@ -126,6 +135,7 @@ export class App {
       owner: this.owner,
       logger: this.opts.logger.child({ component: 'dispatcher' }),
       resendRules,
+      pacer: this.pacer,
       onEvent: (e) => {
         this.trackSmtp(e);
         this.opts.events?.onDispatch?.(e);

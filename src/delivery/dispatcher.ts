@@ -9,6 +9,7 @@ import type { Outcome, OutboxRow, Store } from '../store/index.ts';
 import { parseDuration } from '../util/duration.ts';
 import { coerceError } from '../util/errors.ts';
 import { backoffDelay, describeFailure } from './outcomes.ts';
+import type { Pacer } from './pacer.ts';
 
 export interface DispatcherOptions {
   store: Store;
@@ -27,6 +28,8 @@ export interface DispatcherOptions {
   resendRules?: string[];
   /** idle poll interval (default 1 s) */
   pollIntervalMs?: number;
+  /** paces sends to the relay's limit and is told about throttling replies (delivery/pacer.ts) */
+  pacer?: Pacer;
 }
 
 export type DispatchEvent =
@@ -205,17 +208,21 @@ export class Dispatcher {
       // Claim first: freed slots are refilled without waiting for the outcome write (the write
       // only has to happen while we hold the leases), and the new sends reach the wire before
       // the write's commit (an fsync with SQLite) blocks the event loop.
-      const free = this.o.concurrency - this.sending;
+      const slots = this.o.concurrency - this.sending;
+      // pacing: claim only what the pacer allows now, and wake when it allows more
+      const free = this.o.pacer ? this.o.pacer.allowance(slots) : slots;
+      if (free < slots && this.running) idleFor = Math.max(MIN_WAKE_MS, this.o.pacer!.delayMs());
       let claimed = 0;
       if (this.running && this.circuitState === 'closed' && free > 0) {
-        const rows = await this.o.store.claimDue({
+        const claimedRows = await this.o.store.claimDue({
           owner: this.o.owner,
           limit: free,
           leaseMs: this.o.leaseMs,
         });
+        const rows = this.o.pacer ? await this.paced(claimedRows) : claimedRows;
         claimed = rows.length;
         for (const row of rows) void this.send(row);
-        if (rows.length < free) idleFor = await this.untilNextDue();
+        if (claimedRows.length < free) idleFor = Math.min(idleFor ?? Infinity, await this.untilNextDue());
       }
       if (this.outcomes.length) {
         if (claimed) await yieldToIo();
@@ -260,6 +267,28 @@ export class Dispatcher {
     if (this.stopping && this.isDrained()) {
       for (const w of this.drainWaiters.splice(0)) w();
     }
+  }
+
+  /**
+   * The claimed rows the pacer lets go now; the rest (another replica took the shared bucket's
+   * sends first) go straight back to pending, their attempt not counted.
+   */
+  private async paced(rows: OutboxRow[]): Promise<OutboxRow[]> {
+    let granted = 0;
+    try {
+      granted = await this.o.pacer!.take(rows.length);
+    } finally {
+      for (const row of rows.slice(granted)) {
+        this.outcomes.push({
+          id: row.id,
+          kind: 'release',
+          error: 'held back by the send pace',
+          code: 'EPACED',
+          nextAttemptAt: new Date(),
+        });
+      }
+    }
+    return rows.slice(0, granted);
   }
 
   private async untilNextDue(): Promise<number> {
@@ -342,6 +371,19 @@ export class Dispatcher {
         return { id: row.id, kind: 'dead', error, code };
       case 'uncertain':
         return { id: row.id, kind: 'uncertain', error, code };
+      case 'throttle': {
+        // the relay said "later": slow down, keep the row pending, its attempt not spent
+        void this.o.pacer?.throttled();
+        if (Date.now() - Date.parse(row.createdAt) >= this.maxAgeMs) {
+          return {
+            id: row.id,
+            kind: 'dead',
+            error: `gave up after ${this.o.delivery.maxAge} (maxAge): ${error}`,
+            code,
+          };
+        }
+        return { id: row.id, kind: 'release', error, code, nextAttemptAt: new Date() };
+      }
       case 'auth':
         this.openCircuit(error);
         return { id: row.id, kind: 'release', error, code, nextAttemptAt: new Date() };

@@ -11,6 +11,7 @@ export type AppView = Pick<
   | 'config'
   | 'store'
   | 'dispatcher'
+  | 'pacer'
   | 'salesforce'
   | 'smtp'
   | 'apiUsage'
