@@ -102,8 +102,10 @@ export const PACE_MARGIN = 0.95;
 
 /** The pace and daily cap a config asks for, presets expanded; undefined parts are unlimited. */
 export interface SendLimits {
-  /** sends per millisecond */
+  /** the pace in sends per millisecond (the relay's limit less PACE_MARGIN) */
   ratePerMs?: number;
+  /** the relay's limit as configured, in sends per millisecond */
+  limitPerMs?: number;
   /** the bucket: how many sends may go out back to back */
   burst?: number;
   dailyLimit?: number;
@@ -120,7 +122,8 @@ export function sendLimits(smtp: {
   const dailyLimit = smtp.dailyLimit ?? preset?.dailyLimit;
   const out: SendLimits = { describe: typeof smtp.rateLimit === 'string' ? smtp.rateLimit : 'custom' };
   if (rate) {
-    out.ratePerMs = (rate.messages / parseDuration(rate.per)) * PACE_MARGIN;
+    out.limitPerMs = rate.messages / parseDuration(rate.per);
+    out.ratePerMs = out.limitPerMs * PACE_MARGIN;
     // A bucket of one: sends are evenly spaced, so a relay that counts a sliding window (Exchange
     // Online does) sees at most `messages` in any `per`, however its window is aligned.
     out.burst = 1;

@@ -137,7 +137,7 @@ function countSends(s: PaceState, n: number, now: number): void {
 export interface PaceSnapshot {
   /** sends per second now: 0 while paused, Infinity when unlimited */
   messagesPerSecond: number;
-  /** the configured limit in sends per second, or null */
+  /** the configured limit (smtp.rateLimit) in sends per second, or null */
   limitPerSecond: number | null;
   slowdown: number;
   paused: boolean;
@@ -236,7 +236,7 @@ export class Pacer {
     const rate = currentRate(this.state, this.limits, now);
     return {
       messagesPerSecond: rate * 1000,
-      limitPerSecond: this.limits.ratePerMs ? this.limits.ratePerMs * 1000 : null,
+      limitPerSecond: this.limits.limitPerMs ? this.limits.limitPerMs * 1000 : null,
       slowdown: currentSlowdown(this.state, this.limits, now),
       paused: now < this.state.pausedUntil,
       dailyCount: dailyCount(this.state, now),
