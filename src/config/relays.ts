@@ -120,7 +120,7 @@ export function sendLimits(smtp: {
   const preset = typeof smtp.rateLimit === 'string' ? RATE_PRESETS[smtp.rateLimit] : undefined;
   const rate: RateLimit | undefined = preset ? preset.rateLimit : (smtp.rateLimit as RateLimit | undefined);
   const dailyLimit = smtp.dailyLimit ?? preset?.dailyLimit;
-  const out: SendLimits = { describe: typeof smtp.rateLimit === 'string' ? smtp.rateLimit : 'custom' };
+  const out: SendLimits = { describe: typeof smtp.rateLimit === 'string' ? smtp.rateLimit : 'no rate limit' };
   if (rate) {
     out.limitPerMs = rate.messages / parseDuration(rate.per);
     out.ratePerMs = out.limitPerMs * PACE_MARGIN;

@@ -160,6 +160,7 @@ export class Pacer {
   private readonly store: Pick<Store, 'updateSendPace'> | undefined;
   private readonly key: string;
   private readonly log: pino.Logger;
+  private readonly limited: boolean;
   /** the state as last seen (in memory it is the state) */
   private state: PaceState;
   /** difference between the store's clock and ours, from its last answer */
@@ -169,8 +170,8 @@ export class Pacer {
 
   constructor(o: PacerOptions) {
     this.limits = o.limits;
-    const limited = o.limits.ratePerMs !== undefined || o.limits.dailyLimit !== undefined;
-    this.store = limited ? o.store : undefined;
+    this.limited = o.limits.ratePerMs !== undefined || o.limits.dailyLimit !== undefined;
+    this.store = this.limited ? o.store : undefined;
     this.key = o.key ?? 'smtp';
     this.log = o.logger;
     this.state = emptyPaceState(Date.now(), o.limits);
@@ -183,6 +184,8 @@ export class Pacer {
   allowance(free: number): number {
     const now = Date.now() + this.skew;
     if (free <= 0 || now < this.notBefore) return 0;
+    // no limit configured and not paused: nothing to compute on the hot path
+    if (!this.limited && now >= this.state.pausedUntil) return free;
     const probe = structuredClone(this.state);
     return takeSends(probe, this.limits, free, now).granted;
   }
