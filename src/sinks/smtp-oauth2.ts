@@ -19,18 +19,10 @@ interface Cached {
   refreshAt: number;
 }
 
-export interface TokenCacheStats {
-  /** token requests made to the token endpoint */
-  fetches: number;
-  /** renewals asked for because the server refused a token */
-  refusals: number;
-}
-
 export class AccessTokenCache {
   private readonly source: XOAuth2;
   private current: Cached | undefined;
   private inflight: Promise<Cached> | undefined;
-  readonly stats: TokenCacheStats = { fetches: 0, refusals: 0 };
 
   constructor(auth: OAuth2Config) {
     this.source = new XOAuth2({
@@ -48,15 +40,16 @@ export class AccessTokenCache {
   }
 
   /**
-   * A token for a connection. `refused`: the token the connection used was refused by the server;
-   * a fresh one is fetched unless another connection already replaced it.
+   * A token for a connection. `refused`: the token the connection used was refused by the server
+   * (null: which one is not known); a fresh one is fetched unless another connection already
+   * replaced it.
    */
-  async get(refused?: string): Promise<Cached> {
+  async get(refused?: string | null): Promise<Cached> {
     const now = Date.now();
     const cur = this.current;
     if (refused !== undefined) {
-      this.stats.refusals++;
-      if (cur && cur.token !== refused && cur.refreshAt > now) return cur;
+      // null: a refusal of a token we cannot tell, so fetch a fresh one
+      if (refused !== null && cur && cur.token !== refused && cur.refreshAt > now) return cur;
       return this.refresh();
     }
     if (cur && cur.refreshAt > now) return cur;
@@ -65,7 +58,7 @@ export class AccessTokenCache {
 
   /** the provision callback nodemailer's pool and verify() call (`this` is the connection's XOAuth2) */
   readonly provision = (failedToken: string | undefined, renew: boolean, done: ProvisionDone): void => {
-    this.get(renew ? (failedToken ?? '') : undefined).then(
+    this.get(renew ? (failedToken ?? null) : undefined).then(
       (c) => done(null, c.token, c.refreshAt),
       (err: unknown) => done(err instanceof Error ? err : new Error(String(err))),
     );
@@ -73,7 +66,6 @@ export class AccessTokenCache {
 
   private refresh(): Promise<Cached> {
     this.inflight ??= new Promise<Cached>((resolve, reject) => {
-      this.stats.fetches++;
       this.source.getToken(true, (err, token) => {
         if (err || !token) return reject(err ?? new Error('the token endpoint returned no access token'));
         const now = Date.now();
