@@ -68,7 +68,7 @@ describe('postgres store specifics', () => {
       );
       return res.rows.map((r: { table_name: string }) => r.table_name);
     });
-    expect(tables).toEqual(['checkpoints', 'lead_notifier_migrations', 'outbox']);
+    expect(tables).toEqual(['checkpoints', 'lead_notifier_migrations', 'outbox', 'send_pace']);
   });
 
   it('readOnly refuses writes', async () => {
