@@ -95,13 +95,6 @@ export function takeSends(s: PaceState, limits: SendLimits, want: number, now: n
   return { granted, waitMs };
 }
 
-/** Gives back sends taken but not used (the claim found fewer rows, or they were not sent). */
-export function returnSends(s: PaceState, limits: SendLimits, n: number, now: number): void {
-  if (n <= 0) return;
-  s.tokens = Math.min(limits.burst ?? 1, s.tokens + n);
-  countSends(s, -n, now);
-}
-
 /**
  * A throttling reply: pause every send slot (doubling the pause when throttling keeps coming),
  * halve the pace (to 1/8 at most); replies to sends that were already out when the pause began
@@ -204,12 +197,6 @@ export class Pacer {
     const t = await this.update((s, now) => takeSends(s, this.limits, want, now));
     if (t.granted < want) this.notBefore = Date.now() + this.skew + t.waitMs;
     return t.granted;
-  }
-
-  /** Gives back sends taken but not sent. */
-  async giveBack(n: number): Promise<void> {
-    if (n <= 0) return;
-    await this.update((s, now) => returnSends(s, this.limits, n, now));
   }
 
   /** The relay answered a send with a throttling reply. Never throws. */

@@ -95,7 +95,7 @@ describe('a rate-limited relay, from outside', () => {
     );
   });
 
-  it('with rateLimit at the relay limit: delivered at the pace of the limit, none dead', async () => {
+  it('with rateLimit at the relay limit: paced by it (the limit and the pace in the metrics), none dead', async () => {
     const r = await scenario({ rateLimit: { messages: LIMIT, per: `${WINDOW_MS / 1000}s` } });
     expect(stack!.smtp.messages).toHaveLength(LEADS);
     expect(metric(r.metrics, 'lead_notifier_notifications_sent_total{rule="new-leads"}')).toBe(LEADS);
