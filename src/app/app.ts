@@ -8,6 +8,8 @@ import type { Logger } from 'pino';
 import type { LoadedConfig, RuleConfig } from '../config/index.ts';
 import { Dispatcher } from '../delivery/dispatcher.ts';
 import type { DispatchEvent } from '../delivery/dispatcher.ts';
+import { Pacer } from '../delivery/pacer.ts';
+import { sendLimits } from '../config/index.ts';
 import { createSmtpSink } from '../sinks/index.ts';
 import type { SmtpSink } from '../sinks/index.ts';
 import { connectSalesforce, createConnection } from '../sources/salesforce/connection.ts';
@@ -67,6 +69,8 @@ export class App {
   sink: SmtpSink | undefined;
   dispatcher: Dispatcher | undefined;
   leadership: Leadership | undefined;
+  /** paces sends to the relay's limits; reads for metrics */
+  pacer: Pacer | undefined;
   conn: Connection | undefined;
   salesforce: { state: 'connecting' | 'connected' | 'error'; lastError: string | null } = {
     state: 'connecting',
@@ -141,6 +145,11 @@ export class App {
     });
     const leaseMs = cfg.delivery.leaseMs ?? cfg.smtp.sendTimeoutMs + 30_000;
     const leaseTtlMs = parseDuration(cfg.cluster.leaseTtl);
+    this.pacer = new Pacer({
+      limits: sendLimits(cfg.smtp),
+      store,
+      logger: this.opts.logger.child({ component: 'pacer' }),
+    });
     this.dispatcher = new Dispatcher({
       store,
       sink: this.sink,
@@ -151,6 +160,7 @@ export class App {
       logger: this.opts.logger.child({ component: 'dispatcher' }),
       resendRules,
       recoverEveryMs: Math.min(leaseMs, Math.ceil(leaseTtlMs / 3)),
+      pacer: this.pacer,
       onEvent: (e) => {
         if (e.type === 'loop-error' && isStoreFailure(e.error))
           this.storeProblem = { reason: e.error.message, at: new Date().toISOString() };

@@ -60,7 +60,7 @@ export async function checkConnections(config: LoadedConfig, out: (line: string)
   const sink = createSmtpSink(config.smtp, { baseDir: config.baseDir });
   try {
     await sink.verify();
-    out(`smtp ok: ${config.smtp.host}:${config.smtp.port}`);
+    out(`smtp ok: ${config.smtp.host}:${config.smtp.port}${describeSmtpAuth(config)}`);
   } catch (e) {
     out(`smtp unreachable: ${config.smtp.host}:${config.smtp.port}: ${coerceError(e).message}`);
     code = Math.max(code, EXIT.UNREACHABLE);
@@ -68,4 +68,14 @@ export async function checkConnections(config: LoadedConfig, out: (line: string)
     await sink.close();
   }
   return code;
+}
+
+/** what the verify proved about AUTH: the mechanism and, for OAuth2, where the token came from */
+function describeSmtpAuth(config: LoadedConfig): string {
+  const auth = config.smtp.auth;
+  if (!auth) return ' (no AUTH)';
+  if (auth.type === 'oauth2') {
+    return ` (AUTH XOAUTH2 as ${auth.user}, access token from ${new URL(auth.accessUrl).host})`;
+  }
+  return ` (AUTH ${auth.method ?? 'PLAIN/LOGIN'} as ${auth.user})`;
 }

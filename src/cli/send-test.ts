@@ -142,7 +142,9 @@ export async function sendTest(config: LoadedConfig, o: SendTestOptions): Promis
   } catch (e) {
     const err = coerceError(e) as Error & { kind?: string };
     o.out(`send failed (${err.kind ?? 'error'}): ${err.message}`);
-    return err.kind === 'retry' || err.kind === 'auth' ? EXIT.UNREACHABLE : EXIT.FAILURE;
+    return err.kind === 'retry' || err.kind === 'auth' || err.kind === 'throttle'
+      ? EXIT.UNREACHABLE
+      : EXIT.FAILURE;
   } finally {
     await sink.close();
   }

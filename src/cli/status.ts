@@ -1,6 +1,7 @@
 // `status`: the store's view, read-only (works while the daemon runs).
-import type { LoadedConfig } from '../config/index.ts';
-import { OUTBOX_STATES, openStore } from '../store/index.ts';
+import { sendLimits, type LoadedConfig } from '../config/index.ts';
+import { currentRate, dailyCount } from '../delivery/pacer.ts';
+import { OUTBOX_STATES, openStore, type PaceState } from '../store/index.ts';
 import { EXIT } from '../util/errors.ts';
 import { configOption, type Command } from './options.ts';
 
@@ -20,14 +21,16 @@ export async function printStatus(
 ): Promise<number> {
   const store = await openStore(config.store, { baseDir: config.baseDir, readOnly: true });
   try {
-    const [checkpoints, counts, errors, unknown, leases, replicas] = await Promise.all([
+    const [checkpoints, counts, errors, unknown, leases, replicas, paceState] = await Promise.all([
       store.listCheckpoints(),
       store.counts(),
       store.lastErrors(10),
       store.list({ state: 'unknown', limit: 100 }),
       store.listLeases(),
       store.listReplicas(),
+      store.readSendPace('smtp'),
     ]);
+    const pace = paceOf(config, paceState);
     const now = Date.now();
     const leaders = leases.map((l) => ({
       rule: l.rule,
@@ -45,6 +48,7 @@ export async function printStatus(
             leases: leaders,
             replicas: seen,
             outbox: counts,
+            ...(pace ? { pace } : {}),
             uncertain: unknown.map((r) => ({
               id: r.id,
               rule: r.rule,
@@ -90,6 +94,13 @@ export async function printStatus(
     o.out(`  ${'rule'.padEnd(24)} ${OUTBOX_STATES.map((s) => s.padStart(8)).join(' ')}`);
     for (const [rule, byState] of Object.entries(counts.byRule)) o.out(row(rule, (s) => byState[s] ?? 0));
     o.out(row('total', (s) => counts.total[s]));
+    if (pace) {
+      o.out('Sending pace');
+      o.out(
+        `  limit ${pace.limit}; ${pace.dailyLimit === null ? `${pace.dailyCount} sent` : `${pace.dailyCount} of ${pace.dailyLimit} sent`} in the last 24 h` +
+          (pace.pausedUntil ? `; paused until ${pace.pausedUntil} (the relay throttled us)` : ''),
+      );
+    }
     if (unknown.length > 0) {
       o.out(`Uncertain (state unknown: may or may not have been delivered; resolve with 'outbox resolve')`);
       for (const r of unknown) o.out(`  #${r.id} ${r.rule} ${r.recordId}: ${r.lastError ?? ''}`);
@@ -103,4 +114,21 @@ export async function printStatus(
   } finally {
     await store.close();
   }
+}
+
+/** smtp.rateLimit / dailyLimit and the pacer's stored state, when a limit is configured */
+function paceOf(
+  config: LoadedConfig,
+  state: PaceState | null,
+): { limit: string; dailyCount: number; dailyLimit: number | null; pausedUntil: string | null } | null {
+  const limits = sendLimits(config.smtp);
+  if (limits.ratePerMs === undefined && limits.dailyLimit === undefined) return null;
+  const now = Date.now();
+  const paused = state !== null && currentRate(state, limits, now) === 0;
+  return {
+    limit: limits.describe,
+    dailyCount: state ? dailyCount(state, now) : 0,
+    dailyLimit: limits.dailyLimit ?? null,
+    pausedUntil: paused && state ? new Date(state.pausedUntil).toISOString() : null,
+  };
 }

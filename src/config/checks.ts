@@ -1,4 +1,4 @@
-// Cross-checks the schema cannot express: cron, TLS ports, JWT key, CA file, store URL, where, select.
+// Cross-checks the schema cannot express: cron, TLS ports, JWT and DKIM keys, CA file, store URL, where, select.
 import { createPrivateKey } from 'node:crypto';
 import { resolve } from 'node:path';
 import { validateDetailed } from 'node-cron';
@@ -101,6 +101,24 @@ function smtpChecks(smtp: Record<string, unknown>, baseDir: string): Issue[] {
       message:
         'ignoreTLS and requireTLS contradict each other: requireTLS insists on STARTTLS, ignoreTLS never uses it',
     });
+  }
+  const dkimKey = isRecord(smtp.dkim) ? smtp.dkim.privateKeyFile : undefined;
+  if (typeof dkimKey === 'string' && dkimKey !== '') {
+    const file = resolve(baseDir, dkimKey);
+    const path = ['smtp', 'dkim', 'privateKeyFile'];
+    const pem = readText(file);
+    if (pem === undefined) issues.push({ path, message: `private key file not found: ${file}` });
+    else {
+      try {
+        // nodemailer's signer takes RSA (rsa-sha256) and Ed25519 keys; anything else fails every send
+        const type = createPrivateKey({ key: pem, format: 'pem' }).asymmetricKeyType;
+        if (type !== 'rsa' && type !== 'ed25519')
+          issues.push({ path, message: `is a ${type} key, DKIM needs RSA or Ed25519: ${file}` });
+      } catch (err) {
+        const why = coerceError(err).message;
+        issues.push({ path, message: `is not a PEM private key: ${file} (${why})` });
+      }
+    }
   }
   const ca = isRecord(smtp.tls) ? smtp.tls.ca : undefined;
   if (typeof ca === 'string' && ca !== '') {

@@ -22,6 +22,8 @@ export {
   deliverySchema,
   attachmentSchema,
 } from './schema.ts';
+export { RATE_PRESETS, sendLimits } from './relays.ts';
+export type { RateLimit, RatePreset, SendLimits } from './relays.ts';
 export type {
   AuthConfig,
   Config,
@@ -30,5 +32,6 @@ export type {
   LoadedConfig,
   RuleConfig,
   SalesforceConfig,
+  SmtpAuthConfig,
   SmtpConfig,
 } from './schema.ts';

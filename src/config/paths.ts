@@ -17,6 +17,7 @@ export function resolvePaths(config: LoadedConfig, baseDir: string): void {
   const auth = config.salesforce.auth;
   if (auth.flow === 'jwt') auth.privateKeyFile = resolve(baseDir, auth.privateKeyFile);
   if (config.smtp.tls.ca !== undefined) config.smtp.tls.ca = resolve(baseDir, config.smtp.tls.ca);
+  if (config.smtp.dkim) config.smtp.dkim.privateKeyFile = resolve(baseDir, config.smtp.dkim.privateKeyFile);
   const store = storeLocation(config.store, baseDir);
   if (store.kind === 'sqlite')
     config.store = `sqlite:${store.path}${store.synchronous ? `?synchronous=${store.synchronous}` : ''}`;

@@ -3,6 +3,7 @@
 // (`npm run schema` regenerates the latter).
 import { z } from 'zod';
 import { parseDuration } from '../util/duration.ts';
+import { dailyLimitSchema, dkimSchema, rateLimitSchema, smtpAuthSchema } from './relays.ts';
 
 const nonEmpty = z.string().min(1, 'must not be empty');
 
@@ -74,10 +75,7 @@ export const smtpSchema = z.strictObject({
       servername: z.string().optional(),
     })
     .default({ rejectUnauthorized: true }),
-  auth: z
-    .strictObject({ user: nonEmpty, pass: z.string().describe('a secret: use ${ENV}') })
-    .optional()
-    .describe('omit for servers that accept mail without AUTH'),
+  auth: smtpAuthSchema,
   name: z.string().optional().describe('hostname announced in EHLO'),
   pool: z
     .strictObject({
@@ -89,6 +87,9 @@ export const smtpSchema = z.strictObject({
   greetingTimeoutMs: z.number().int().positive().default(10_000),
   socketTimeoutMs: z.number().int().positive().default(30_000),
   sendTimeoutMs: z.number().int().positive().default(60_000).describe('deadline for one message'),
+  rateLimit: rateLimitSchema,
+  dailyLimit: dailyLimitSchema,
+  dkim: dkimSchema,
 });
 
 export const attachmentSchema = z.strictObject({
@@ -294,6 +295,7 @@ export type SalesforceConfig = z.infer<typeof salesforceSchema>;
 export type AuthConfig = z.infer<typeof authSchema>;
 export type DeliveryConfig = z.infer<typeof deliverySchema>;
 export type ClusterConfig = z.infer<typeof clusterSchema>;
+export type SmtpAuthConfig = NonNullable<SmtpConfig['auth']>;
 
 /** Config after loading: the parsed values plus where they came from. */
 export interface LoadedConfig extends Config {

@@ -12,8 +12,12 @@ export function secretsOf(config: Config): string[] {
   collectSecretValues(config, out);
   const auth = config.salesforce.auth;
   if (auth.flow === 'password' && auth.securityToken) out.add(auth.password + auth.securityToken);
-  if (auth.flow === 'jwt') {
-    const pem = readText(auth.privateKeyFile);
+  const keyFiles = [
+    ...(auth.flow === 'jwt' ? [auth.privateKeyFile] : []),
+    ...(config.smtp.dkim ? [config.smtp.dkim.privateKeyFile] : []),
+  ];
+  for (const file of keyFiles) {
+    const pem = readText(file);
     if (pem?.trim()) {
       out.add(pem);
       out.add(pem.trim());

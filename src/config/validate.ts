@@ -59,8 +59,10 @@ function describeIssue(iss: z.core.$ZodIssue, path: KeyPath, data: unknown): Iss
     return iss.keys.map((key) => ({ path: [...path, key], message: unknownKeyMessage(key, path, data) }));
   }
   // zod 4 reports a bad discriminator as invalid_union with the allowed tags in `options` (untyped)
-  const tags = iss.code === 'invalid_union' ? (iss as { options?: unknown }).options : undefined;
-  if (Array.isArray(tags)) {
+  const allTags = iss.code === 'invalid_union' ? (iss as { options?: unknown }).options : undefined;
+  // an optional discriminator (smtp.auth.type) lists undefined among the tags
+  const tags = Array.isArray(allTags) ? allTags.filter((t) => t !== undefined && t !== null) : undefined;
+  if (tags) {
     const input = getAt(data, path);
     if (input === undefined) return [{ path, message: `is required: one of ${quoteList(tags)}` }];
     return [{ path, message: `must be one of ${quoteList(tags)}${suggest(input, tags.map(String))}` }];

@@ -13,6 +13,7 @@ import type { Outcome, OutboxRow, Store } from '../store/index.ts';
 import { parseDuration } from '../util/duration.ts';
 import { coerceError } from '../util/errors.ts';
 import { backoffDelay, describeFailure } from './outcomes.ts';
+import type { Pacer } from './pacer.ts';
 
 export interface DispatcherOptions {
   store: Store;
@@ -36,6 +37,8 @@ export interface DispatcherOptions {
    * third of the lease ttl, so a dead replica's rows are reported soon after its heartbeat ends
    */
   recoverEveryMs?: number;
+  /** paces sends to the relay's limit and is told about throttling replies (delivery/pacer.ts) */
+  pacer?: Pacer;
 }
 
 export type DispatchEvent =
@@ -209,7 +212,10 @@ export class Dispatcher {
       if (this.running && Date.now() - this.lastRecoverAt >= (this.o.recoverEveryMs ?? this.o.leaseMs))
         await this.recoverExpired();
       const canSend = this.running && this.circuitState === 'closed';
-      const free = canSend ? this.o.concurrency - this.sending : 0;
+      const slots = canSend ? this.o.concurrency - this.sending : 0;
+      // pacing: start and claim only what the pacer allows now, and wake when it allows more
+      const free = canSend && this.o.pacer ? this.o.pacer.allowance(slots) : slots;
+      if (free < slots) idleFor = Math.max(MIN_WAKE_MS, this.o.pacer!.delayMs());
       const start = this.ready.splice(0, Math.max(0, free));
       const claim = Math.max(0, free - start.length);
       // keep one row ready per connection; none while we cannot send (those go back)
@@ -237,14 +243,18 @@ export class Dispatcher {
         }
         const started = new Set(res.started);
         // a reservation we no longer hold (lease expired and taken, or an operator acted) is dropped
+        const toSend: OutboxRow[] = [];
         for (const row of start) {
           if (!started.has(row.id)) continue;
           row.attempts += 1; // counted by the store as it moved to sending
-          void this.send(row);
+          toSend.push(row);
         }
-        for (const row of res.claimed) void this.send(row);
+        toSend.push(...res.claimed);
         this.ready.push(...res.reserved);
-        if (canSend && started.size + res.claimed.length < free) idleFor = await this.untilNextDue();
+        // the pacer's last word: rows beyond the tokens it grants go back (release, EPACED)
+        for (const row of this.o.pacer ? await this.paced(toSend) : toSend) void this.send(row);
+        if (canSend && started.size + res.claimed.length < free)
+          idleFor = Math.min(idleFor ?? Infinity, await this.untilNextDue());
       } else if (canSend && free > 0) {
         idleFor = await this.untilNextDue();
       }
@@ -279,6 +289,28 @@ export class Dispatcher {
     if (this.stopping && this.isDrained()) {
       for (const w of this.drainWaiters.splice(0)) w();
     }
+  }
+
+  /**
+   * The claimed rows the pacer lets go now; the rest (another replica took the shared bucket's
+   * sends first) go straight back to pending, their attempt not counted.
+   */
+  private async paced(rows: OutboxRow[]): Promise<OutboxRow[]> {
+    let granted = 0;
+    try {
+      granted = await this.o.pacer!.take(rows.length);
+    } finally {
+      for (const row of rows.slice(granted)) {
+        this.outcomes.push({
+          id: row.id,
+          kind: 'release',
+          error: 'held back by the send pace',
+          code: 'EPACED',
+          nextAttemptAt: new Date(),
+        });
+      }
+    }
+    return rows.slice(0, granted);
   }
 
   private async untilNextDue(): Promise<number> {
@@ -364,6 +396,19 @@ export class Dispatcher {
         return { id: row.id, kind: 'dead', error, code };
       case 'uncertain':
         return { id: row.id, kind: 'uncertain', error, code };
+      case 'throttle': {
+        // the relay said "later": slow down, keep the row pending, its attempt not spent
+        void this.o.pacer?.throttled();
+        if (Date.now() - Date.parse(row.createdAt) >= this.maxAgeMs) {
+          return {
+            id: row.id,
+            kind: 'dead',
+            error: `gave up after ${this.o.delivery.maxAge} (maxAge): ${error}`,
+            code,
+          };
+        }
+        return { id: row.id, kind: 'release', error, code, nextAttemptAt: new Date() };
+      }
       case 'auth':
         this.openCircuit(error);
         return { id: row.id, kind: 'release', error, code, nextAttemptAt: new Date() };

@@ -4,6 +4,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { AppEvents } from '../app/app.ts';
 import type { DispatchEvent } from '../delivery/dispatcher.ts';
+import type { PaceSnapshot } from '../delivery/pacer.ts';
 import type { ApiUsage, PollResult } from '../sources/salesforce/poller.ts';
 import { OUTBOX_STATES } from '../store/index.ts';
 import type { OutboxState } from '../store/index.ts';
@@ -15,6 +16,8 @@ export interface MetricsSource {
   /** outbox rows by state (cached by the caller), or null when the store cannot answer */
   outboxCounts(): Promise<Record<OutboxState, number> | null>;
   circuitOpen(): boolean;
+  /** the send pacer's state (delivery/pacer.ts), or null before the App has one */
+  pace?(): PaceSnapshot | null;
 }
 
 export interface MetricsOptions {
@@ -50,6 +53,11 @@ export class Metrics {
   readonly circuitOpen: Gauge;
   readonly ruleLeader: Gauge<'rule'>;
   readonly leaseRenewFailures: Counter;
+  readonly throttled: Counter<'rule'>;
+  readonly pace: Gauge;
+  readonly paceLimit: Gauge;
+  readonly dailySent: Gauge;
+  readonly dailyLimit: Gauge;
 
   constructor(opts: MetricsOptions = {}) {
     const registers = [this.registry];
@@ -169,6 +177,51 @@ export class Metrics {
       help: 'Heartbeats and rule lease renewals that failed (store unavailable); a leader stops polling before its lease can expire',
       registers,
     });
+    this.throttled = new Counter({
+      name: `${p}smtp_throttled_total`,
+      help: 'Throttling replies from the SMTP relay (421/450/451/454 4.7.x, 4.5.x): the row stays pending, the pace slows',
+      labelNames: ['rule'],
+      registers,
+    });
+    const pace = (): PaceSnapshot | null => source()?.pace?.() ?? null;
+    this.pace = new Gauge({
+      name: `${p}smtp_pace_messages_per_second`,
+      help: 'The send pace now: the rate limit, lowered after throttling replies; 0 while paused, +Inf when unlimited',
+      registers,
+      collect() {
+        const s = pace();
+        if (s) this.set(s.messagesPerSecond);
+      },
+    });
+    this.paceLimit = new Gauge({
+      name: `${p}smtp_rate_limit_messages_per_second`,
+      help: 'The configured smtp.rateLimit in messages per second (absent when none)',
+      registers,
+      collect() {
+        const s = pace();
+        this.reset();
+        if (s?.limitPerSecond != null) this.set(s.limitPerSecond);
+      },
+    });
+    this.dailySent = new Gauge({
+      name: `${p}smtp_daily_sent`,
+      help: 'Messages sent in the rolling 24 hours that smtp.dailyLimit counts (hourly resolution)',
+      registers,
+      collect() {
+        const s = pace();
+        if (s) this.set(s.dailyCount);
+      },
+    });
+    this.dailyLimit = new Gauge({
+      name: `${p}smtp_daily_limit`,
+      help: 'The configured smtp.dailyLimit (absent when none)',
+      registers,
+      collect() {
+        const s = pace();
+        this.reset();
+        if (s?.dailyLimit != null) this.set(s.dailyLimit);
+      },
+    });
     for (const rule of opts.rules ?? []) this.initRule(rule);
   }
 
@@ -202,6 +255,7 @@ export class Metrics {
       this.uncertain,
       this.apiCalls,
       this.pollErrors,
+      this.throttled,
     ])
       c.inc({ rule }, 0);
     this.ruleLeader.set({ rule }, 0);
@@ -225,6 +279,7 @@ export class Metrics {
     if (e.type !== 'outcome') return;
     const rule = e.rule;
     if (e.outcome !== 'sent') this.sendFailures.inc({ rule, outcome: e.outcome, code: e.code ?? 'ESEND' });
+    if (e.failure === 'throttle') this.throttled.inc({ rule });
     // 'release': the circuit put the row back without an attempt; neither a send nor a retry
     if (e.outcome === 'release') return;
     this.sendDuration.observe(e.durationMs / 1000);

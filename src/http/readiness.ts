@@ -12,6 +12,7 @@ export type AppView = Pick<
   | 'store'
   | 'dispatcher'
   | 'leadership'
+  | 'pacer'
   | 'salesforce'
   | 'smtp'
   | 'apiUsage'

@@ -69,6 +69,7 @@ export async function startHttpServer(o: HttpServerOptions): Promise<HttpServer>
       return s.ok ? s.counts : null;
     },
     circuitOpen: () => app.dispatcher?.circuit === 'open',
+    pace: () => app.pacer?.snapshot() ?? null,
   });
 
   /** SMTP state is only as fresh as the last send or verify: refresh it in the background. */

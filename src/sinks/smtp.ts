@@ -8,6 +8,8 @@ import type { SendMailOptions } from 'nodemailer';
 import type { SmtpConfig } from '../config/index.ts';
 import type { RenderedMessage } from '../types.ts';
 import { coerceError } from '../util/errors.ts';
+import { AccessTokenCache } from './smtp-oauth2.ts';
+import { isThrottleReply } from './throttle.ts';
 import { SendError, type FailureKind, type SmtpSendResult, type SmtpSink } from './types.ts';
 
 interface NodemailerErrorShape {
@@ -49,6 +51,7 @@ export function classifySmtpError(err: unknown, phase: 'before-data' | 'after-da
   if (rc !== undefined && rc >= 400 && rc < 600) {
     // RFC 5321 4.2.1: 4yz is a transient negative completion; 421 means the server is closing the
     // channel, and a 421 in reply to the data means the message was not taken either.
+    if (isThrottleReply(rc, typeof e.response === 'string' ? e.response : undefined)) return 'throttle';
     if (rc < 500) return 'retry';
     // 503 is "bad sequence of commands": a session-state problem, not a refusal of the message.
     if (rc === 503) return 'retry';
@@ -65,6 +68,36 @@ export function classifySmtpError(err: unknown, phase: 'before-data' | 'after-da
   // server cannot have accepted it (RFC 5321 4.1.1.4: the transaction completes with <CRLF>.<CRLF>
   // and its reply); after it, it may have.
   return phase === 'after-data' ? 'uncertain' : 'retry';
+}
+
+/** nodemailer's auth options: user/pass (LOGIN or PLAIN, optionally forced) or OAuth2 (XOAUTH2). */
+function transportAuth(cfg: SmtpConfig): { auth?: Record<string, unknown> } {
+  const auth = cfg.auth;
+  if (!auth) return {};
+  if (auth.type === 'oauth2') {
+    // the token itself comes from the pool-wide cache (oauth2_provision_cb), not from these fields
+    return { auth: { type: 'OAuth2', user: auth.user } };
+  }
+  return { auth: { user: auth.user, pass: auth.pass, ...(auth.method ? { method: auth.method } : {}) } };
+}
+
+/**
+ * The server closed a reused pooled connection before a byte of this message was sent, and the
+ * pool dropped the server's reply: smtp-pool (pool-resource.js send) swallows a transient error on a
+ * reused connection whose message stream was not read yet and fails the message when the connection
+ * closes (_failDeliveryOnConnectionClose: ECONNECTION, no reply, no command). Relays close that way
+ * when they throttle (421 4.7.0 closes the channel, RFC 5321 4.2), so it is handled as throttling:
+ * the row stays pending without spending an attempt and the pacer pauses briefly. Nothing of the
+ * message went out, so no duplicate can come of it; a server that is really gone fails the next
+ * connection's greeting, which opens the circuit.
+ */
+function isLostServerClose(e: NodemailerErrorShape, phase: 'before-data' | 'after-data'): boolean {
+  return (
+    phase === 'before-data' &&
+    e.code === 'ECONNECTION' &&
+    e.command === undefined &&
+    e.responseCode === undefined
+  );
 }
 
 /** Tracks whether the message data was fully handed to the SMTP data stream. */
@@ -87,7 +120,17 @@ export function createInProcessSmtpSink(cfg: SmtpConfig, baseDir: string): SmtpS
     ignoreTLS: cfg.ignoreTLS,
     tls,
     ...(cfg.name ? { name: cfg.name } : {}),
-    ...(cfg.auth ? { auth: { user: cfg.auth.user, pass: cfg.auth.pass } } : {}),
+    ...transportAuth(cfg),
+    // DKIM-Signature by nodemailer's signer (the key was checked at config load)
+    ...(cfg.dkim
+      ? {
+          dkim: {
+            domainName: cfg.dkim.domainName,
+            keySelector: cfg.dkim.keySelector,
+            privateKey: readFileSync(resolve(baseDir, cfg.dkim.privateKeyFile), 'utf8'),
+          },
+        }
+      : {}),
     maxConnections: cfg.pool.maxConnections,
     maxMessages: cfg.pool.maxMessages,
     // The pool re-queues a message whose connection closed before its send callback ran (default
@@ -103,6 +146,23 @@ export function createInProcessSmtpSink(cfg: SmtpConfig, baseDir: string): SmtpS
     disableUrlAccess: true,
     logger: false,
   });
+
+  if (cfg.auth?.type === 'oauth2') {
+    const tokens = new AccessTokenCache(cfg.auth);
+    // nodemailer calls this as a method of the connection's XOAuth2: `this.accessToken` is the
+    // token that connection holds, i.e. the one the server refused when `renew` is true
+    transport.set(
+      'oauth2_provision_cb',
+      function (
+        this: { accessToken?: string | false } | undefined,
+        _user: string,
+        renew: boolean,
+        done: (err: Error | null, accessToken?: string, expires?: number) => void,
+      ) {
+        tokens.provision(this?.accessToken || undefined, renew, done);
+      },
+    );
+  }
 
   // How we know the phase of a failure: nodemailer reports a dropped connection as ECONNECTION /
   // ETIMEDOUT with command 'CONN' whatever the phase, so `command` alone cannot tell. Instead every
@@ -137,7 +197,7 @@ export function createInProcessSmtpSink(cfg: SmtpConfig, baseDir: string): SmtpS
 
   const toSendError = (err: unknown, phase: 'before-data' | 'after-data'): SendError => {
     const e = coerceError(err) as Error & NodemailerErrorShape;
-    const kind = classifySmtpError(e, phase);
+    const kind = isLostServerClose(e, phase) ? 'throttle' : classifySmtpError(e, phase);
     return new SendError(e.message, {
       kind,
       code: typeof e.code === 'string' ? e.code : undefined,

@@ -13,8 +13,10 @@ import type { RenderedMessage, SendResult } from '../types.ts';
  *   rows pending
  * - uncertain: the connection broke after the whole message was written, before the final reply:
  *   the server may have accepted it, so re-sending could deliver it twice (state `unknown`)
+ * - throttle: the relay says "too fast, later" (421/450/451/454 4.7.x, 4.5.x submission rate): the
+ *   row stays pending without spending an attempt and the dispatcher's pacer slows down
  */
-export type FailureKind = 'retry' | 'dead' | 'auth' | 'uncertain';
+export type FailureKind = 'retry' | 'dead' | 'auth' | 'uncertain' | 'throttle';
 
 export class SendError extends Error {
   override name = 'SendError';

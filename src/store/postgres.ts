@@ -20,6 +20,7 @@ import type {
   RecoverOptions,
   ReplicaInfo,
   RuleLease,
+  PaceState,
   Store,
 } from './types.ts';
 import { OUTBOX_STATES } from './types.ts';
@@ -828,6 +829,38 @@ export class PostgresStore implements Store {
     );
     const t = (rows[0] as { t: Date | null } | undefined)?.t;
     return t ? new Date(t) : null;
+  }
+
+  // -- the send pacer's state (delivery/pacer.ts)
+
+  async updateSendPace<T>(
+    key: string,
+    step: (state: PaceState | null, nowMs: number) => { state: PaceState; result: T },
+  ): Promise<{ state: PaceState; result: T; now: number }> {
+    this.check('updateSendPace');
+    return this.tx(async (c) => {
+      await c.query('INSERT INTO send_pace (key) VALUES ($1) ON CONFLICT (key) DO NOTHING', [key]);
+      // the row lock queues replicas; the database's clock is the one they all read
+      const r = await c.query(
+        `SELECT state, (extract(epoch from clock_timestamp()) * 1000)::float8 AS now_ms
+         FROM send_pace WHERE key = $1 FOR UPDATE`,
+        [key],
+      );
+      const row = r.rows[0] as Row;
+      const now = Math.floor(Number(row.now_ms));
+      const out = step((row.state as PaceState | null) ?? null, now);
+      await c.query('UPDATE send_pace SET state = $2, updated_at = now() WHERE key = $1', [
+        key,
+        JSON.stringify(out.state),
+      ]);
+      return { ...out, now };
+    });
+  }
+
+  async readSendPace(key: string): Promise<PaceState | null> {
+    this.check('readSendPace');
+    const r = await this.q('SELECT state FROM send_pace WHERE key = $1', [key]);
+    return ((r.rows[0] as Row | undefined)?.state as PaceState | null | undefined) ?? null;
   }
 
   async close(): Promise<void> {

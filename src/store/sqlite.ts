@@ -20,6 +20,7 @@ import type {
   RecoverOptions,
   ReplicaInfo,
   RuleLease,
+  PaceState,
   Store,
 } from './types.ts';
 import { OUTBOX_STATES } from './types.ts';
@@ -746,6 +747,31 @@ export class SqliteStore implements Store {
       `SELECT min(next_attempt_at) AS t FROM outbox WHERE state IN ('failed', 'pending') AND next_attempt_at IS NOT NULL`,
     ).get() as { t: string | null };
     return row.t ? new Date(row.t) : null;
+  }
+
+  // -- the send pacer's state (delivery/pacer.ts)
+
+  async updateSendPace<T>(
+    key: string,
+    step: (state: PaceState | null, nowMs: number) => { state: PaceState; result: T },
+  ): Promise<{ state: PaceState; result: T; now: number }> {
+    this.check('updateSendPace');
+    return this.tx(() => {
+      const now = Date.now();
+      const row = this.stmt('SELECT state FROM send_pace WHERE key = ?').get(key) as Row | undefined;
+      const out = step(row ? json<PaceState>(row.state) : null, now);
+      this.stmt(
+        `INSERT INTO send_pace (key, state, updated_at) VALUES (?, ?, ?)
+         ON CONFLICT (key) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at`,
+      ).run(key, JSON.stringify(out.state), new Date(now).toISOString());
+      return { ...out, now };
+    });
+  }
+
+  async readSendPace(key: string): Promise<PaceState | null> {
+    this.check('readSendPace');
+    const row = this.stmt('SELECT state FROM send_pace WHERE key = ?').get(key) as Row | undefined;
+    return row ? json<PaceState>(row.state) : null;
   }
 
   async close(): Promise<void> {

@@ -290,6 +290,36 @@ export interface Store {
   /** earliest nextAttemptAt among failed rows, or null; lets the dispatcher sleep exactly */
   nextDueAt(): Promise<Date | null>;
   close(): Promise<void>;
+
+  // the send pacer's state (delivery/pacer.ts), one row per key
+
+  /**
+   * Atomically reads the pace state (null before the first update), lets `step` change it at
+   * `nowMs` (the database's clock on PostgreSQL, so replicas agree), and writes it back. Replicas
+   * updating the same key wait for each other.
+   */
+  updateSendPace<T>(
+    key: string,
+    step: (state: PaceState | null, nowMs: number) => { state: PaceState; result: T },
+  ): Promise<{ state: PaceState; result: T; now: number }>;
+  /** the pace state as stored, or null */
+  readSendPace(key: string): Promise<PaceState | null>;
+}
+
+/** The send pacer's state: see delivery/pacer.ts. Instants are ms since the epoch. */
+export interface PaceState {
+  /** sends the bucket holds (at most its burst), as of `at` */
+  tokens: number;
+  at: number;
+  /** >= 1: the pace is the limit divided by this after throttling; it decays back to 1 */
+  slowdown: number;
+  throttledAt: number;
+  /** no sends before this */
+  pausedUntil: number;
+  /** throttling reactions in a row (each doubles the pause) */
+  strikes: number;
+  /** [hour since the epoch, sends] over the rolling daily window */
+  hours: [number, number][];
 }
 
 export interface RecoverOptions {

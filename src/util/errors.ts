@@ -32,6 +32,7 @@ export const CODES = {
   ESEND: 'a channel failed to deliver (no transport code)',
   EWORKER: 'the SMTP worker thread failed',
   EABANDONED: 'the process stopped while the row was being sent',
+  EPACED: 'the send pacer held the row back (smtp.rateLimit, smtp.dailyLimit); not an attempt',
   ECONNECTION: 'SMTP: connection closed or refused (nodemailer)',
   ETIMEDOUT: 'SMTP: timed out (nodemailer)',
   ESOCKET: 'SMTP: socket error (nodemailer)',

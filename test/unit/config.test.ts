@@ -219,7 +219,7 @@ describe('broken configs: file:line key.path: message', () => {
     const text = MINIMAL.replace('pass: "${SMTP_PASS}"', 'pass: ${SMTP_PASS}');
     expect(text).toContain('pass: ${SMTP_PASS} }');
     const c = parseConfigText(text, 'flow.yaml', { env: { ...ENV, SMTP_PASS: 'p{a}s,s: #x' } });
-    expect(c.smtp.auth?.pass).toBe('p{a}s,s: #x');
+    expect(c.smtp.auth).toMatchObject({ pass: 'p{a}s,s: #x' });
   });
 
   it('a file that is not a PEM private key', async () => {
@@ -302,7 +302,7 @@ describe('environment interpolation', () => {
     expect(c.smtp.host).toBe('mail.example.com');
     expect(c.rules[0]?.email.from).toBe('Desk A <leads@example.com>');
     expect(c.rules[0]?.email.text).toBe('cost: ${HOME} and fallback / 7');
-    expect(c.smtp.auth?.pass).toBe(SMTP_PASS);
+    expect(c.smtp.auth).toMatchObject({ pass: SMTP_PASS });
     expect(c.salesforce.auth).toMatchObject({ clientSecret: SF_SECRET });
 
     const c2 = parseConfigText(text, 'notifier.yaml', {
@@ -366,7 +366,7 @@ describe('the example config', () => {
     expect(red).toContain('"pass":"[redacted]"');
     expect(red).toContain('"clientSecret":"[redacted]"');
     // a deep copy: the config itself is untouched
-    expect(c.smtp.auth?.pass).toBe(SMTP_PASS);
+    expect(c.smtp.auth).toMatchObject({ pass: SMTP_PASS });
   });
 
   it('an Authorization email header is a secret, like the logger treats it', () => {
