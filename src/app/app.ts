@@ -13,7 +13,8 @@ import type { SmtpSink } from '../sinks/index.ts';
 import { connectSalesforce, createConnection } from '../sources/salesforce/connection.ts';
 import { isRequestLimitError, RulePoller } from '../sources/salesforce/poller.ts';
 import type { ApiUsage, PollResult } from '../sources/salesforce/poller.ts';
-import { RuleStreamer } from '../sources/salesforce/streamer.ts';
+import { createRuleStream } from '../sources/salesforce/stream.ts';
+import type { RuleStream } from '../sources/salesforce/stream.ts';
 import { openStore } from '../store/index.ts';
 import { compileRule } from '../templates/index.ts';
 import { enabledRules, resendRuleNames } from '../rules/index.ts';
@@ -37,6 +38,8 @@ export interface AppEvents {
   onPollError?: (rule: string, err: Error) => void;
   onDispatch?: (e: DispatchEvent) => void;
   onApiUsage?: (usage: ApiUsage) => void;
+  /** a stream subscription was lost and is being re-established */
+  onStreamReconnect?: (rule: string, api: string, reason: string) => void;
 }
 
 export interface AppOptions {
@@ -73,7 +76,7 @@ export class App {
   private readonly log: Logger;
   private readonly opts: AppOptions;
   private pollers = new Map<string, RulePoller>();
-  readonly streamers = new Map<string, RuleStreamer>();
+  readonly streamers = new Map<string, RuleStream>();
   private tasks: ScheduledTask[] = [];
   private inFlightPolls = new Set<Promise<void>>();
   private limitPausedUntil = 0;
@@ -171,7 +174,7 @@ export class App {
       if (rule.mode === 'stream') {
         this.streamers.set(
           rule.name,
-          new RuleStreamer({
+          createRuleStream(cfg.salesforce.streaming, {
             poller,
             conn: this.conn,
             logger: this.opts.logger.child({ component: 'streamer', rule: rule.name }),
@@ -180,6 +183,7 @@ export class App {
               this.salesforce.state = 'connecting';
               return this.ensureConnected();
             },
+            onReconnect: (api, reason) => this.opts.events?.onStreamReconnect?.(rule.name, api, reason),
           }),
         );
       }

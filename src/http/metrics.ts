@@ -48,6 +48,7 @@ export class Metrics {
   readonly lastSuccessfulPoll: Gauge<'rule'>;
   readonly pollErrors: Counter<'rule'>;
   readonly circuitOpen: Gauge;
+  readonly streamReconnects: Counter<'api' | 'reason'>;
 
   constructor(opts: MetricsOptions = {}) {
     const registers = [this.registry];
@@ -156,6 +157,12 @@ export class Metrics {
       },
     });
     this.circuitOpen.set(0);
+    this.streamReconnects = new Counter({
+      name: `${p}stream_reconnects_total`,
+      help: 'Stream subscriptions lost and re-established (after a reconcile by poll where needed), by API and reason',
+      labelNames: ['api', 'reason'],
+      registers,
+    });
     for (const rule of opts.rules ?? []) this.initRule(rule);
   }
 
@@ -170,6 +177,7 @@ export class Metrics {
     onPollError: (rule) => this.pollErrors.inc({ rule }),
     onDispatch: (e) => this.onDispatch(e),
     onApiUsage: (u) => this.onApiUsage(u),
+    onStreamReconnect: (_rule, api, reason) => this.streamReconnects.inc({ api, reason }),
   };
 
   /** Prometheus text exposition format. */
