@@ -7,8 +7,9 @@
 // "Retry Long-Lived RPC Calls After an Error Occurs"):
 // - subscribe CUSTOM after the stored replay id (bytes, stored base64 with the rows they produced),
 //   LATEST when none is stored yet;
-// - credits: 100 at the start, then exactly as many as a batch had, once that batch is committed,
-//   so the server never holds more than 100 and never more than we have stored room for; a
+// - credits: 100 at the start, then as many as were committed, only once they are committed
+//   (pooled to half the window, or at once when the server holds none), so the server never holds
+//   more than 100 and never more than we have stored room for; a
 //   keepalive (empty batch) moves the stored replay id to its latest_replay_id;
 // - never a silent jump: a rejected replay id, an ended stream, UNAVAILABLE, any other error or
 //   silence past the keepalive reconciles by poll from the last checkpoint, then resubscribes
@@ -70,6 +71,8 @@ export class PubSubStreamer {
   lastEventAt: string | null = null;
   /** this stream's credits: granted to the server, events received, events committed */
   credits = { granted: 0, received: 0, committed: 0 };
+  /** committed events not yet granted back */
+  private owed = 0;
   private readonly o: PubSubStreamerOptions;
   private readonly schemas: SchemaCache;
   private client: PubSubClient | undefined;
@@ -233,6 +236,7 @@ export class PubSubStreamer {
         const call = this.client!.Subscribe(md);
         this.call = call;
         this.credits = { granted: 0, received: 0, committed: 0 };
+        this.owed = 0;
         const arm = () => {
           clearTimeout(watchdog);
           watchdog = setTimeout(() => {
@@ -320,9 +324,15 @@ export class PubSubStreamer {
     }
     this.lastReplayId = replayId;
     this.credits.committed += events.length;
-    if (this.call === call && !this.stopped) {
-      call.write({ num_requested: events.length });
-      this.credits.granted += events.length;
+    this.owed += events.length;
+    // Grants are pooled: refilling one credit per one-event batch would keep batches at one event
+    // (a round trip each) after a burst. Granted once half the window is owed, or at once when the
+    // server holds none, so the stream never stalls and never holds more than was committed.
+    const outstanding = this.credits.granted - this.credits.received;
+    if (this.call === call && !this.stopped && (outstanding === 0 || this.owed >= MAX_CREDITS / 2)) {
+      call.write({ num_requested: this.owed });
+      this.credits.granted += this.owed;
+      this.owed = 0;
     }
   }
 
