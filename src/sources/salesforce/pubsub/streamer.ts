@@ -73,6 +73,8 @@ export class PubSubStreamer {
   credits = { granted: 0, received: 0, committed: 0 };
   /** committed events not yet granted back */
   private owed = 0;
+  /** responses received while a batch was being stored: the next batch takes them all */
+  private queued: FetchResponse[] = [];
   private readonly o: PubSubStreamerOptions;
   private readonly schemas: SchemaCache;
   private client: PubSubClient | undefined;
@@ -248,7 +250,8 @@ export class PubSubStreamer {
           receivedAny = true;
           arm();
           this.state = 'subscribed';
-          this.chain = this.chain.then(() => this.process(call, res, finish));
+          this.queued.push(res);
+          this.chain = this.chain.then(() => this.process(call, finish));
         });
         call.on('error', (err: unknown) => finish(classify(err)));
         call.on('status', (s: grpc.StatusObject) => {
@@ -275,15 +278,19 @@ export class PubSubStreamer {
 
   private async process(
     call: grpc.ClientDuplexStream<FetchRequest, FetchResponse>,
-    res: FetchResponse,
     finish: (o: Omit<Outcome, 'receivedAny'>) => void,
   ): Promise<void> {
+    // Everything that arrived while the previous batch was stored is one batch: one enrichment
+    // query and one commit, so a slow store makes batches bigger rather than a queue longer.
+    const responses = this.queued.splice(0);
+    if (responses.length === 0) return;
     const log = this.o.logger;
     const deliver = this.o.deliver ?? ((changes, replayId) => this.enqueueCreates(changes, replayId));
-    const events = res.events ?? [];
+    const events = responses.flatMap((r) => r.events ?? []);
     if (events.length === 0) {
       // keepalive: nothing is in flight (batches are processed in order), so the position is ours
-      const latest = res.latest_replay_id?.length ? res.latest_replay_id.toString('base64') : null;
+      const last = responses[responses.length - 1]!;
+      const latest = last.latest_replay_id?.length ? last.latest_replay_id.toString('base64') : null;
       if (!latest || latest === this.lastReplayId) return;
       try {
         await deliver([], latest);
