@@ -15,7 +15,7 @@ import type { SmtpSink } from '../sinks/index.ts';
 import { connectSalesforce, createConnection } from '../sources/salesforce/connection.ts';
 import { isRequestLimitError, RulePoller } from '../sources/salesforce/poller.ts';
 import type { ApiUsage, PollResult } from '../sources/salesforce/poller.ts';
-import type { RuleStreamer } from '../sources/salesforce/streamer.ts';
+import type { RuleStream } from '../sources/salesforce/stream.ts';
 import { UpdatePoller } from '../sources/salesforce/update-poller.ts';
 import { isStoreFailure, openStore, SqliteStore } from '../store/index.ts';
 import { compileRule } from '../templates/index.ts';
@@ -48,6 +48,8 @@ export interface AppEvents {
   /** this replica started or stopped leading a rule */
   onLeadership?: (rule: string, leading: boolean) => void;
   onLeaseRenewFailure?: (err: Error) => void;
+  /** a stream subscription was lost and is being re-established */
+  onStreamReconnect?: (rule: string, api: string, reason: string) => void;
 }
 
 export interface AppOptions {
@@ -89,7 +91,7 @@ export class App {
   private readonly log: Logger;
   private readonly opts: AppOptions;
   private pollers = new Map<string, RulePoller | UpdatePoller>();
-  readonly streamers = new Map<string, RuleStreamer>();
+  readonly streamers = new Map<string, RuleStream>();
   private tasks: ScheduledTask[] = [];
   private inFlightPolls = new Set<Promise<void>>();
   private limitPausedUntil = 0;
@@ -201,10 +203,10 @@ export class App {
       onRenewFailure: (err) => this.opts.events?.onLeaseRenewFailure?.(err),
     });
     this.leadership = leadership;
-    // The streaming client (CometD/faye, with jsforce's Streaming API) is loaded only when a rule
-    // streams, and before the connection is created: jsforce attaches its APIs to new connections.
-    const RuleStreamer = enabled.some((r) => r.mode === 'stream')
-      ? (await import('../sources/salesforce/streamer.ts')).RuleStreamer
+    // The streaming clients (Pub/Sub over gRPC; CometD/faye with jsforce's Streaming API) are
+    // loaded only when a rule streams, and before the connection is created: jsforce attaches its APIs to new connections.
+    const createRuleStream = enabled.some((r) => r.mode === 'stream')
+      ? (await import('../sources/salesforce/stream.ts')).createRuleStream
       : undefined;
     for (const rule of enabled) {
       this.rules.set(rule.name, {
@@ -248,10 +250,10 @@ export class App {
       this.pollers.set(rule.name, poller);
       // the leader fixes the floor at the first start; a follower's first poll as leader does
       if (leadership.isLeader(rule.name)) await poller.init();
-      if (rule.mode === 'stream' && RuleStreamer) {
+      if (rule.mode === 'stream' && createRuleStream) {
         this.streamers.set(
           rule.name,
-          new RuleStreamer({
+          createRuleStream(cfg.salesforce.streaming, {
             poller,
             conn: this.conn,
             logger: this.opts.logger.child({ component: 'streamer', rule: rule.name }),
@@ -260,6 +262,7 @@ export class App {
               this.salesforce.state = 'connecting';
               return this.ensureConnected();
             },
+            onReconnect: (api, reason) => this.opts.events?.onStreamReconnect?.(rule.name, api, reason),
           }),
         );
       }

@@ -15,6 +15,7 @@ export const emulator: Command = {
     ctx.err(
       `Salesforce org emulator at ${emu.url}\n` +
         `  OAuth client: emulator-client / emulator-secret; user integration@example.com / emulator-password\n` +
+        `  Pub/Sub API (gRPC, plaintext): ${emu.pubsub.endpoint} (salesforce.streaming: { endpoint: ${emu.pubsub.endpoint}, tls: false })\n` +
         `  control API: ${emu.url}/__emulator/ (see src/emulator/README.md). Ctrl-C stops.`,
     );
     return onShutdown(async () => {

@@ -44,6 +44,26 @@ export const authSchema = z.discriminatedUnion('flow', [
   }),
 ]);
 
+const LOOPBACK_HOST = /^(127\.\d+\.\d+\.\d+|localhost|\[::1\])$/i;
+
+export const streamingSchema = z
+  .strictObject({
+    api: z
+      .enum(['pubsub', 'cometd'])
+      .default('pubsub')
+      .describe("pubsub: the Pub/Sub API (gRPC), Salesforce's path for CDC; cometd: the Streaming API"),
+    endpoint: z
+      .string()
+      .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be host:port')
+      .default('api.pubsub.salesforce.com:7443')
+      .describe('the Pub/Sub API host:port'),
+    tls: z.boolean().default(true).describe('false only for a loopback emulator'),
+  })
+  .refine((s) => s.tls || LOOPBACK_HOST.test(s.endpoint.replace(/:\d+$/, '')), {
+    message: 'tls: false is allowed only for a loopback endpoint (127.0.0.1, localhost, [::1])',
+    path: ['tls'],
+  });
+
 export const salesforceSchema = z.strictObject({
   loginUrl: z
     .url({ protocol: /^https?$/ })
@@ -55,6 +75,9 @@ export const salesforceSchema = z.strictObject({
     .default('62.0'),
   auth: authSchema.describe('flow: jwt | client_credentials | refresh_token | password | access_token'),
   requestTimeoutMs: z.number().int().positive().default(60_000),
+  streaming: streamingSchema
+    .optional()
+    .describe('how rules with mode: stream subscribe; default: the Pub/Sub API over TLS'),
 });
 
 export const smtpSchema = z.strictObject({

@@ -138,9 +138,9 @@ export async function startDemo(opts: DemoOptions = {}): Promise<Demo> {
       inbox = await startInbox(emails, {
         port: inboxPort,
         hints: [
-          'Every few seconds a new Lead appears in the local Salesforce org emulator. The worker polls it every 2 s and emails each new Lead once per matching rule (config/demo.yaml):',
-          '• new-web-lead: LeadSource = Web, to web-desk@example.com, with an HTML card and the record as a JSON attachment.',
-          '• lead-owner: every Lead, to the sales rep who owns it. The address comes from the record, so allowRecipients fences it to *@example.com.',
+          'Every few seconds a new Lead appears in the local Salesforce org emulator. The worker emails each new Lead once per matching rule (config/demo.yaml):',
+          '• new-web-lead: LeadSource = Web, streamed as Change Data Capture over the Pub/Sub API (gRPC), to web-desk@example.com, with an HTML card and the record as a JSON attachment.',
+          '• lead-owner (polled every 2 s, like hot-lead): every Lead, to the sales rep who owns it. The address comes from the record, so allowRecipients fences it to *@example.com.',
           '• hot-lead: Rating = Hot, importance high, to the owner with the sales manager in Cc.',
           '• lead-qualified (on: updated): a Lead the generator qualifies later, to its owner, threaded under its first email. Re-assigned to a queue without an email, it dead-letters with the reason.',
           '• web-leads-digest: every minute, one email listing the web Leads since the previous digest.',
@@ -168,6 +168,7 @@ export async function startDemo(opts: DemoOptions = {}): Promise<Demo> {
       env: {
         ...(opts.env ?? process.env),
         DEMO_SF_URL: emulator.url,
+        DEMO_PUBSUB_ENDPOINT: emulator.pubsub.endpoint,
         DEMO_SMTP_PORT: String(smtp.port),
         DEMO_DATA_DIR: dataDir,
       },

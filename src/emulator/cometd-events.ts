@@ -121,7 +121,7 @@ function fieldTypes(org: Org, object: string): Map<string, string> {
 }
 
 /** Maps a flat field name to its compound parent and subfield, if it is part of one. */
-function compoundOf(object: string, field: string, present: Set<string>): [string, string] | null {
+export function compoundOf(object: string, field: string, present: Set<string>): [string, string] | null {
   if (object === 'Lead' || object === 'Contact' || object === 'User') {
     if (NAME_PARTS.includes(field) && present.has('Name')) return ['Name', field];
   }

@@ -15,6 +15,7 @@ import { handleControl } from './control.ts';
 import { handleIdentity, handleRevoke, handleToken } from './oauth.ts';
 import { handleSoap } from './soap.ts';
 import { CometdServer } from './cometd.ts';
+import { PubSubEmulator } from './pubsub/server.ts';
 import { handleRest, restEndpointKey, versionsList } from './rest.ts';
 import { json, notFound, sfError } from './http.ts';
 import type { ActiveFault, CometdLike, Context, ReqInfo, Reply, UserEntry } from './http.ts';
@@ -47,6 +48,8 @@ export interface EmulatorOptions {
   cometdConnectTimeoutMs?: number;
   /** request bodies above this get 413; default 8 MiB */
   maxBodyBytes?: number;
+  /** the Pub/Sub API (gRPC) on its own port; timings shortened for tests */
+  pubsub?: { port?: number; keepaliveMs?: number; idleTimeoutMs?: number };
   org?: OrgOptions;
   log?: (line: string) => void;
 }
@@ -56,6 +59,8 @@ export interface Emulator {
   url: string;
   org: Org;
   control: EmulatorControl;
+  /** the Pub/Sub API: `pubsub.endpoint` is host:port (plaintext gRPC), plus its fault hooks */
+  pubsub: PubSubEmulator;
   /** API calls per endpoint key, e.g. 'GET query', 'GET queryMore', 'POST sobjects', 'POST token' */
   counters(): Record<string, number>;
   close(): Promise<void>;
@@ -248,15 +253,28 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
   ctx.url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${addr.port}`;
 
   ctx.cometd = makeCometd(ctx, opts);
+  const pubsub = new PubSubEmulator({
+    org,
+    orgId,
+    instanceUrl: () => ctx.url,
+    validateToken: (token) => ctx.sessions.validate(token) !== undefined,
+    now,
+    host: opts.host ?? '127.0.0.1',
+    ...opts.pubsub,
+    retentionMs: opts.retention?.cdcMs ?? 72 * 60 * 60 * 1000,
+    log,
+  });
+  await pubsub.start();
 
   let closing: Promise<void> | undefined;
   return {
     url: ctx.url,
     org,
     control,
+    pubsub,
     counters: () => control.counters(),
     close() {
-      closing ??= closeServer(server, ctx);
+      closing ??= pubsub.close().then(() => closeServer(server, ctx));
       return closing;
     },
   };

@@ -58,6 +58,7 @@ export class Metrics {
   readonly paceLimit: Gauge;
   readonly dailySent: Gauge;
   readonly dailyLimit: Gauge;
+  readonly streamReconnects: Counter<'api' | 'reason'>;
 
   constructor(opts: MetricsOptions = {}) {
     const registers = [this.registry];
@@ -222,6 +223,12 @@ export class Metrics {
         if (s?.dailyLimit != null) this.set(s.dailyLimit);
       },
     });
+    this.streamReconnects = new Counter({
+      name: `${p}stream_reconnects_total`,
+      help: 'Stream subscriptions lost and re-established (after a reconcile by poll where needed), by API and reason',
+      labelNames: ['api', 'reason'],
+      registers,
+    });
     for (const rule of opts.rules ?? []) this.initRule(rule);
   }
 
@@ -238,6 +245,7 @@ export class Metrics {
     onApiUsage: (u) => this.onApiUsage(u),
     onLeadership: (rule, leading) => this.ruleLeader.set({ rule }, leading ? 1 : 0),
     onLeaseRenewFailure: () => this.leaseRenewFailures.inc(),
+    onStreamReconnect: (_rule, api, reason) => this.streamReconnects.inc({ api, reason }),
   };
 
   /** Prometheus text exposition format. */

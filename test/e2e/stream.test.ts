@@ -22,6 +22,7 @@ describe('mode: stream', () => {
   it('notifies from change events between polls, resumes from the stored replay id, reconciles an expired one', async () => {
     stack = await startStack({
       emulator: { cometdConnectTimeoutMs: 2000 },
+      streaming: { api: 'cometd' },
       // polls only at start-up and hourly: anything delivered in between came through the stream
       rule: { mode: 'stream', schedule: '0 0 * * * *', where: "LeadSource = 'Web'" },
     });

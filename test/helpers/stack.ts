@@ -20,6 +20,8 @@ export interface StackOptions {
   extraRules?: Record<string, unknown>[];
   /** merged over the top-level config */
   config?: Record<string, unknown>;
+  /** salesforce.streaming; default: the emulator's Pub/Sub API over plaintext gRPC */
+  streaming?: Record<string, unknown>;
 }
 
 export interface Stack {
@@ -60,6 +62,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       loginUrl: emu.url,
       apiVersion: '62.0',
       auth: { flow: 'client_credentials', clientId: 'emulator-client', clientSecret: 'emulator-secret' },
+      streaming: { api: 'pubsub', endpoint: emu.pubsub.endpoint, tls: false, ...opts.streaming },
     },
     smtp: {
       host: '127.0.0.1',
