@@ -644,7 +644,7 @@ export class PostgresStore implements Store {
        FROM t
        WHERE state = 'sending' AND (lease_until < t.now
          OR ($5 AND NOT rule = ANY($2::text[]) AND lease_owner IN (
-           SELECT id FROM cluster_replicas WHERE expires_at < t.now)))
+           SELECT id FROM cluster_replicas WHERE expires_at + (expires_at - seen_at) < t.now)))
        RETURNING id`,
       [opts.now ?? null, opts.resendRules ?? [], ABANDONED_RESEND, ABANDONED_ERROR, opts.deadOwners ?? false],
       { safe: true, method: 'recoverAbandoned' },

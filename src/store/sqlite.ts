@@ -612,7 +612,8 @@ export class SqliteStore implements Store {
          next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL, updated_at = ?
        WHERE state = 'sending' AND (? OR lease_until < ?
          OR (? AND rule NOT IN (SELECT value FROM json_each(?)) AND lease_owner IN (
-           SELECT id FROM cluster_replicas WHERE expires_at < ?)))
+           SELECT id FROM cluster_replicas
+           WHERE julianday(expires_at) + (julianday(expires_at) - julianday(seen_at)) < julianday(?))))
        RETURNING id`,
     );
     const changedAt = new Date().toISOString();

@@ -328,8 +328,9 @@ export interface RecoverOptions {
   /** single-process store held exclusively: every `sending` row at start-up is abandoned */
   all?: boolean;
   /**
-   * also rows whose lease owner is a replica whose heartbeat has expired (it died): reported
-   * unknown without waiting for the row's own, longer lease. Resend rules still wait for the row
+   * also rows whose lease owner is a replica whose heartbeat expired a whole heartbeat ttl ago
+   * (it died; one merely cut off from the database for a moment keeps its rows): reported unknown
+   * without waiting for the row's own, longer lease. Resend rules still wait for the row
    * lease, so a paused-not-dead replica's send is never repeated early.
    */
   deadOwners?: boolean;

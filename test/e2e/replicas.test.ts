@@ -256,8 +256,11 @@ describe('several replicas on one PostgreSQL', () => {
       }
       // hold the rule's checkpoint row so the leader's enqueue transaction waits on it, then cut
       // that connection while the transaction is open
-      await admin.query('BEGIN');
-      await admin.query(`SELECT * FROM "${schema}".checkpoints WHERE rule = 'new-leads' FOR UPDATE`);
+      // (its own session: pg_stat_activity is a snapshot fixed for the length of a transaction)
+      const locker = new pg.Client({ connectionString: server.url });
+      await locker.connect();
+      await locker.query('BEGIN');
+      await locker.query(`SELECT * FROM "${schema}".checkpoints WHERE rule = 'new-leads' FOR UPDATE`);
       await waitFor(
         async () => {
           const { rows } = await admin.query(
@@ -273,7 +276,10 @@ describe('several replicas on one PostgreSQL', () => {
         const act = await admin.query(
           `SELECT application_name, state, wait_event_type, wait_event, left(query, 80) AS q FROM pg_stat_activity WHERE application_name LIKE 'lead-notifier%'`,
         );
-        console.log(JSON.stringify(act.rows, null, 1));
+        const procState = replicas
+          .map((p) => `pid ${p.proc.pid} exit ${p.proc.exitCode} stderr: ${p.stderr.slice(-5).join(' | ')}`)
+          .join('\n');
+        console.log(`${procState}\n${JSON.stringify(act.rows, null, 1)}`);
         throw new Error(
           `${String(e)}\n${replicas
             .map((p) =>
@@ -290,7 +296,8 @@ describe('several replicas on one PostgreSQL', () => {
         [pids.map((pid) => `lead-notifier ${hostname()}:${pid}:%`)],
       );
       await sleep(500);
-      await admin.query('COMMIT');
+      await locker.query('COMMIT');
+      await locker.end();
       await creator;
       await waitFor(() => settled(cluster, 500), 60_000, 'every lead delivered', 1000);
       for (const p of replicas) {
@@ -300,7 +307,7 @@ describe('several replicas on one PostgreSQL', () => {
       const st = await status(cluster);
       const got = deliveries(cluster);
       expect([...got].filter(([, n]) => n > 1)).toEqual([]);
-      // no process died, so nothing was left uncertain
+      // no process died, so nothing was left uncertain by recovery
       expect(st.outbox.total.unknown).toBe(0);
       expect(ids.filter((id) => got.get(id) !== 1)).toEqual([]);
       expect(terminated).toBeGreaterThan(0);
