@@ -190,7 +190,9 @@ describe('dispatcher', () => {
     const t0 = Date.now();
     r.dispatcher.kick();
     await waitUntil('sent', async () => (await r.store.counts()).total.sent === 2);
-    expect(Date.now() - t0).toBeLessThan(1000);
+    // the idle poll is 60 s now: anything well under it was the kick (the bound leaves room for a
+    // loaded CI machine, where one second was seen to pass before the claim)
+    expect(Date.now() - t0).toBeLessThan(10_000);
   });
 
   it('451 then success: retried with backoff, delivered once', async () => {
