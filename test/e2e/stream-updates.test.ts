@@ -41,6 +41,8 @@ describe('on: updated, mode: stream', () => {
   it('notifies qualifying UPDATE events, and reconciles the changes made while its replay id expired', async () => {
     stack = await startStack({
       emulator: { cometdConnectTimeoutMs: 2000 },
+      // the CometD Streaming API: its CDC JSON payload, replay ids and expiry are what this covers
+      streaming: { api: 'cometd' },
       // polls only at start-up and hourly: what arrives in between came through the stream
       rule: {
         name: 'working',
