@@ -23,6 +23,7 @@ RUN --mount=type=cache,target=/root/.npm \
 # --- build: src/ -> dist/
 FROM deps AS build
 COPY tsconfig.json tsconfig.build.json ./
+COPY scripts/build.mjs ./scripts/
 COPY src/ ./src/
 RUN npm run build
 
