@@ -12,6 +12,7 @@ import {
   startEmulator,
 } from '../../src/emulator/index.ts';
 import type { Emulator, EmulatorOptions } from '../../src/emulator/index.ts';
+import { connectSalesforce, createConnection } from '../../src/sources/salesforce/connection.ts';
 
 export const CREDENTIALS = {
   clientId: DEFAULT_CLIENT_ID,
@@ -66,4 +67,26 @@ export function useEmulator(opts: EmulatorOptions = {}): EmulatorHandle {
     },
   };
   return handle;
+}
+
+/** The emulator as the pipeline's config names it: client_credentials with the default app. */
+export function emulatorSalesforceConfig(url: string) {
+  return {
+    loginUrl: url,
+    apiVersion: API_VERSION,
+    requestTimeoutMs: 10_000,
+    auth: {
+      flow: 'client_credentials' as const,
+      clientId: DEFAULT_CLIENT_ID,
+      clientSecret: DEFAULT_CLIENT_SECRET,
+    },
+  };
+}
+
+/** The pipeline's own connection (sources/salesforce/connection.ts) to the emulator, authenticated. */
+export async function sourceConnection(url: string, dir: string): Promise<Connection> {
+  const sf = emulatorSalesforceConfig(url);
+  const conn = createConnection(sf, dir);
+  await connectSalesforce(conn, sf, dir);
+  return conn;
 }

@@ -9,7 +9,7 @@ import { ruleSchema } from '../../src/config/schema.ts';
 import type { RuleConfig } from '../../src/config/schema.ts';
 import { startEmulator } from '../../src/emulator/index.ts';
 import type { Emulator } from '../../src/emulator/index.ts';
-import { connectSalesforce, createConnection } from '../../src/sources/salesforce/connection.ts';
+import { sourceConnection } from '../helpers/emulator.ts';
 import { Enqueuer } from '../../src/app/enqueue.ts';
 import { isRequestLimitError, RulePoller } from '../../src/sources/salesforce/poller.ts';
 import { openStore } from '../../src/store/index.ts';
@@ -59,18 +59,7 @@ function rule(over: Record<string, unknown> = {}): RuleConfig {
 let clock = Date.parse('2026-03-01T10:00:30Z');
 
 async function poller(r: RuleConfig = rule(), batchSize?: number): Promise<RulePoller> {
-  const sf = {
-    loginUrl: emu.url,
-    apiVersion: '62.0',
-    requestTimeoutMs: 10_000,
-    auth: {
-      flow: 'client_credentials' as const,
-      clientId: 'emulator-client',
-      clientSecret: 'emulator-secret',
-    },
-  };
-  const conn = createConnection(sf, dir);
-  await connectSalesforce(conn, sf, dir);
+  const conn = await sourceConnection(emu.url, dir);
   const enqueuer = new Enqueuer({ rule: r, compiled: compileRule(r, dir), store, logger: silent });
   return new RulePoller({
     rule: r,

@@ -13,7 +13,8 @@ import type { RuleConfig } from '../../src/config/schema.ts';
 import { startEmulator } from '../../src/emulator/index.ts';
 import type { Emulator } from '../../src/emulator/index.ts';
 import { replayIdBytes } from '../../src/emulator/pubsub/server.ts';
-import { connectSalesforce, createConnection } from '../../src/sources/salesforce/connection.ts';
+import { connectSalesforce } from '../../src/sources/salesforce/connection.ts';
+import { emulatorSalesforceConfig, sourceConnection } from '../helpers/emulator.ts';
 import { RulePoller } from '../../src/sources/salesforce/poller.ts';
 import type { DecodedChange } from '../../src/sources/salesforce/pubsub/avro.ts';
 import { PubSubStreamer } from '../../src/sources/salesforce/pubsub/streamer.ts';
@@ -67,18 +68,8 @@ interface Harness {
 }
 
 async function harness(over: Partial<PubSubStreamerOptions> = {}): Promise<Harness> {
-  const sf = {
-    loginUrl: emu.url,
-    apiVersion: '62.0',
-    requestTimeoutMs: 10_000,
-    auth: {
-      flow: 'client_credentials' as const,
-      clientId: 'emulator-client',
-      clientSecret: 'emulator-secret',
-    },
-  };
-  const conn = createConnection(sf, dir);
-  await connectSalesforce(conn, sf, dir);
+  const sf = emulatorSalesforceConfig(emu.url);
+  const conn = await sourceConnection(emu.url, dir);
   const r = rule();
   const enqueuer = new Enqueuer({ rule: r, compiled: compileRule(r, dir), store, logger: silent });
   const poller = new RulePoller({

@@ -10,7 +10,7 @@ import { ruleSchema } from '../../src/config/schema.ts';
 import type { RuleConfig } from '../../src/config/schema.ts';
 import { startEmulator } from '../../src/emulator/index.ts';
 import type { Emulator } from '../../src/emulator/index.ts';
-import { connectSalesforce, createConnection } from '../../src/sources/salesforce/connection.ts';
+import { sourceConnection } from '../helpers/emulator.ts';
 import { Enqueuer } from '../../src/app/enqueue.ts';
 import { RulePoller } from '../../src/sources/salesforce/poller.ts';
 import { UpdatePoller } from '../../src/sources/salesforce/update-poller.ts';
@@ -63,18 +63,7 @@ function rule(over: Record<string, unknown> = {}): RuleConfig {
 }
 
 async function connection() {
-  const sf = {
-    loginUrl: emu.url,
-    apiVersion: '62.0',
-    requestTimeoutMs: 10_000,
-    auth: {
-      flow: 'client_credentials' as const,
-      clientId: 'emulator-client',
-      clientSecret: 'emulator-secret',
-    },
-  };
-  const conn = createConnection(sf, dir);
-  await connectSalesforce(conn, sf, dir);
+  const conn = await sourceConnection(emu.url, dir);
   return conn;
 }
 
