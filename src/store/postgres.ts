@@ -6,7 +6,6 @@ import type {
   CheckpointUpdate,
   ClaimOptions,
   DigestContent,
-  DigestItem,
   MatchState,
   CycleOptions,
   CycleResult,
@@ -28,7 +27,6 @@ import {
   ABANDONED_ERROR,
   ABANDONED_RESEND,
   emptyTotals,
-  isoOrNull,
   listLimit,
   normalizeInstant,
   resolutionNote,
@@ -37,6 +35,25 @@ import {
 } from './common.ts';
 import { LeaseLostError, StoreClosedError, StoreUnavailableError } from './errors.ts';
 import { loadMigrations } from './migrations.ts';
+import {
+  CONNECTION_RETRY_DELAYS_MS,
+  describePostgresUrl,
+  isConnectionError,
+  parsePostgresUrl,
+  RETRYABLE,
+} from './postgres-connection.ts';
+
+export { describePostgresUrl, isConnectionError, parsePostgresUrl } from './postgres-connection.ts';
+import {
+  cmp,
+  readDigest,
+  toCheckpoint,
+  toLease,
+  toOutboxRow,
+  toReplica,
+  writeDigestItems,
+  writeMatchStates,
+} from './postgres-rows.ts';
 
 type Row = Record<string, unknown>;
 
@@ -50,58 +67,6 @@ export interface PostgresStoreOptions {
   statementTimeoutMs?: number;
   /** how long to wait for a new connection (ms); default 10 s */
   connectTimeoutMs?: number;
-}
-
-/** Parsed `postgres://...?schema=name`; the schema parameter is ours and is not passed to pg. */
-export function parsePostgresUrl(url: string): { connectionString: string; schema: string | null } {
-  const u = new URL(url);
-  const schema = u.searchParams.get('schema');
-  u.searchParams.delete('schema');
-  if (schema !== null && !/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(schema)) {
-    throw new Error(
-      `store URL: schema must be a plain identifier (letters, digits, _), got ${JSON.stringify(schema)}`,
-    );
-  }
-  return { connectionString: u.toString(), schema };
-}
-
-/** Deadlocks and serialization failures are safe to retry: the whole transaction rolled back. */
-const RETRYABLE = new Set(['40P01', '40001']);
-
-// SQLSTATEs of a connection that is gone or cannot be had: class 08 (connection exception),
-// 57P01-57P03 (terminated by an administrator, crash shutdown, cannot connect now: a restart or
-// failover), 53300 (too many connections). Node's socket errors likewise.
-const CONNECTION_SQLSTATE = /^(08...|57P0[123]|53300)$/;
-const CONNECTION_ERRNO = new Set([
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'EPIPE',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EAI_AGAIN',
-]);
-
-/** The connection died or could not be made: the statement did not run, or its outcome is unknown. */
-export function isConnectionError(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  if (typeof code === 'string') return CONNECTION_SQLSTATE.test(code) || CONNECTION_ERRNO.has(code);
-  // pg raises these without a code: a socket that closed under a query, or a connect timeout.
-  const message = (err as Error | null)?.message ?? '';
-  return /Connection terminated|connection error|timeout exceeded when trying to connect/i.test(message);
-}
-
-/** Backoff between attempts of a safe operation after a dead connection: ~0.2, 0.8, 3.2 s. */
-const CONNECTION_RETRY_DELAYS_MS = [200, 800, 3200];
-
-/** The URL without credentials or query, for messages: `postgres://db.example.com:5432/app`. */
-export function describePostgresUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    return `postgres://${u.hostname}${u.port ? `:${u.port}` : ''}${u.pathname}`;
-  } catch {
-    return 'postgres';
-  }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms).unref());
@@ -868,139 +833,4 @@ export class PostgresStore implements Store {
     this.closing ??= this.pool.end();
     await this.closing;
   }
-}
-
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
-function iso(v: unknown): string {
-  return isoOrNull(v as Date | string) ?? '';
-}
-
-function toCheckpoint(r: Row): Checkpoint {
-  return {
-    rule: String(r.rule),
-    floor: iso(r.floor),
-    watermark: iso(r.watermark),
-    lastId: (r.last_id as string | null | undefined) ?? null,
-    replayId: (r.replay_id as string | null) ?? null,
-    sweptAt: r.swept_at === null || r.swept_at === undefined ? null : iso(r.swept_at),
-    updatedAt: iso(r.updated_at),
-  };
-}
-
-function toLease(r: Row): RuleLease {
-  return {
-    rule: String(r.rule),
-    holder: String(r.holder),
-    epoch: Number(r.epoch),
-    acquiredAt: iso(r.acquired_at),
-    expiresAt: iso(r.expires_at),
-  };
-}
-
-function toReplica(r: Row): ReplicaInfo {
-  return {
-    id: String(r.id),
-    host: String(r.host),
-    pid: Number(r.pid),
-    startedAt: iso(r.started_at),
-    seenAt: iso(r.seen_at),
-    expiresAt: iso(r.expires_at),
-  };
-}
-
-function toOutboxRow(r: Row): OutboxRow {
-  return {
-    id: Number(r.id),
-    rule: String(r.rule),
-    object: String(r.object),
-    recordId: String(r.record_id),
-    recordCreatedDate: iso(r.record_created_date),
-    state: r.state as OutboxState,
-    message: (r.message as OutboxRow['message']) ?? null,
-    attempts: Number(r.attempts),
-    nextAttemptAt: isoOrNull(r.next_attempt_at as Date | null),
-    leaseOwner: (r.lease_owner as string | null) ?? null,
-    leaseUntil: isoOrNull(r.lease_until as Date | null),
-    lastError: (r.last_error as string | null) ?? null,
-    lastErrorCode: (r.last_error_code as string | null) ?? null,
-    result: (r.result as OutboxRow['result']) ?? null,
-    createdAt: iso(r.created_at),
-    updatedAt: iso(r.updated_at),
-    sentAt: isoOrNull(r.sent_at as Date | null),
-  };
-}
-
-/** inside commitBatch's transaction; sorted by record so overlapping batches lock in one order */
-async function writeMatchStates(c: pg.PoolClient, rule: string, extra: BatchExtra): Promise<void> {
-  const states = [...(extra.matchStates ?? [])].sort((a, b) => cmp(a.recordId, b.recordId));
-  if (states.length > 0) {
-    await c.query(
-      `INSERT INTO match_state (rule, record_id, matched, watched, system_modstamp)
-       SELECT $1, * FROM unnest($2::text[], $3::boolean[], $4::jsonb[], $5::timestamptz[])
-       ON CONFLICT (rule, record_id) DO UPDATE SET matched = excluded.matched, watched = excluded.watched,
-         system_modstamp = excluded.system_modstamp
-       WHERE excluded.system_modstamp > match_state.system_modstamp`,
-      [
-        rule,
-        states.map((m) => m.recordId),
-        states.map((m) => m.matched),
-        states.map((m) => (m.watched === null ? null : JSON.stringify(m.watched))),
-        states.map((m) => normalizeInstant(m.systemModstamp, `systemModstamp of ${m.recordId}`)),
-      ],
-    );
-  }
-  if (extra.pruneMatchStatesBefore !== undefined) {
-    await c.query('DELETE FROM match_state WHERE rule = $1 AND system_modstamp < $2', [
-      rule,
-      normalizeInstant(extra.pruneMatchStatesBefore, 'pruneMatchStatesBefore'),
-    ]);
-  }
-}
-
-/** inside commitBatch's transaction; returns the items new to the rule's digest ledger */
-async function writeDigestItems(c: pg.PoolClient, rule: string, extra: BatchExtra): Promise<number> {
-  const items = [...(extra.digestItems ?? [])].sort((a, b) => cmp(a.recordKey, b.recordKey));
-  if (items.length === 0) return 0;
-  const res = await c.query(
-    `INSERT INTO digest_items (rule, record_key, object, record)
-     SELECT $1, * FROM unnest($2::text[], $3::text[], $4::jsonb[])
-     ON CONFLICT (rule, record_key) DO NOTHING`,
-    [
-      rule,
-      items.map((i) => i.recordKey),
-      items.map((i) => i.object),
-      items.map((i) => JSON.stringify(i.record)),
-    ],
-  );
-  return res.rowCount ?? 0;
-}
-
-/** `lock`: inside commitDigest, the open items are locked so a concurrent digest waits */
-async function readDigest(
-  c: pg.PoolClient,
-  rule: string,
-  maxRecords: number,
-  lock: boolean,
-): Promise<DigestContent & { ids: number[] }> {
-  const open = await c.query(
-    `SELECT id FROM digest_items WHERE rule = $1 AND digest_outbox_id IS NULL ORDER BY id${lock ? ' FOR UPDATE' : ''}`,
-    [rule],
-  );
-  const ids = (open.rows as Row[]).map((r) => Number(r.id));
-  const listed = await c.query('SELECT * FROM digest_items WHERE id = ANY($1::bigint[]) ORDER BY id', [
-    ids.slice(0, maxRecords),
-  ]);
-  const items = (listed.rows as Row[]).map((r): DigestItem => ({
-    id: Number(r.id),
-    recordKey: String(r.record_key),
-    object: String(r.object),
-    record: r.record as Record<string, unknown>,
-    collectedAt: (r.collected_at as Date).toISOString(),
-  }));
-  const last = await c.query('SELECT max(until) AS until FROM digests WHERE rule = $1', [rule]);
-  const until = (last.rows[0] as Row | undefined)?.until;
-  return { ids, items, count: ids.length, since: until instanceof Date ? until.toISOString() : null };
 }
