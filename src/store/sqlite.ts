@@ -6,7 +6,6 @@ import type {
   CheckpointUpdate,
   ClaimOptions,
   DigestContent,
-  DigestItem,
   MatchState,
   CycleOptions,
   CycleResult,
@@ -37,6 +36,7 @@ import {
 import { LeaseLostError, StoreClosedError, StoreCorruptError } from './errors.ts';
 import type { FileLock } from './lock.ts';
 import { loadMigrations } from './migrations.ts';
+import { json, str, toCheckpoint, toDigestItem, toLease, toOutboxRow, toReplica } from './sqlite-rows.ts';
 
 type Row = Record<string, SQLInputValue>;
 
@@ -788,16 +788,6 @@ export class SqliteStore implements Store {
   }
 }
 
-function str(v: SQLInputValue | undefined): string {
-  return String(v);
-}
-function strOrNull(v: SQLInputValue | undefined): string | null {
-  return v === null || v === undefined ? null : String(v);
-}
-function json<T>(v: SQLInputValue | undefined): T | null {
-  return v === null || v === undefined ? null : (JSON.parse(String(v)) as T);
-}
-
 // SQLite result codes meaning "this file is not (or no longer) a database we can read":
 // SQLITE_CORRUPT 11, SQLITE_CANTOPEN 14, SQLITE_NOTADB 26. Nothing has been written when they occur.
 const UNREADABLE_CODES = new Set([11, 14, 26]);
@@ -807,69 +797,4 @@ function unreadable(path: string, err: unknown): StoreCorruptError | undefined {
   return typeof code === 'number' && UNREADABLE_CODES.has(code & 0xff)
     ? new StoreCorruptError(path, err)
     : undefined;
-}
-
-function toLease(r: Row): RuleLease {
-  return {
-    rule: str(r.rule),
-    holder: str(r.holder),
-    epoch: Number(r.epoch),
-    acquiredAt: str(r.acquired_at),
-    expiresAt: str(r.expires_at),
-  };
-}
-
-function toReplica(r: Row): ReplicaInfo {
-  return {
-    id: str(r.id),
-    host: str(r.host),
-    pid: Number(r.pid),
-    startedAt: str(r.started_at),
-    seenAt: str(r.seen_at),
-    expiresAt: str(r.expires_at),
-  };
-}
-
-function toCheckpoint(r: Row): Checkpoint {
-  return {
-    rule: str(r.rule),
-    floor: str(r.floor),
-    watermark: str(r.watermark),
-    lastId: strOrNull(r.last_id),
-    replayId: strOrNull(r.replay_id),
-    sweptAt: strOrNull(r.swept_at),
-    updatedAt: str(r.updated_at),
-  };
-}
-
-function toOutboxRow(r: Row): OutboxRow {
-  return {
-    id: Number(r.id),
-    rule: str(r.rule),
-    object: str(r.object),
-    recordId: str(r.record_id),
-    recordCreatedDate: str(r.record_created_date),
-    state: str(r.state) as OutboxState,
-    message: json(r.message),
-    attempts: Number(r.attempts),
-    nextAttemptAt: strOrNull(r.next_attempt_at),
-    leaseOwner: strOrNull(r.lease_owner),
-    leaseUntil: strOrNull(r.lease_until),
-    lastError: strOrNull(r.last_error),
-    lastErrorCode: strOrNull(r.last_error_code),
-    result: json(r.result),
-    createdAt: str(r.created_at),
-    updatedAt: str(r.updated_at),
-    sentAt: strOrNull(r.sent_at),
-  };
-}
-
-function toDigestItem(r: Row): DigestItem {
-  return {
-    id: Number(r.id),
-    recordKey: String(r.record_key),
-    object: String(r.object),
-    record: JSON.parse(String(r.record)) as Record<string, unknown>,
-    collectedAt: String(r.collected_at),
-  };
 }
