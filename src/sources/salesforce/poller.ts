@@ -67,33 +67,6 @@ export function isRequestLimitError(err: unknown): boolean {
   return (err as { errorCode?: string } | null)?.errorCode === 'REQUEST_LIMIT_EXCEEDED';
 }
 
-/** A poll's counters before it has read anything. */
-export function emptyPollResult(): PollResult {
-  return { read: 0, enqueued: 0, sweep: false, dead: 0, pages: 0, apiCalls: 0, watermark: '', durationMs: 0 };
-}
-
-/**
- * The rule's checkpoint, created at the first start (both pollers): `startFrom: now` fixes the
- * floor at this moment (whole seconds), so what happened before the first start is never notified.
- */
-export async function firstCheckpoint(
-  rule: RuleConfig,
-  o: { store: Pick<Store, 'getCheckpoint'>; commit: BatchSink },
-  now: Date,
-  onCreated: (floor: string) => void,
-): Promise<Checkpoint> {
-  const existing = await o.store.getCheckpoint(rule.name);
-  if (existing) return existing;
-  const start =
-    rule.startFrom === 'now' ? new Date(Math.floor(now.getTime() / 1000) * 1000) : new Date(rule.startFrom);
-  const floor = start.toISOString();
-  await o.commit({ records: [], checkpoint: { floor, watermark: floor } });
-  onCreated(floor);
-  const created = await o.store.getCheckpoint(rule.name);
-  if (!created) throw new Error(`checkpoint for rule ${rule.name} was not stored`);
-  return created;
-}
-
 function isInvalidLocator(err: unknown): boolean {
   return (err as { errorCode?: string } | null)?.errorCode === 'INVALID_QUERY_LOCATOR';
 }
@@ -122,15 +95,33 @@ export class RulePoller {
    * moment (whole seconds), so records created before the first start are never notified.
    */
   async init(): Promise<Checkpoint> {
-    return firstCheckpoint(this.rule, this.o, this.now(), (floor) =>
-      this.log.info({ floor }, 'first start: records created before the floor are not notified'),
-    );
+    const existing = await this.o.store.getCheckpoint(this.rule.name);
+    if (existing) return existing;
+    const start =
+      this.rule.startFrom === 'now'
+        ? new Date(Math.floor(this.now().getTime() / 1000) * 1000)
+        : new Date(this.rule.startFrom);
+    const floor = start.toISOString();
+    await this.o.commit({ records: [], checkpoint: { floor, watermark: floor } });
+    this.log.info({ floor }, 'first start: records created before the floor are not notified');
+    const created = await this.o.store.getCheckpoint(this.rule.name);
+    if (!created) throw new Error(`checkpoint for rule ${this.rule.name} was not stored`);
+    return created;
   }
 
   /** One poll: query from watermark - lookback, page to the end, enqueue page by page. */
   async pollOnce(): Promise<PollResult> {
     const started = Date.now();
-    const result = emptyPollResult();
+    const result: PollResult = {
+      read: 0,
+      enqueued: 0,
+      sweep: false,
+      dead: 0,
+      pages: 0,
+      apiCalls: 0,
+      watermark: '',
+      durationMs: 0,
+    };
     let restarts = 0;
     for (;;) {
       try {

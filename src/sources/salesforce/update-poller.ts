@@ -17,7 +17,7 @@ import type { Checkpoint, Store } from '../../store/index.ts';
 import { parseDuration } from '../../util/duration.ts';
 import type { BatchSink } from '../types.ts';
 import { isSalesforceId } from './ids.ts';
-import { emptyPollResult, firstCheckpoint, type ApiUsage, type PollResult } from './poller.ts';
+import type { ApiUsage, PollResult } from './poller.ts';
 import { queryFirstPage, queryPages, type QueryOptions } from './query.ts';
 import { toSourceRecord } from './records.ts';
 import {
@@ -83,14 +83,32 @@ export class UpdatePoller {
 
   /** As the created poller: the first start fixes the floor (startFrom) and the watermark at it. */
   async init(): Promise<Checkpoint> {
-    return firstCheckpoint(this.rule, this.o, this.now(), (floor) =>
-      this.o.logger.info({ floor }, 'first start: changes before the floor are not notified'),
-    );
+    const existing = await this.o.store.getCheckpoint(this.rule.name);
+    if (existing) return existing;
+    const start =
+      this.rule.startFrom === 'now'
+        ? new Date(Math.floor(this.now().getTime() / 1000) * 1000)
+        : new Date(this.rule.startFrom);
+    const floor = start.toISOString();
+    await this.o.commit({ records: [], checkpoint: { floor, watermark: floor } });
+    this.o.logger.info({ floor }, 'first start: changes before the floor are not notified');
+    const created = await this.o.store.getCheckpoint(this.rule.name);
+    if (!created) throw new Error(`checkpoint for rule ${this.rule.name} was not stored`);
+    return created;
   }
 
   async pollOnce(): Promise<PollResult> {
     const started = Date.now();
-    const result = emptyPollResult();
+    const result: PollResult = {
+      read: 0,
+      enqueued: 0,
+      sweep: false,
+      dead: 0,
+      pages: 0,
+      apiCalls: 0,
+      watermark: '',
+      durationMs: 0,
+    };
     const cp = await this.init();
     const floorMs = Date.parse(cp.floor);
     let watermarkMs = Date.parse(cp.watermark);
