@@ -3,19 +3,24 @@
 // what the server accepts. http/send-api.ts serves both.
 import { z } from 'zod';
 import { InvalidAddressError, parseMailboxes } from '../templates/recipients.ts';
+import type { Mailbox } from '../templates/recipients.ts';
 import { OUTBOX_STATES } from '../store/index.ts';
 
-/** a `;` or `,` separated list whose every entry is a mailbox templates/recipients.ts accepts */
+/**
+ * a `;` or `,` separated list whose every entry is a mailbox templates/recipients.ts accepts;
+ * parsed once, here (the output is the mailboxes)
+ */
 const addressList = (what: string) =>
   z
     .string()
     .max(100_000)
-    .superRefine((value, ctx) => {
+    .transform((value, ctx): Mailbox[] => {
       try {
-        parseMailboxes(value);
+        return parseMailboxes(value);
       } catch (err) {
         if (!(err instanceof InvalidAddressError)) throw err;
-        ctx.addIssue({ code: 'custom', message: err.message });
+        ctx.issues.push({ code: 'custom', message: err.message, input: value });
+        return z.NEVER;
       }
     })
     .describe(`${what}: addresses separated by ';' or ',' (Name <a@example.com> allowed)`);

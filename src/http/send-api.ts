@@ -472,14 +472,14 @@ function validate(raw: unknown): SendEmailInput {
 /** The request as the outbox row's message: the same shape, and the same sanitising, as rule emails. */
 function buildMessage(input: SendEmailInput, token: Token, id: string): RenderedMessage {
   const errors: FieldError[] = [];
-  // names made single-line like any header text (To, CC and Bcc were validated by the schema)
-  const boxes = (text: string | undefined): Mailbox[] =>
-    parseMailboxes(text ?? '').map((m) => ({ name: singleLine(m.name), address: m.address }));
+  // names made single-line like any header text (To, CC and Bcc were parsed by the schema)
+  const single = (list: Mailbox[] | undefined): Mailbox[] =>
+    (list ?? []).map((m) => ({ name: singleLine(m.name), address: m.address }));
   let from: Mailbox | undefined;
   if (input.From !== undefined && input.From.trim() !== '') {
     let list: Mailbox[] = [];
     try {
-      list = boxes(singleLine(input.From));
+      list = single(parseMailboxes(singleLine(input.From)));
     } catch (err) {
       errors.push({ field: 'From', message: coerceError(err).message });
     }
@@ -496,7 +496,7 @@ function buildMessage(input: SendEmailInput, token: Token, id: string): Rendered
     ['cc', 'CC'],
     ['bcc', 'Bcc'],
   ] as const) {
-    for (const box of boxes(input[field])) {
+    for (const box of single(input[field])) {
       const lower = box.address.toLowerCase();
       if (seen.has(lower)) continue; // deduplicated across To > CC > Bcc, as rule emails are
       seen.add(lower);
