@@ -51,7 +51,11 @@ export function crossChecks(data: unknown, baseDir: string): Issue[] {
     }
   }
 
-  if (isRecord(data.http) && isRecord(data.http.sendApi)) issues.push(...sendApiChecks(data.http.sendApi));
+  if (isRecord(data.http) && isRecord(data.http.sendApi)) {
+    if (data.http.enabled === false)
+      issues.push({ path: ['http', 'sendApi'], message: 'needs the HTTP server: http.enabled is false' });
+    issues.push(...sendApiChecks(data.http.sendApi));
+  }
 
   if (Array.isArray(data.rules)) {
     const seen = new Map<string, number>();

@@ -198,7 +198,13 @@ export function createSendApi(o: SendApiOptions): SendApi {
     }
   }
 
-  async function message(token: Token, id: string): Promise<[number, unknown]> {
+  async function message(token: Token, rawId: string): Promise<[number, unknown]> {
+    let id: string;
+    try {
+      id = decodeURIComponent(rawId);
+    } catch {
+      return [404, { error: 'no such message' }]; // malformed %-escapes name no message
+    }
     const m = await storeOrRefuse().getSendApiMessage(token.config.name, id);
     if (!m || !m.row) return [404, { error: 'no such message' }];
     const r = m.row;
@@ -234,31 +240,24 @@ export function createSendApi(o: SendApiOptions): SendApi {
       const route = path === '/v1/send' ? 'send' : path.startsWith('/v1/messages/') ? 'messages' : 'other';
       try {
         if (path === '/v1/openapi.json') {
-          req.resume();
           if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed('GET, HEAD');
           res.writeHead(200, {
             'Content-Type': 'application/json; charset=utf-8',
             'Content-Length': Buffer.byteLength(openApi),
             'Cache-Control': 'no-store',
             'X-Content-Type-Options': 'nosniff',
+            ...unreadBody(req),
           });
           res.end(openApi);
           return;
         }
         const messageId = /^\/v1\/messages\/([^/]+)$/.exec(path)?.[1];
-        if (path !== '/v1/send' && messageId === undefined) {
-          req.resume();
-          json(res, 404, { error: 'not found', paths: PATHS });
-          return;
-        }
+        if (path !== '/v1/send' && messageId === undefined)
+          throw new Refusal(404, { error: 'not found', paths: PATHS });
         const allow = path === '/v1/send' ? 'POST' : 'GET, HEAD';
-        if (!allow.split(', ').includes(method)) {
-          req.resume();
-          throw methodNotAllowed(allow);
-        }
+        if (!allow.split(', ').includes(method)) throw methodNotAllowed(allow);
         const token = authenticate(req);
         if (!token) {
-          req.resume();
           throw new Refusal(
             401,
             { error: 'missing or unknown bearer token' },
@@ -268,7 +267,6 @@ export function createSendApi(o: SendApiOptions): SendApi {
         label = token.config.name;
         const retryAfter = takeRate(token.bucket);
         if (retryAfter > 0) {
-          req.resume();
           throw new Refusal(
             429,
             { error: 'over the rate of this token' },
@@ -277,16 +275,14 @@ export function createSendApi(o: SendApiOptions): SendApi {
         }
         let status: number;
         let body: unknown;
-        if (messageId !== undefined) {
-          req.resume();
-          [status, body] = await message(token, decodeURIComponent(messageId));
-        } else [status, body] = await send(req, token, url);
+        if (messageId !== undefined) [status, body] = await message(token, messageId);
+        else [status, body] = await send(req, token, url);
         count(label, route, status);
-        json(res, status, body);
+        json(res, status, body, unreadBody(req));
       } catch (err) {
         if (err instanceof Refusal) {
           count(label, route, err.status);
-          json(res, err.status, err.body, err.headers);
+          json(res, err.status, err.body, { ...err.headers, ...unreadBody(req) });
           return;
         }
         // never the cause in the reply: it may quote what the client sent, or worse
@@ -377,19 +373,42 @@ export function canonicalJson(value: unknown): string {
 async function readJson(req: IncomingMessage, max: number): Promise<unknown> {
   const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
   if (type !== 'application/json' && !/^application\/[\w.-]+\+json$/.test(type)) {
-    req.resume();
     throw badRequest([{ field: 'Content-Type', message: 'must be application/json' }]);
   }
   const declared = req.headers['content-length'];
-  if (declared !== undefined && Number(declared) > max) throw tooLarge(req, max);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > max) throw tooLarge(req, max);
-    chunks.push(chunk);
-  }
-  const text = Buffer.concat(chunks, size).toString('utf8');
+  if (declared !== undefined && Number(declared) > max) throw tooLarge(max);
+  // plain listeners, not for-await: leaving that loop early would destroy the socket, and the
+  // 413 must still get out
+  const text = await new Promise<string>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onCut);
+      req.off('close', onCut);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > max) {
+        done();
+        reject(tooLarge(max));
+      } else chunks.push(chunk);
+    };
+    const onEnd = () => {
+      done();
+      resolve(Buffer.concat(chunks, size).toString('utf8'));
+    };
+    // the client went away mid-body: nobody reads the reply, but it is still not a fault of ours
+    const onCut = () => {
+      done();
+      reject(badRequest([{ field: '', message: 'the request body was cut off' }]));
+    };
+    req.on('data', onData);
+    req.once('end', onEnd);
+    req.once('error', onCut);
+    req.once('close', onCut);
+  });
   try {
     return JSON.parse(text) as unknown;
   } catch (err) {
@@ -397,18 +416,24 @@ async function readJson(req: IncomingMessage, max: number): Promise<unknown> {
   }
 }
 
+function tooLarge(max: number): Refusal {
+  return new Refusal(413, { error: `the body is over ${max} bytes` });
+}
+
 /**
- * 413, and the connection closes after it: what the client still sends is discarded for a moment
- * (so it can read the reply) and never buffered.
+ * A reply before the body was read to its end: the connection closes after it (so the rest is
+ * never read, let alone buffered), and what the client still sends meanwhile is discarded for a
+ * moment so that it gets to read the reply. No headers when the body is complete.
  */
-function tooLarge(req: IncomingMessage, max: number): Refusal {
+function unreadBody(req: IncomingMessage): Record<string, string> {
+  if (req.complete) return {};
   req.removeAllListeners('data');
   req.on('data', () => undefined);
   req.resume();
   const cut = setTimeout(() => req.socket.destroy(), 2000);
   cut.unref();
   req.socket.once('close', () => clearTimeout(cut));
-  return new Refusal(413, { error: `the body is over ${max} bytes` }, { Connection: 'close' });
+  return { Connection: 'close' };
 }
 
 /** canonical field names by their lowercase spelling: names match case-insensitively */

@@ -340,6 +340,7 @@ describe('Send API', () => {
     expect((await d.get(`/v1/messages/${b.body.id as string}`, TOKEN_B)).status).toBe(200);
     expect((await d.get(`/v1/messages/${b.body.id as string}`)).status).toBe(404);
     expect((await d.get('/v1/messages/no-such-id')).status).toBe(404);
+    expect((await d.get('/v1/messages/%E0%A4%A')).status).toBe(404); // malformed escape: still no 500
     // other methods: 405 with Allow
     const put = await fetch(`${d.url}/v1/send`, {
       method: 'PUT',
@@ -375,12 +376,10 @@ describe('Send API', () => {
       headers: { Authorization: `Bearer ${TOKEN_A}`, 'Content-Type': 'application/json' },
       body: stream,
     }).catch((err: unknown) => err);
-    if (r2 instanceof Error) {
-      // the client may see the hang-up before the reply; then the reply was still a 413 in the metrics
-      expect((r2 as Error & { code?: string }).code).toMatch(/UND_ERR_SOCKET|ECONNRESET|EPIPE/);
-    } else {
-      expect((r2 as { statusCode: number }).statusCode).toBe(413);
-    }
+    // the reply gets out before the socket closes: the rest of the body is never read
+    expect(r2).not.toBeInstanceOf(Error);
+    expect((r2 as { statusCode: number }).statusCode).toBe(413);
+    await (r2 as { body: { text(): Promise<string> } }).body.text();
     await expect
       .poll(() => metricsText(d))
       .toMatch(/lead_notifier_send_api_requests_total\{token="crm",route="send",status="413"\} 2/);

@@ -427,6 +427,11 @@ describe('the example config', () => {
     expect(message).toContain('http.sendApi.tokens[2].rate.per');
     // the secret itself is never quoted
     expect(message).not.toContain('api-Token-Value-0123');
+    expect(() =>
+      parseConfigText(api(one).replace('http:\n', 'http:\n  enabled: false\n'), 'notifier.yaml', {
+        env: { ...ENV, API_TOKEN: 'api-Token-Value-0123' },
+      }),
+    ).toThrow(/http\.sendApi.*http\.enabled is false/s);
   });
 
   it('a postgres password in the store URL is a secret', () => {
