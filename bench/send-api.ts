@@ -4,11 +4,12 @@
 // figures: `sending`, the dispatcher delivering the rows meanwhile into Postfix's smtp-sink (the
 // `smtp-server` package when Postfix is missing) in the same process, and `intake`, the SMTP port
 // closed so the circuit opens and rows wait (the API's own cost). Target: >= 2,000 requests/s.
-// Printed: requests/s per round, the medians, their ratio to 2,000, and the load average (the
-// machine is shared: read the figures with it).
+// Printed: requests/s per round, the medians, their ratio to 2,000, the load average (the
+// machine is shared: read the figures with it), and requests per CPU-second of the daemon process
+// (from /proc: what it would take with one core to itself, however busy the machine is).
 // Run: node bench/send-api.ts [REQUESTS=20000] [CLIENTS=50] [ROUNDS=3]   (BENCH_NODE_ARGS: daemon flags)
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,6 +32,17 @@ async function freePort(): Promise<number> {
   const port = (s.address() as { port: number }).port;
   await new Promise<void>((r) => s.close(() => r()));
   return port;
+}
+
+/** CPU seconds (user + system) the process has used so far, from /proc (Linux) */
+function cpuSeconds(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    // utime and stime are fields 14 and 15 of stat(5), in clock ticks (USER_HZ, 100 on Linux)
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return NaN;
+  }
 }
 
 function median(xs: number[]): number {
@@ -70,7 +82,7 @@ const body = JSON.stringify({
   Importance: 'High',
 });
 
-async function round(mode: 'sending' | 'intake'): Promise<number> {
+async function round(mode: 'sending' | 'intake'): Promise<{ rate: number; perCpuSecond: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'ln-bench-send-api-'));
   const port = await freePort();
   const config = {
@@ -144,10 +156,13 @@ async function round(mode: 'sending' | 'intake'): Promise<number> {
       }
     };
     const t0 = performance.now();
+    const cpu0 = cpuSeconds(child.pid!);
     await Promise.all(Array.from({ length: CLIENTS }, client));
     const seconds = (performance.now() - t0) / 1000;
+    const cpu = cpuSeconds(child.pid!) - cpu0;
     if (other.size > 0) throw new Error(`non-202 replies: ${JSON.stringify(Object.fromEntries(other))}`);
-    return accepted / seconds;
+    // requests per CPU-second of the daemon: what one whole core would take, whatever else runs
+    return { rate: accepted / seconds, perCpuSecond: accepted / cpu };
   } finally {
     await pool.close();
     child.kill('SIGTERM');
@@ -157,12 +172,15 @@ async function round(mode: 'sending' | 'intake'): Promise<number> {
 }
 
 const rates: Record<'sending' | 'intake', number[]> = { sending: [], intake: [] };
+const perCpu: Record<'sending' | 'intake', number[]> = { sending: [], intake: [] };
 for (let i = 0; i < ROUNDS; i++) {
   for (const mode of ['sending', 'intake'] as const) {
-    const rate = await round(mode);
-    rates[mode].push(rate);
+    const r = await round(mode);
+    rates[mode].push(r.rate);
+    perCpu[mode].push(r.perCpuSecond);
     console.log(
-      `round ${i + 1} ${mode}: ${REQUESTS} requests from ${CLIENTS} clients: ${rate.toFixed(0)} requests/s to 202 (load average ${loadavg()[0]!.toFixed(2)})`,
+      `round ${i + 1} ${mode}: ${REQUESTS} requests from ${CLIENTS} clients: ${r.rate.toFixed(0)} requests/s to 202, ` +
+        `${r.perCpuSecond.toFixed(0)} per daemon CPU-second (load average ${loadavg()[0]!.toFixed(2)})`,
     );
   }
 }
@@ -170,7 +188,8 @@ for (const mode of ['sending', 'intake'] as const) {
   const m = median(rates[mode]);
   console.log(
     `send API ${mode === 'sending' ? '(dispatcher sending meanwhile)' : '(intake alone, SMTP down)'}: ${m.toFixed(0)} requests/s` +
-      ` (median of ${ROUNDS}), ratio to ${TARGET}: ${(m / TARGET).toFixed(2)} (target >= 1.00)`,
+      ` (median of ${ROUNDS}), ratio to ${TARGET}: ${(m / TARGET).toFixed(2)} (target >= 1.00);` +
+      ` ${median(perCpu[mode]).toFixed(0)} requests per daemon CPU-second`,
   );
 }
 console.log(

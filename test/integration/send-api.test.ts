@@ -157,12 +157,12 @@ describe('Send API', () => {
       to: 'Sales Team <sales@example.com>; ops@example.com',
       cc: 'boss@sub.example.org',
       bcc: 'audit@example.com, ops@example.com',
-      subject: 'Quarterly =?utf-8?B?SGk=?= numbers',
+      subject: 'Quarterly =?utf-8?B?SGk=?= numbers\r\nBcc: evil@example.net',
       body: '<p>See <img src="cid:logo1"></p>',
       isHtml: true,
       importance: 'High',
       attachments: [
-        { contentData: pdf, contentType: 'application/pdf', fileName: 'q3.pdf' },
+        { contentData: pdf, contentType: 'application/pdf', fileName: 'q3.pdf\r\nX-Evil: 1' },
         { ContentData: 'iVBORw0KGgo=', ContentType: 'image/png', FileName: 'logo.png', ContentId: 'logo1' },
         {
           ContentData: 'a,b\n1,2\n',
@@ -181,13 +181,16 @@ describe('Send API', () => {
       ['audit@example.com', 'boss@sub.example.org', 'ops@example.com', 'sales@example.com'].sort(),
     );
     expect(m!.messageId).toBe(`<api.crm.${id}@example.com>`);
-    expect(m!.parsed.subject).toBe('Quarterly =\u200b?utf-8?B?SGk=\u200b?= numbers');
+    // no header injection: the line break is gone, the text stays text, nobody was added
+    expect(m!.parsed.subject).toBe('Quarterly =\u200b?utf-8?B?SGk=\u200b?= numbers Bcc: evil@example.net');
+    expect(m!.raw.toString()).not.toMatch(/^Bcc:/im);
     expect(m!.raw.toString()).toContain('cid:logo1'); // mailparser inlines it as a data: URI in .html
     expect(m!.raw.toString()).toMatch(/^Importance: high\r$/m);
     expect(m!.raw.toString()).toMatch(/^X-Priority: 1 \(Highest\)\r$/m);
     const files = new Map(m!.parsed.attachments.map((a) => [a.filename, a]));
-    expect([...files.keys()].sort()).toEqual(['data.csv', 'logo.png', 'q3.pdf']);
-    expect(files.get('q3.pdf')!.content.toString()).toBe('%PDF-1.4 not really');
+    expect([...files.keys()].sort()).toEqual(['data.csv', 'logo.png', 'q3.pdf X-Evil: 1']);
+    expect(m!.raw.toString()).not.toMatch(/^X-Evil:/im);
+    expect(files.get('q3.pdf X-Evil: 1')!.content.toString()).toBe('%PDF-1.4 not really');
     expect(files.get('logo.png')!.contentId).toBe('<logo1>');
     expect(files.get('data.csv')!.content.toString()).toBe('a,b\n1,2\n');
     // the row is an ordinary email row of rule api:crm
@@ -287,6 +290,10 @@ describe('Send API', () => {
       for (const e of errors) expect(e.message, what).toEqual(expect.any(String));
     }
     expect(await outboxRows(d)).toHaveLength(0);
+    const text = await metricsText(d);
+    expect(text).toMatch(/send_api_requests_total\{token="crm",route="send",status="400"\} \d+/);
+    expect(text).not.toMatch(/status="500"/);
+    expect(d.logLines.join('\n')).not.toContain('internal error');
   });
 
   it('From: required without a defaultFrom; 403 outside allowFrom / allowRecipients', async () => {
