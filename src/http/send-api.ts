@@ -149,16 +149,7 @@ export function createSendApi(o: SendApiOptions): SendApi {
         state: 'pending',
       },
     };
-    let outcome: SendApiOutcome;
-    try {
-      outcome = await batcher.add(request);
-    } catch (err) {
-      if (isStoreFailure(err) || err instanceof StoreClosedError) {
-        log.warn({ err: coerceError(err) }, 'send API: store write failed');
-        throw new Refusal(503, { error: 'the store is not available' });
-      }
-      throw err;
-    }
+    const outcome = await batcher.add(request);
     if (outcome.kind === 'conflict')
       throw new Refusal(409, { error: 'this Idempotency-Key was used with another body' });
     if (outcome.kind === 'created') {
@@ -187,8 +178,15 @@ export function createSendApi(o: SendApiOptions): SendApi {
   async function waitForFinal(outboxId: number, timeoutMs: number): Promise<OutboxRow | null> {
     const deadline = Date.now() + timeoutMs;
     let pause = 50;
+    let row: OutboxRow | null = null;
     for (;;) {
-      const row = await storeOrRefuse().get(outboxId);
+      try {
+        row = await storeOrRefuse().get(outboxId);
+      } catch (err) {
+        // accepted and committed already: a store that goes away now (shutdown) ends the wait, 202
+        log.debug({ err: coerceError(err) }, 'send API: wait ended by the store');
+        return row;
+      }
       if (!row || FINAL_STATUS[row.state] !== undefined) return row;
       const left = deadline - Date.now();
       if (left <= 0 || waiters.closed) return row;
@@ -283,6 +281,12 @@ export function createSendApi(o: SendApiOptions): SendApi {
         if (err instanceof Refusal) {
           count(label, route, err.status);
           json(res, err.status, err.body, { ...err.headers, ...unreadBody(req) });
+          return;
+        }
+        if (isStoreFailure(err) || err instanceof StoreClosedError) {
+          log.warn({ err: coerceError(err), path }, 'send API: store not usable');
+          count(label, route, 503);
+          json(res, 503, { error: 'the store is not available' }, unreadBody(req));
           return;
         }
         // never the cause in the reply: it may quote what the client sent, or worse
