@@ -207,7 +207,7 @@ export interface SendApiRequest {
   token: string;
   /** the Idempotency-Key, scoped to the token; null: none */
   idempotencyKey: string | null;
-  /** sha256 (hex) of the canonical JSON body: the same key with another hash is a conflict */
+  /** sha256 (hex) of the canonical JSON body: the same key with another hash is a conflict ('-' without a key) */
   bodyHash: string;
   /** the email, an ordinary pending row (rule `api:<token>`) */
   row: NewOutboxRow;

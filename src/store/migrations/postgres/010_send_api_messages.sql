@@ -12,4 +12,3 @@ CREATE TABLE send_api_messages (
   created_at timestamptz NOT NULL DEFAULT now(),
   CONSTRAINT send_api_messages_key UNIQUE (token, idempotency_key)
 );
-CREATE INDEX send_api_messages_outbox ON send_api_messages (outbox_id);
