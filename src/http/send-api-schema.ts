@@ -185,11 +185,14 @@ export function openApiDocument(version: string): Record<string, unknown> {
           responses: {
             '200': reply('wait=true: the SMTP server accepted it', 'Final'),
             '202': reply('queued (or wait=true timed out: still queued)', 'Accepted'),
-            '400': reply('invalid body: each field and what is wrong', 'BadRequest'),
+            '400': reply(
+              'invalid body (malformed JSON, not application/json, wrong types, unknown fields, bad addresses, bad base64): each field and what is wrong',
+              'BadRequest',
+            ),
             '403': reply('From or a recipient is not allowed for this token', 'Error'),
             '409': reply('the Idempotency-Key was used with another body', 'Error'),
             '413': reply('the body is over maxBodyBytes', 'Error'),
-            '415': reply('the body is not application/json', 'BadRequest'),
+            '405': reply('another method than POST', 'Error'),
             '502': reply('wait=true: the SMTP server refused it for good (dead)', 'Final'),
             '504': reply('wait=true: delivery is uncertain (unknown)', 'Final'),
             ...auth,
