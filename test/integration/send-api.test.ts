@@ -14,6 +14,7 @@ import { componentSchemas, sendEmailSchema } from '../../src/http/send-api-schem
 import { createLogger } from '../../src/util/log.ts';
 import { smtpError } from '../helpers/smtp-server.ts';
 import type { CaptureServerOptions } from '../helpers/smtp-server.ts';
+import { dropSchemas, randomSchema, startTestPostgres, withSchema } from '../helpers/postgres.ts';
 import { startStack } from '../helpers/stack.ts';
 import type { Stack } from '../helpers/stack.ts';
 
@@ -73,13 +74,18 @@ async function startDaemon(
     stack?: Stack;
     smtp?: CaptureServerOptions;
     api?: Record<string, unknown>;
+    /** store URL; default the stack's SQLite file */
+    store?: string;
   } = {},
 ): Promise<Daemon> {
   const stack =
     opts.stack ??
     (await startStack({
       ...(opts.smtp ? { smtp: opts.smtp } : {}),
-      config: { http: { host: '127.0.0.1', port: 0, sendApi: sendApiConfig(opts.api) } },
+      config: {
+        http: { host: '127.0.0.1', port: 0, sendApi: sendApiConfig(opts.api) },
+        ...(opts.store ? { store: opts.store } : {}),
+      },
     }));
   running.stack = stack;
   const config = await loadConfig(stack.configPath);
@@ -607,6 +613,41 @@ describe('Send API', () => {
       expect(name && doc.components.schemas[name], ref).toBeTruthy();
     }
   });
+
+  it('PostgreSQL, two replicas: the same Idempotency-Key at both at once is one message', async () => {
+    const pgServer = await startTestPostgres();
+    const schema = randomSchema('t_send_api');
+    try {
+      const a = await startDaemon({ store: withSchema(pgServer.url, schema) });
+      // a second replica: its own worker (App, dispatcher, HTTP port) on the same database
+      const b = await startDaemon({ stack: a.stack });
+      expect(b.url).not.toBe(a.url);
+      const body = mail({ Subject: 'replicated once' });
+      const key = { 'Idempotency-Key': 'shared-key-1' };
+      const replies = await Promise.all(
+        Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).post(body, { headers: key })),
+      );
+      expect(replies.map((r) => r.status)).toEqual(Array(10).fill(202));
+      expect(new Set(replies.map((r) => r.body.id)).size).toBe(1);
+      // without a key, each request is its own message, whichever replica takes it
+      const plain = await Promise.all(
+        Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).post(mail({ Subject: `plain ${i}` }))),
+      );
+      expect(plain.map((r) => r.status)).toEqual(Array(10).fill(202));
+      // either replica reports the message (the store is shared), to its token only
+      const id = replies[0]!.body.id as string;
+      expect((await b.get(`/v1/messages/${id}`)).status).toBe(200);
+      expect((await a.get(`/v1/messages/${id}`, TOKEN_B)).status).toBe(404);
+      await a.stack.smtp.waitFor(11, 30_000);
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(a.stack.smtp.messages.filter((m) => m.parsed.subject === 'replicated once')).toHaveLength(1);
+      expect(a.stack.smtp.messages).toHaveLength(11);
+    } finally {
+      for (const w of running.workers.splice(0)) await w.stop().catch(() => undefined);
+      await dropSchemas(pgServer.url, schema);
+      await pgServer.stop();
+    }
+  }, 60_000);
 });
 
 async function metricsText(d: Daemon): Promise<string> {
