@@ -57,7 +57,7 @@ export interface SendApi {
   close(): void;
 }
 
-/** Every reply state: what a row's state means to the client. */
+/** The row states that end a ?wait=true, and the status each is answered with. */
 const FINAL_STATUS: Partial<Record<OutboxRow['state'], number>> = { sent: 200, dead: 502, unknown: 504 };
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
@@ -78,7 +78,7 @@ interface FieldError {
   message: string;
 }
 
-/** A 4xx answer decided while reading or checking the request. */
+/** An answer other than 2xx decided while reading or checking the request (4xx, 503). */
 class Refusal extends Error {
   readonly status: number;
   readonly body: unknown;
