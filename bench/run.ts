@@ -14,6 +14,8 @@ const benches: Record<string, string[]> = {
   'poll-calls': ['poll-calls.ts'],
   // --help and run -> first poll, median of 5
   startup: ['startup.ts', '5'],
+  // Send API: POST /v1/send requests/s to 202 from 50 keep-alive clients, SQLite store (target 2,000)
+  'send-api': ['send-api.ts', '20000', '50', '3'],
 };
 
 const wanted = process.argv.slice(2);

@@ -1,13 +1,20 @@
 // The worker as `run` and `demo` start it: one logger, the metrics, the HTTP endpoints and the App.
 // HTTP binds first, so liveness answers during start-up and a busy port fails before the store
 // opens; stopping turns readiness 503 at once, drains the App, and closes HTTP last.
+import { createRequire } from 'node:module';
 import { secretsOf, type LoadedConfig } from '../config/index.ts';
 import type { Metrics } from '../http/metrics.ts';
 import type { HttpServer } from '../http/server.ts';
+import type { SendApi } from '../http/send-api.ts';
 import { enabledRules } from '../rules/index.ts';
 import { coerceError, EXIT } from '../util/errors.ts';
 import { createLogger, type Logger } from '../util/log.ts';
 import { App } from './app.ts';
+import type { AppEvents } from './app.ts';
+
+function programVersion(): string {
+  return (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
+}
 
 export interface Worker {
   readonly app: App;
@@ -38,7 +45,26 @@ export async function createWorker(config: LoadedConfig, opts: { logger?: Logger
   const metrics: Metrics | undefined = config.http.enabled
     ? new Metrics({ rules: enabledRules(config).map((r) => r.name) })
     : undefined;
-  const app = new App(config, { logger, ...(metrics ? { events: metrics.events } : {}) });
+  const apiConfig = config.http.enabled ? config.http.sendApi : undefined;
+  let sendApi: SendApi | undefined;
+  const events: AppEvents = {
+    ...metrics?.events,
+    onDispatch: (e) => {
+      metrics?.events.onDispatch?.(e);
+      sendApi?.onDispatch(e);
+    },
+  };
+  const app = new App(config, { logger, events });
+  if (apiConfig) {
+    const { createSendApi } = await import('../http/send-api.ts');
+    sendApi = createSendApi({
+      config: apiConfig,
+      app,
+      logger,
+      ...(metrics ? { metrics } : {}),
+      version: programVersion(),
+    });
+  }
   let http: HttpServer | undefined;
   let starting: Promise<void> | undefined;
   let stopping: Promise<number> | undefined;
@@ -59,6 +85,7 @@ export async function createWorker(config: LoadedConfig, opts: { logger?: Logger
             logger,
             secrets: secretsOf(config),
             ...(metrics ? { metrics } : {}),
+            ...(sendApi ? { sendApi } : {}),
           });
         if (stopping) return; // stopped while the port was being bound
         starting = app.start();

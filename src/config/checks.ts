@@ -51,6 +51,12 @@ export function crossChecks(data: unknown, baseDir: string): Issue[] {
     }
   }
 
+  if (isRecord(data.http) && isRecord(data.http.sendApi)) {
+    if (data.http.enabled === false)
+      issues.push({ path: ['http', 'sendApi'], message: 'needs the HTTP server: http.enabled is false' });
+    issues.push(...sendApiChecks(data.http.sendApi));
+  }
+
   if (Array.isArray(data.rules)) {
     const seen = new Map<string, number>();
     data.rules.forEach((rule: unknown, i: number) => {
@@ -199,5 +205,36 @@ function ruleChecks(rule: Record<string, unknown>, i: number): Issue[] {
       });
     }
   }
+  return issues;
+}
+
+/** http.sendApi: token names and values each used once (a shared value would make the name a guess) */
+function sendApiChecks(api: Record<string, unknown>): Issue[] {
+  const issues: Issue[] = [];
+  if (!Array.isArray(api.tokens)) return issues;
+  const names = new Map<string, number>();
+  const values = new Map<string, number>();
+  api.tokens.forEach((t: unknown, i: number) => {
+    if (!isRecord(t)) return;
+    if (typeof t.name === 'string') {
+      const prev = names.get(t.name);
+      if (prev !== undefined)
+        issues.push({
+          path: ['http', 'sendApi', 'tokens', i, 'name'],
+          message: `duplicate token name '${t.name}' (also tokens[${prev}])`,
+        });
+      else names.set(t.name, i);
+    }
+    if (typeof t.token === 'string' && t.token !== '') {
+      const prev = values.get(t.token);
+      // the value itself is never quoted: it is a secret
+      if (prev !== undefined)
+        issues.push({
+          path: ['http', 'sendApi', 'tokens', i, 'token'],
+          message: `the same token value as tokens[${prev}]; each token needs its own`,
+        });
+      else values.set(t.token, i);
+    }
+  });
   return issues;
 }

@@ -32,6 +32,8 @@ export type {
   LoadedConfig,
   RuleConfig,
   SalesforceConfig,
+  SendApiConfig,
+  SendApiTokenConfig,
   SmtpAuthConfig,
   SmtpConfig,
 } from './schema.ts';

@@ -278,6 +278,68 @@ export const clusterSchema = z
   })
   .default({ leaseTtl: '30s' });
 
+// allowFrom / allowRecipients entries: the three shapes compileAllowList (recipients.ts of src/templates)
+// accepts (an address, *@example.com, *@*.example.com); it checks them strictly again at start.
+const allowPattern = z
+  .string()
+  .regex(
+    /^(\*@(\*\.)?|[^\s@*]+@)[^\s@*]+$/,
+    'must be an address (sales@example.com), *@example.com or *@*.example.com',
+  );
+
+export const sendApiTokenSchema = z.strictObject({
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, 'letters, digits, "_" and "-" only (at most 64)')
+    .describe("names the token in rows (rule api:<name>), logs and metrics; the token's value never appears"),
+  token: z
+    .string()
+    .min(16, 'must be at least 16 characters (e.g. openssl rand -hex 32)')
+    .describe('the bearer token (a secret: use ${ENV})'),
+  allowFrom: z
+    .array(allowPattern)
+    .optional()
+    .describe('From addresses this token may use (patterns like *@example.com); omitted: any'),
+  allowRecipients: z
+    .array(allowPattern)
+    .optional()
+    .describe(
+      'To/CC/Bcc addresses this token may send to; a request with another is refused (403); omitted: any',
+    ),
+  defaultFrom: z.string().min(1).optional().describe('From when the request has none'),
+  rate: z
+    .strictObject({
+      requests: z.number().int().min(1).describe('requests the token may make per `per`'),
+      per: z
+        .string()
+        .regex(/^[1-9]\d*(ms|s|m|h)$/, 'must be a positive duration such as 1s or 1m')
+        .describe('the window, e.g. 1s, 1m'),
+    })
+    .default({ requests: 600, per: '1m' })
+    .describe('over it: 429 with Retry-After'),
+});
+
+export const sendApiSchema = z
+  .strictObject({
+    tokens: z.array(sendApiTokenSchema).min(1, 'needs at least one token'),
+    maxBodyBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(100 * 1024 * 1024)
+      .default(10_485_760)
+      .describe('a larger request body is refused with 413 before it is read whole'),
+    waitTimeoutMs: z
+      .number()
+      .int()
+      .min(0)
+      .max(300_000)
+      .default(30_000)
+      .describe('?wait=true waits this long for the final state, then answers 202'),
+  })
+  .optional()
+  .describe("the Send API: POST /v1/send, GET /v1/messages/{id}, GET /v1/openapi.json (README 'Send API')");
+
 export const configSchema = z.strictObject({
   salesforce: salesforceSchema,
   smtp: smtpSchema,
@@ -293,6 +355,7 @@ export const configSchema = z.strictObject({
       host: z.string().default('0.0.0.0'),
       port: z.number().int().min(0).max(65535).default(8080),
       enabled: z.boolean().default(true),
+      sendApi: sendApiSchema,
     })
     .default({ host: '0.0.0.0', port: 8080, enabled: true }),
   log: z
@@ -319,6 +382,8 @@ export type AuthConfig = z.infer<typeof authSchema>;
 export type DeliveryConfig = z.infer<typeof deliverySchema>;
 export type ClusterConfig = z.infer<typeof clusterSchema>;
 export type SmtpAuthConfig = NonNullable<SmtpConfig['auth']>;
+export type SendApiConfig = NonNullable<Config['http']['sendApi']>;
+export type SendApiTokenConfig = SendApiConfig['tokens'][number];
 
 /** Config after loading: the parsed values plus where they came from. */
 export interface LoadedConfig extends Config {

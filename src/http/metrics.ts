@@ -59,6 +59,10 @@ export class Metrics {
   readonly dailySent: Gauge;
   readonly dailyLimit: Gauge;
   readonly streamReconnects: Counter<'api' | 'reason'>;
+  readonly sendApiRequests: Counter<'token' | 'route' | 'status'>;
+  readonly sendApiQueued: Counter<'token'>;
+  readonly sendApiSent: Counter<'token'>;
+  readonly sendApiDead: Counter<'token'>;
 
   constructor(opts: MetricsOptions = {}) {
     const registers = [this.registry];
@@ -229,7 +233,38 @@ export class Metrics {
       labelNames: ['api', 'reason'],
       registers,
     });
+    // the Send API, by token NAME (never its value); '-' = no known token
+    this.sendApiRequests = new Counter({
+      name: `${p}send_api_requests_total`,
+      help: "Send API requests by token name ('-': no known token), route (send, messages, other) and HTTP status",
+      labelNames: ['token', 'route', 'status'],
+      registers,
+    });
+    this.sendApiQueued = new Counter({
+      name: `${p}send_api_queued_total`,
+      help: 'Send API messages written to the outbox (idempotent replays not counted)',
+      labelNames: ['token'],
+      registers,
+    });
+    this.sendApiSent = new Counter({
+      name: `${p}send_api_sent_total`,
+      help: 'Send API messages the SMTP server accepted',
+      labelNames: ['token'],
+      registers,
+    });
+    this.sendApiDead = new Counter({
+      name: `${p}send_api_dead_total`,
+      help: 'Send API messages given up (permanent rejection, too old, attempts spent)',
+      labelNames: ['token'],
+      registers,
+    });
     for (const rule of opts.rules ?? []) this.initRule(rule);
+  }
+
+  /** the Send API's token names: their series start at 0 */
+  initSendApiTokens(names: string[]): void {
+    for (const token of names)
+      for (const c of [this.sendApiQueued, this.sendApiSent, this.sendApiDead]) c.inc({ token }, 0);
   }
 
   /** Reads for the scrape-time gauges (outbox depth, circuit). */
@@ -286,6 +321,10 @@ export class Metrics {
     }
     if (e.type !== 'outcome') return;
     const rule = e.rule;
+    // Send API rows are rule api:<token name> (http/send-api.ts)
+    const token = rule.startsWith('api:') ? rule.slice(4) : undefined;
+    if (token !== undefined && e.outcome === 'sent') this.sendApiSent.inc({ token });
+    if (token !== undefined && e.outcome === 'dead') this.sendApiDead.inc({ token });
     if (e.outcome !== 'sent') this.sendFailures.inc({ rule, outcome: e.outcome, code: e.code ?? 'ESEND' });
     if (e.failure === 'throttle') this.throttled.inc({ rule });
     // 'release': the circuit put the row back without an attempt; neither a send nor a retry

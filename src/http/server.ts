@@ -1,6 +1,7 @@
 // The daemon's HTTP endpoints on node:http: GET /healthz (liveness), GET /readyz (readiness),
-// GET /metrics (Prometheus text). Read-only, cheap per probe, and hardened so that no client
-// (garbage, huge headers, slowloris) can take the daemon down.
+// GET /metrics (Prometheus text), and with http.sendApi the Send API under /v1/ (send-api.ts, the
+// only part that reads request bodies, each bounded). Cheap per probe, and hardened so that no
+// client (garbage, huge headers, slowloris) can take the daemon down.
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -10,6 +11,7 @@ import { coerceError } from '../util/errors.ts';
 import type { Metrics } from './metrics.ts';
 import { OutboxCache, readiness } from './readiness.ts';
 import type { AppView } from './readiness.ts';
+import type { SendApi } from './send-api.ts';
 
 export interface HttpServerOptions {
   app: AppView;
@@ -19,6 +21,8 @@ export interface HttpServerOptions {
   logger: Logger;
   /** serves /metrics when given (404 otherwise) */
   metrics?: Metrics;
+  /** the Send API (http/send-api.ts), answering under /v1/ when given (404 otherwise) */
+  sendApi?: SendApi;
   /** values never to appear in a response (the caller's config's secrets) */
   secrets: string[];
   /** whole header block must arrive within this (slowloris); default 10 s */
@@ -126,18 +130,25 @@ export async function startHttpServer(o: HttpServerOptions): Promise<HttpServer>
       : {}),
   };
 
+  const paths = [...Object.keys(routes), ...(o.sendApi?.paths ?? [])];
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    req.resume(); // a body, if any, is not read; drain it so the socket stays usable
-    let path: string;
+    let url: URL;
     try {
-      path = new URL(req.url ?? '/', 'http://localhost').pathname;
+      url = new URL(req.url ?? '/', 'http://localhost');
     } catch {
+      req.resume();
       json(res, 400, { error: 'bad request' }, { Connection: 'close' });
       return;
     }
+    const path = url.pathname;
+    if (o.sendApi?.handles(path)) {
+      await o.sendApi.handle(req, res, url, json); // reads (or drains) the body itself
+      return;
+    }
+    req.resume(); // a body, if any, is not read; drain it so the socket stays usable
     const route = Object.hasOwn(routes, path) ? routes[path] : undefined;
     if (!route) {
-      json(res, 404, { error: 'not found', paths: Object.keys(routes) });
+      json(res, 404, { error: 'not found', paths });
       return;
     }
     // RFC 9110 section 15.5.6: a 405 carries Allow with the methods the resource supports.
@@ -219,6 +230,7 @@ export async function startHttpServer(o: HttpServerOptions): Promise<HttpServer>
     },
     close(graceMs = 1000) {
       stopping = true;
+      o.sendApi?.close();
       closing ??= new Promise<void>((resolve) => {
         clearInterval(heartbeat);
         const cut = setTimeout(() => server.closeAllConnections(), graceMs);

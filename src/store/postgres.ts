@@ -20,6 +20,9 @@ import type {
   ReplicaInfo,
   RuleLease,
   PaceState,
+  SendApiMessage,
+  SendApiOutcome,
+  SendApiRequest,
   Store,
 } from './types.ts';
 import { OUTBOX_STATES } from './types.ts';
@@ -46,6 +49,7 @@ import {
 export { describePostgresUrl, isConnectionError, parsePostgresUrl } from './postgres-connection.ts';
 import {
   cmp,
+  iso,
   readDigest,
   toCheckpoint,
   toLease,
@@ -794,6 +798,85 @@ export class PostgresStore implements Store {
     );
     const t = (rows[0] as { t: Date | null } | undefined)?.t;
     return t ? new Date(t) : null;
+  }
+
+  // -- the Send API (http/send-api.ts)
+
+  async enqueueSendRequests(requests: SendApiRequest[]): Promise<SendApiOutcome[]> {
+    this.check('enqueueSendRequests');
+    if (requests.length === 0) return [];
+    // Replicas may get the same key at once: each key's advisory lock (taken in sorted order, so
+    // two batches cannot deadlock) serialises them, and the second sees the first's row.
+    const keys = [
+      ...new Set(
+        requests.filter((r) => r.idempotencyKey !== null).map((r) => `${r.token}:${r.idempotencyKey}`),
+      ),
+    ].sort(cmp);
+    return this.tx(async (c) => {
+      for (const k of keys) {
+        await c.query(`SELECT pg_advisory_xact_lock(hashtext('lead_notifier_send_api'), hashtext($1))`, [k]);
+      }
+      const out: SendApiOutcome[] = [];
+      for (const r of requests) {
+        if (r.idempotencyKey !== null) {
+          const { rows } = await c.query(
+            'SELECT id, body_hash, outbox_id FROM send_api_messages WHERE token = $1 AND idempotency_key = $2',
+            [r.token, r.idempotencyKey],
+          );
+          const seen = rows[0] as Row | undefined;
+          if (seen) {
+            out.push(
+              seen.body_hash === r.bodyHash
+                ? { kind: 'replay', id: String(seen.id), outboxId: Number(seen.outbox_id) }
+                : { kind: 'conflict', id: String(seen.id) },
+            );
+            continue;
+          }
+        }
+        const { row } = r;
+        // one statement for both rows; a plain INSERT: a clash would be a bug and rolls back the batch
+        const { rows } = await c.query(
+          `WITH o AS (
+             INSERT INTO outbox (rule, object, record_id, record_created_date, state, message, last_error, last_error_code)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id
+           )
+           INSERT INTO send_api_messages (id, token, idempotency_key, body_hash, outbox_id)
+           SELECT $9, $10, $11, $12, o.id FROM o RETURNING outbox_id`,
+          [
+            row.rule,
+            row.object,
+            row.recordId,
+            normalizeInstant(row.recordCreatedDate, `recordCreatedDate of ${row.recordId}`),
+            row.state,
+            row.message === null ? null : JSON.stringify(row.message),
+            row.lastError ?? null,
+            row.lastErrorCode ?? null,
+            r.id,
+            r.token,
+            r.idempotencyKey,
+            r.bodyHash,
+          ],
+        );
+        out.push({ kind: 'created', id: r.id, outboxId: Number((rows[0] as Row).outbox_id) });
+      }
+      return out;
+    });
+  }
+
+  async getSendApiMessage(token: string, id: string): Promise<SendApiMessage | null> {
+    this.check('getSendApiMessage');
+    const { rows } = await this.q(
+      'SELECT id, token, outbox_id, created_at FROM send_api_messages WHERE id = $1 AND token = $2',
+      [id, token],
+    );
+    const m = rows[0] as Row | undefined;
+    if (!m) return null;
+    return {
+      id: String(m.id),
+      token: String(m.token),
+      createdAt: iso(m.created_at),
+      row: await this.get(Number(m.outbox_id)),
+    };
   }
 
   // -- the send pacer's state (delivery/pacer.ts)

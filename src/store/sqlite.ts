@@ -20,6 +20,9 @@ import type {
   ReplicaInfo,
   RuleLease,
   PaceState,
+  SendApiMessage,
+  SendApiOutcome,
+  SendApiRequest,
   Store,
 } from './types.ts';
 import { OUTBOX_STATES } from './types.ts';
@@ -748,6 +751,70 @@ export class SqliteStore implements Store {
       `SELECT min(next_attempt_at) AS t FROM outbox WHERE state IN ('failed', 'pending') AND next_attempt_at IS NOT NULL`,
     ).get() as { t: string | null };
     return row.t ? new Date(row.t) : null;
+  }
+
+  // -- the Send API (http/send-api.ts)
+
+  async enqueueSendRequests(requests: SendApiRequest[]): Promise<SendApiOutcome[]> {
+    this.check('enqueueSendRequests');
+    if (requests.length === 0) return [];
+    const now = new Date().toISOString();
+    const prior = this.stmt(
+      'SELECT id, body_hash, outbox_id FROM send_api_messages WHERE token = ? AND idempotency_key = ?',
+    );
+    // a plain INSERT: the id is new (a UUID, or derived from a key looked up just above), so a
+    // clash on the outbox's unique key would be a bug and rolls the whole batch back
+    const insertRow = this.stmt(
+      `INSERT INTO outbox (rule, object, record_id, record_created_date, state, message, last_error, last_error_code, created_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+    );
+    const insertMessage = this.stmt(
+      `INSERT INTO send_api_messages (id, token, idempotency_key, body_hash, outbox_id, created_at)
+       VALUES (?, ?, ?, ?, ?, ?)`,
+    );
+    return this.tx(() =>
+      requests.map((r): SendApiOutcome => {
+        if (r.idempotencyKey !== null) {
+          const seen = prior.get(r.token, r.idempotencyKey) as Row | undefined;
+          if (seen) {
+            return str(seen.body_hash) === r.bodyHash
+              ? { kind: 'replay', id: str(seen.id), outboxId: Number(seen.outbox_id) }
+              : { kind: 'conflict', id: str(seen.id) };
+          }
+        }
+        const { row } = r;
+        const inserted = insertRow.get(
+          row.rule,
+          row.object,
+          row.recordId,
+          normalizeInstant(row.recordCreatedDate, `recordCreatedDate of ${row.recordId}`),
+          row.state,
+          row.message === null ? null : JSON.stringify(row.message),
+          row.lastError ?? null,
+          row.lastErrorCode ?? null,
+          now,
+          now,
+        ) as Row;
+        const outboxId = Number(inserted.id);
+        insertMessage.run(r.id, r.token, r.idempotencyKey, r.bodyHash, outboxId, now);
+        return { kind: 'created', id: r.id, outboxId };
+      }),
+    );
+  }
+
+  async getSendApiMessage(token: string, id: string): Promise<SendApiMessage | null> {
+    this.check('getSendApiMessage');
+    const m = this.stmt(
+      'SELECT id, token, outbox_id, created_at FROM send_api_messages WHERE id = ? AND token = ?',
+    ).get(id, token) as Row | undefined;
+    if (!m) return null;
+    const row = this.stmt('SELECT * FROM outbox WHERE id = ?').get(Number(m.outbox_id)) as Row | undefined;
+    return {
+      id: str(m.id),
+      token: str(m.token),
+      createdAt: str(m.created_at),
+      row: row ? toOutboxRow(row) : null,
+    };
   }
 
   // -- the send pacer's state (delivery/pacer.ts)

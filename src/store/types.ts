@@ -199,6 +199,39 @@ export interface OutboxCounts {
   total: Record<OutboxState, number>;
 }
 
+/** One accepted Send API request (http/send-api.ts) to enqueue with its outbox row. */
+export interface SendApiRequest {
+  /** the public message id (unique); also the outbox row's recordId */
+  id: string;
+  /** the token's name (never its value) */
+  token: string;
+  /** the Idempotency-Key, scoped to the token; null: none */
+  idempotencyKey: string | null;
+  /** sha256 (hex) of the canonical JSON body: the same key with another hash is a conflict ('-' without a key) */
+  bodyHash: string;
+  /** the email, an ordinary pending row (rule `api:<token>`) */
+  row: NewOutboxRow;
+}
+
+/**
+ * What became of a SendApiRequest: `created` (row written), `replay` (the token's key was used
+ * before with the same body: nothing written, the first message's id), `conflict` (the key was
+ * used before with another body: nothing written).
+ */
+export type SendApiOutcome =
+  | { kind: 'created'; id: string; outboxId: number }
+  | { kind: 'replay'; id: string; outboxId: number }
+  | { kind: 'conflict'; id: string };
+
+/** A Send API message as its token may see it. */
+export interface SendApiMessage {
+  id: string;
+  token: string;
+  createdAt: string;
+  /** the outbox row (null if an operator removed it) */
+  row: OutboxRow | null;
+}
+
 /**
  * Durable checkpoints and the outbox. Implemented by SQLite (src/store/sqlite.ts) and
  * PostgreSQL (src/store/postgres.ts); one contract test suite runs against both.
@@ -287,6 +320,15 @@ export interface Store {
   resolve(id: number, as: 'sent' | 'dead', note?: string): Promise<boolean>;
   /** the most recent errors (dead/failed/unknown rows with lastError), newest first */
   lastErrors(limit: number): Promise<OutboxRow[]>;
+  /**
+   * The Send API's group commit, ONE transaction for all of `requests`, in order: each is checked
+   * against its token's Idempotency-Key (an earlier request, in the store or earlier in this
+   * batch, with the same key: `replay` when the body hash matches, else `conflict`, nothing
+   * written), otherwise its outbox row and its send_api_messages row are inserted together.
+   */
+  enqueueSendRequests(requests: SendApiRequest[]): Promise<SendApiOutcome[]>;
+  /** the token's message by public id; another token's (or an unknown) id: null */
+  getSendApiMessage(token: string, id: string): Promise<SendApiMessage | null>;
   /** earliest nextAttemptAt among failed rows, or null; lets the dispatcher sleep exactly */
   nextDueAt(): Promise<Date | null>;
   close(): Promise<void>;

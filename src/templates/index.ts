@@ -441,15 +441,7 @@ function renderContext(
   const replyToBoxes = mailboxes(singleLine(run(t.replyTo, context, 'email.replyTo')), 'email.replyTo');
 
   // Importance per the de-facto Outlook headers; user headers may override them
-  const headers: Record<string, string> = {};
-  const importance = compiled.rule.email.importance ?? 'normal';
-  if (importance === 'high') {
-    headers['Importance'] = 'high';
-    headers['X-Priority'] = '1 (Highest)';
-  } else if (importance === 'low') {
-    headers['Importance'] = 'low';
-    headers['X-Priority'] = '5 (Lowest)';
-  }
+  const headers = importanceHeaders(compiled.rule.email.importance ?? 'normal');
   for (const [name, template] of t.headers) {
     for (const existing of Object.keys(headers)) {
       if (existing.toLowerCase() === name.toLowerCase()) delete headers[existing];
@@ -510,8 +502,18 @@ function renderContext(
   return message;
 }
 
-/** Defence in depth: nothing that becomes a header line may still carry a line break. */
-function assertSingleLine(m: RenderedMessage): void {
+/** Importance as the de-facto Outlook headers (Importance, X-Priority); none for normal. */
+export function importanceHeaders(importance: 'high' | 'normal' | 'low'): Record<string, string> {
+  if (importance === 'high') return { Importance: 'high', 'X-Priority': '1 (Highest)' };
+  if (importance === 'low') return { Importance: 'low', 'X-Priority': '5 (Lowest)' };
+  return {};
+}
+
+/**
+ * Defence in depth: nothing that becomes a header line may still carry a line break. Throws
+ * RenderError EHEADER. Also used by the Send API (http/send-api.ts) on the messages it builds.
+ */
+export function assertSingleLine(m: RenderedMessage): void {
   const values: [string, string][] = [
     ['messageId', m.messageId],
     ['from', m.from],

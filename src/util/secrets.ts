@@ -15,6 +15,8 @@ export const SECRET_KEYS: readonly string[] = [
   'assertion',
   'authorization',
   'Authorization',
+  // http.sendApi.tokens[].token
+  'token',
 ];
 
 /** what a secret is replaced by */

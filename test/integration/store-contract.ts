@@ -1,7 +1,7 @@
 // The Store contract: one suite, run against every backend (store-sqlite.test.ts, store-postgres.test.ts).
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { StoreClosedError } from '../../src/store/errors.ts';
-import type { NewOutboxRow, OutboxRow, Store } from '../../src/store/index.ts';
+import type { NewOutboxRow, OutboxRow, SendApiRequest, Store } from '../../src/store/index.ts';
 import type { RenderedMessage } from '../../src/types.ts';
 import { OUTBOX_STATES } from '../../src/store/index.ts';
 
@@ -1080,6 +1080,94 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
           }),
         ).rejects.toThrow();
         expect((await store.openDigestItems('digest', 5)).count).toBe(1);
+      });
+    });
+
+    describe('send API requests', () => {
+      const request = (id: string, token: string, key: string | null, bodyHash = 'h1'): SendApiRequest => ({
+        id,
+        token,
+        idempotencyKey: key,
+        bodyHash,
+        row: row(`api:${token}`, id),
+      });
+
+      it('writes each new request as an ordinary pending outbox row plus its message, in one batch', async () => {
+        const { store } = await fresh();
+        const out = await store.enqueueSendRequests([request('m1', 'a', null), request('m2', 'a', 'k1')]);
+        expect(out.map((o) => o.kind)).toEqual(['created', 'created']);
+        const first = out[0]!;
+        if (first.kind !== 'created') throw new Error('unreachable');
+        const r = await store.get(first.outboxId);
+        expect(r).toMatchObject({ rule: 'api:a', recordId: 'm1', state: 'pending', attempts: 0 });
+        expect(r!.message).toEqual(message('api:a', 'm1'));
+        // the dispatcher claims it like any rule's row
+        const claimed = await store.claimDue({ owner: 'o', limit: 10, leaseMs: 60_000 });
+        expect(claimed.map((c) => c.recordId).sort()).toEqual(['m1', 'm2']);
+        const got = await store.getSendApiMessage('a', 'm1');
+        expect(got).toMatchObject({ id: 'm1', token: 'a' });
+        expect(got!.row!.id).toBe(first.outboxId);
+        expect(got!.row!.state).toBe('sending');
+        expect(Number.isNaN(Date.parse(got!.createdAt))).toBe(false);
+      });
+
+      it("another token's message, and an unknown id, are not found", async () => {
+        const { store } = await fresh();
+        await store.enqueueSendRequests([request('m1', 'a', null)]);
+        expect(await store.getSendApiMessage('b', 'm1')).toBeNull();
+        expect(await store.getSendApiMessage('a', 'nope')).toBeNull();
+      });
+
+      it('an Idempotency-Key is once-only per token: same body replays, another body conflicts, across handles', async () => {
+        const { store, again } = await fresh();
+        const [created] = await store.enqueueSendRequests([request('m1', 'a', 'k')]);
+        expect(created).toMatchObject({ kind: 'created', id: 'm1' });
+        const outboxId = created!.kind === 'created' ? created!.outboxId : -1;
+        const other = await again();
+        // the same key within one batch and from another handle (a restart, a replica)
+        expect(
+          await other.enqueueSendRequests([
+            request('m2', 'a', 'k'),
+            request('m3', 'a', 'k', 'h2'),
+            request('m4', 'b', 'k'),
+            request('m5', 'b', 'k'),
+          ]),
+        ).toEqual([
+          { kind: 'replay', id: 'm1', outboxId },
+          { kind: 'conflict', id: 'm1' },
+          expect.objectContaining({ kind: 'created', id: 'm4' }),
+          expect.objectContaining({ kind: 'replay', id: 'm4' }),
+        ]);
+        // nothing more was written for the replays and the conflict
+        const rows = await store.list({ limit: 100 });
+        expect(rows.map((r) => r.recordId).sort()).toEqual(['m1', 'm4']);
+        expect(await store.getSendApiMessage('a', 'm2')).toBeNull();
+      });
+
+      it('concurrent batches with the same key create exactly one row', async () => {
+        const { store, again } = await fresh();
+        const handles = [store, await again(), await again()];
+        const results = await Promise.all(
+          handles.map((h, i) => h.enqueueSendRequests([request(`m${i}`, 'a', 'same')])),
+        );
+        const kinds = results.flat().map((o) => o.kind);
+        expect(kinds.filter((k) => k === 'created')).toHaveLength(1);
+        expect(kinds.filter((k) => k === 'replay')).toHaveLength(2);
+        expect(await store.list({ rule: 'api:a', limit: 10 })).toHaveLength(1);
+      });
+
+      it('a failing request rolls its whole batch back: no partial rows', async () => {
+        const { store } = await fresh();
+        await expect(
+          store.enqueueSendRequests([
+            request('m1', 'a', 'k1'),
+            { ...request('m2', 'a', null), row: { ...row('api:a', 'm2'), recordCreatedDate: 'nope' } },
+          ]),
+        ).rejects.toThrow();
+        expect(await store.list({ limit: 10 })).toHaveLength(0);
+        expect(await store.getSendApiMessage('a', 'm1')).toBeNull();
+        // the key was not used up
+        expect((await store.enqueueSendRequests([request('m3', 'a', 'k1')]))[0]!.kind).toBe('created');
       });
     });
   });

@@ -77,6 +77,7 @@ describe('postgres store specifics', () => {
       'match_state',
       'outbox',
       'rule_leases',
+      'send_api_messages',
       'send_pace',
     ]);
   });

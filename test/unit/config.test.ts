@@ -382,6 +382,58 @@ describe('the example config', () => {
     );
   });
 
+  it('http.sendApi: defaults, tokens as secrets, names and values each once', () => {
+    const api = (tokens: string) => `${MINIMAL}http:\n  sendApi:\n    tokens:\n${tokens}`;
+    const one = '      - { name: crm, token: "${API_TOKEN}", allowRecipients: ["*@example.com"] }\n';
+    const c = parseConfigText(api(one), 'notifier.yaml', {
+      env: { ...ENV, API_TOKEN: 'api-Token-Value-0123' },
+    });
+    expect(c.http.sendApi).toEqual({
+      tokens: [
+        {
+          name: 'crm',
+          token: 'api-Token-Value-0123',
+          allowRecipients: ['*@example.com'],
+          rate: { requests: 600, per: '1m' },
+        },
+      ],
+      maxBodyBytes: 10_485_760,
+      waitTimeoutMs: 30_000,
+    });
+    expect(secretsOf(c)).toContain('api-Token-Value-0123');
+    const red = JSON.stringify(redactConfig(c));
+    expect(red).not.toContain('api-Token-Value-0123');
+    expect(red).toContain('"name":"crm","token":"[redacted]"');
+
+    const bad = api(
+      '      - { name: crm, token: "${API_TOKEN}" }\n' +
+        '      - { name: crm, token: "${API_TOKEN}", allowFrom: ["*.example.com"] }\n' +
+        '      - { name: "a b", token: short, rate: { requests: 0, per: 1y } }\n',
+    );
+    let message = '';
+    try {
+      parseConfigText(bad, 'notifier.yaml', { env: { ...ENV, API_TOKEN: 'api-Token-Value-0123' } });
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      message = (err as Error).message;
+    }
+    expect(message).toContain('http.sendApi.tokens[1].name');
+    expect(message).toContain("duplicate token name 'crm'");
+    expect(message).toContain('http.sendApi.tokens[1].token');
+    expect(message).toContain('http.sendApi.tokens[1].allowFrom[0]');
+    expect(message).toContain('http.sendApi.tokens[2].name');
+    expect(message).toContain('http.sendApi.tokens[2].token');
+    expect(message).toContain('http.sendApi.tokens[2].rate.requests');
+    expect(message).toContain('http.sendApi.tokens[2].rate.per');
+    // the secret itself is never quoted
+    expect(message).not.toContain('api-Token-Value-0123');
+    expect(() =>
+      parseConfigText(api(one).replace('http:\n', 'http:\n  enabled: false\n'), 'notifier.yaml', {
+        env: { ...ENV, API_TOKEN: 'api-Token-Value-0123' },
+      }),
+    ).toThrow(/http\.sendApi.*http\.enabled is false/s);
+  });
+
   it('a postgres password in the store URL is a secret', () => {
     const text = `${MINIMAL}store: postgres://worker:\${PGPASSWORD}@db.internal:5432/leads\n`;
     const c = parseConfigText(text, 'notifier.yaml', { env: { ...ENV, PGPASSWORD: 'pg-Secret-77' } });
