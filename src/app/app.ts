@@ -166,6 +166,9 @@ export class App {
       onEvent: (e) => {
         if (e.type === 'loop-error' && isStoreFailure(e.error))
           this.storeProblem = { reason: e.error.message, at: new Date().toISOString() };
+        // the dispatcher's transaction went through again: the store takes writes (on a follower
+        // no poll would ever say so)
+        else if (e.type === 'loop-recovered') this.storeProblem = null;
         this.trackSmtp(e);
         this.opts.events?.onDispatch?.(e);
       },

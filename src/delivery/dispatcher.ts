@@ -58,7 +58,9 @@ export type DispatchEvent =
     }
   | { type: 'circuit'; state: 'open' | 'closed'; reason?: string }
   | { type: 'recovered'; ids: number[] }
-  | { type: 'loop-error'; error: Error };
+  | { type: 'loop-error'; error: Error }
+  /** the first tick that went through after loop errors (the store takes writes again) */
+  | { type: 'loop-recovered'; afterErrors: number };
 
 const DEFAULT_POLL_MS = 1000;
 const MAX_LOOP_BACKOFF_MS = 30_000;
@@ -258,6 +260,8 @@ export class Dispatcher {
       } else if (canSend && free > 0) {
         idleFor = await this.untilNextDue();
       }
+      if (this.contiguousErrors > 0)
+        this.emit({ type: 'loop-recovered', afterErrors: this.contiguousErrors });
       this.contiguousErrors = 0;
     } catch (err) {
       // store trouble is a loop-level error: log it, back off, keep going (never crash the loop)

@@ -42,6 +42,10 @@ export class OutboxCache {
 
   get(): Promise<OutboxSnapshot> {
     if (this.last && Date.now() - this.last.at < this.ttlMs) return Promise.resolve(this.last);
+    // A database known to be gone: answer now rather than wait out the query's reconnect backoff
+    // (a probe has a timeout of its own; readiness is 503 for the store anyway).
+    const down = this.app.store?.connectionProblem?.();
+    if (down) return Promise.resolve({ ok: false, error: down.reason, at: Date.now() });
     this.pending ??= this.read().finally(() => (this.pending = undefined));
     return this.pending;
   }
@@ -112,11 +116,15 @@ export function readiness(
 ): ReadinessReport {
   // Reads can work while writes fail (a full disk, a read-only file): the last failed write counts too.
   const kind = app.store?.kind ?? null;
-  const store: ReadinessReport['components']['store'] = !outbox.ok
-    ? { ok: false, state: 'error', reason: outbox.error, kind }
-    : app.storeProblem
-      ? { ok: false, state: 'error', reason: `writes failing: ${app.storeProblem.reason}`, kind }
-      : { ok: true, state: 'ok', reason: null, kind };
+  // A database server that cannot be reached is named as such at once, before any step fails on it.
+  const unreachable = app.store?.connectionProblem?.() ?? null;
+  const store: ReadinessReport['components']['store'] = unreachable
+    ? { ok: false, state: 'unavailable', reason: `${unreachable.reason} (since ${unreachable.since})`, kind }
+    : !outbox.ok
+      ? { ok: false, state: 'error', reason: outbox.error, kind }
+      : app.storeProblem
+        ? { ok: false, state: 'error', reason: `writes failing: ${app.storeProblem.reason}`, kind }
+        : { ok: true, state: 'ok', reason: null, kind };
 
   const rules: RuleReport[] = [...app.rules.values()].map((r) => ({
     name: r.name,

@@ -88,6 +88,8 @@ export class PostgresStore implements Store {
   lastPoolError: Error | undefined;
   /** last error of a connection that died while a statement or transaction held it */
   lastConnectionError: Error | undefined;
+  /** the database is gone since the first failure of an operation for it; cleared by the next success */
+  private down: { reason: string; since: string } | null = null;
   /** for messages: the database without credentials */
   readonly where: string;
 
@@ -143,10 +145,16 @@ export class PostgresStore implements Store {
   private async withReconnect<T>(safety: Safety, op: () => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await op();
+        const out = await op();
+        this.down = null;
+        return out;
       } catch (err) {
         if (!isConnectionError(err)) throw err;
         this.lastConnectionError = err as Error;
+        this.down ??= {
+          reason: `PostgreSQL store ${this.where} unreachable: ${(err as Error).message}`,
+          since: new Date().toISOString(),
+        };
         const delay = CONNECTION_RETRY_DELAYS_MS[attempt];
         if (!safety.safe || delay === undefined || this.closed) {
           throw new StoreUnavailableError(`PostgreSQL store ${this.where}`, safety.method, err);
@@ -154,6 +162,14 @@ export class PostgresStore implements Store {
         await sleep(delay);
       }
     }
+  }
+
+  /**
+   * Why the store cannot be used right now: an operation failed because its connection died or
+   * none could be made, and none has succeeded since. Null while it works.
+   */
+  connectionProblem(): { reason: string; since: string } | null {
+    return this.down;
   }
 
   private async tx<T>(

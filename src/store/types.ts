@@ -205,6 +205,11 @@ export interface OutboxCounts {
  */
 export interface Store {
   readonly kind: 'sqlite' | 'postgres';
+  /**
+   * A database server the store cannot reach right now (its last operation failed for a dead or
+   * refused connection, none has succeeded since); null while it works. A file store has none.
+   */
+  connectionProblem?(): { reason: string; since: string } | null;
   /** create/upgrade the schema; safe when replicas start together */
   migrate(): Promise<void>;
   getCheckpoint(rule: string): Promise<Checkpoint | null>;

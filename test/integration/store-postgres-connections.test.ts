@@ -112,6 +112,9 @@ describe('postgres store: connections that die', () => {
       // it carried on after the last termination, and anything that failed failed as retryable
       expect(done).toBeGreaterThan(before);
       expect(failures.filter((f) => f !== 'ESTOREUNAVAILABLE')).toEqual([]);
+      // the dead connections were noticed, and the next success cleared the store's problem
+      expect(store.kind === 'postgres' && (store as PostgresStore).lastConnectionError).toBeTruthy();
+      expect(store.connectionProblem?.()).toBeNull();
     } finally {
       stop = true;
       await c.end();
@@ -215,10 +218,16 @@ describe('postgres store: connections that die', () => {
         rules: new Map(),
         isStopping: false,
       } as unknown as AppView;
+      // the store knows it is gone, so the probe does not wait out another round of retries
+      expect(store.connectionProblem()?.reason).toMatch(/unreachable: connect ECONNREFUSED/);
+      const probed = Date.now();
       const report = readiness(view, await new OutboxCache(view).get(), false);
+      expect(Date.now() - probed).toBeLessThan(2000);
       expect(report.ready).toBe(false);
-      expect(report.components.store.ok).toBe(false);
-      expect(report.reason).toMatch(/^store: PostgreSQL store postgres:\/\/127\.0\.0\.1:9\/app unavailable/);
+      expect(report.components.store).toMatchObject({ ok: false, state: 'unavailable' });
+      expect(report.reason).toMatch(
+        /^store: PostgreSQL store postgres:\/\/127\.0\.0\.1:9\/app unreachable: /,
+      );
       expect(report.reason).not.toContain('sekret');
     } finally {
       await store.close();
