@@ -163,6 +163,7 @@ export class App {
       resendRules,
       recoverEveryMs: Math.min(leaseMs, Math.ceil(leaseTtlMs / 3)),
       pacer: this.pacer,
+      canJudgeOthers: () => this.leadership?.canJudgeOthers() ?? false,
       onEvent: (e) => {
         if (e.type === 'loop-error' && isStoreFailure(e.error))
           this.storeProblem = { reason: e.error.message, at: new Date().toISOString() };

@@ -45,6 +45,9 @@ export class Leadership {
   replicas: ReplicaInfo[] = [];
   private readonly o: LeadershipOptions;
   private readonly held = new Map<string, Held>();
+  /** local time of the first heartbeat of the current unbroken run of them (none: broken) */
+  private steadySince: number | undefined;
+  private lastBeatAt: number | undefined;
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   private stopped = false;
@@ -63,6 +66,15 @@ export class Leadership {
     await this.tick();
     this.timer = setInterval(() => void this.tick(), Math.max(50, Math.floor(this.o.ttlMs / 3)));
     this.timer.unref();
+  }
+
+  /**
+   * This replica has heartbeated without a break for at least one ttl, so every other live
+   * replica has had the time to heartbeat as well: only then may it judge one whose heartbeat
+   * ended to be dead. Right after a pause or an outage every heartbeat looks old, its own too.
+   */
+  canJudgeOthers(): boolean {
+    return this.steadySince !== undefined && this.now() - this.steadySince >= this.o.ttlMs;
   }
 
   isLeader(rule: string): boolean {
@@ -96,7 +108,13 @@ export class Leadership {
     const id = this.replicaId;
     try {
       this.replicas = await store.heartbeat(this.o.replica, ttlMs);
+      const at = this.now();
+      // a gap longer than the ttl (paused, or cut off from the store) breaks the run
+      if (this.lastBeatAt === undefined || at - this.lastBeatAt > ttlMs) this.steadySince = at;
+      this.steadySince ??= at;
+      this.lastBeatAt = at;
     } catch (e) {
+      this.steadySince = undefined;
       this.renewFailed(e, 'heartbeat');
     }
     const fair = this.share();

@@ -39,6 +39,12 @@ export interface DispatcherOptions {
   recoverEveryMs?: number;
   /** paces sends to the relay's limit and is told about throttling replies (delivery/pacer.ts) */
   pacer?: Pacer;
+  /**
+   * may rows of replicas whose heartbeat ended be taken as a dead replica's now? (false right
+   * after this process was paused or cut off from the store: the others' heartbeats look old
+   * then only because nobody could write one); default yes
+   */
+  canJudgeOthers?: () => boolean;
 }
 
 export type DispatchEvent =
@@ -324,12 +330,25 @@ export class Dispatcher {
     return Math.min(this.pollMs, Math.max(MIN_WAKE_MS, next.getTime() - Date.now()));
   }
 
-  /** rows another (crashed) process left `sending` past their lease */
+  /**
+   * Rows left `sending` past their lease: this process's own (it was paused or stalled past
+   * the lease: the send may have gone out) and another (crashed) process's, each said as such.
+   */
   private async recoverExpired(): Promise<void> {
     this.lastRecoverAt = Date.now();
+    const resendRules = this.o.resendRules ?? [];
+    const own = await this.o.store.recoverAbandoned({ resendRules, self: this.o.owner, onlySelf: true });
+    if (own.length) {
+      this.log.warn(
+        { ids: own.slice(0, 50), count: own.length, leaseMs: this.o.leaseMs },
+        "this process's own rows: their send lease expired while it was paused or stalled; marked unknown unless their rule says onUncertain: resend",
+      );
+      this.emit({ type: 'recovered', ids: own });
+    }
     const ids = await this.o.store.recoverAbandoned({
-      resendRules: this.o.resendRules ?? [],
-      deadOwners: true,
+      resendRules,
+      deadOwners: this.o.canJudgeOthers?.() ?? true,
+      self: this.o.owner,
     });
     if (ids.length) {
       this.log.warn(

@@ -24,8 +24,7 @@ import type {
 } from './types.ts';
 import { OUTBOX_STATES } from './types.ts';
 import {
-  ABANDONED_ERROR,
-  ABANDONED_RESEND,
+  abandonedMessages,
   emptyTotals,
   listLimit,
   normalizeInstant,
@@ -615,6 +614,8 @@ export class PostgresStore implements Store {
   /** `all` is ignored: other replicas may be alive and sending, so only expired leases count. */
   async recoverAbandoned(opts: RecoverOptions): Promise<number[]> {
     this.check('recoverAbandoned');
+    const onlySelf = opts.onlySelf === true && opts.self !== undefined;
+    const msg = abandonedMessages(onlySelf);
     const { rows } = await this.q(
       `WITH t AS (SELECT coalesce($1::timestamptz, now()) AS now)
        UPDATE outbox SET
@@ -626,8 +627,17 @@ export class PostgresStore implements Store {
        WHERE state = 'sending' AND (lease_until < t.now
          OR ($5 AND NOT rule = ANY($2::text[]) AND lease_owner IN (
            SELECT id FROM cluster_replicas WHERE expires_at + (expires_at - seen_at) < t.now)))
+         AND ($6::text IS NULL OR CASE WHEN $7 THEN lease_owner = $6 ELSE lease_owner IS DISTINCT FROM $6 END)
        RETURNING id`,
-      [opts.now ?? null, opts.resendRules ?? [], ABANDONED_RESEND, ABANDONED_ERROR, opts.deadOwners ?? false],
+      [
+        opts.now ?? null,
+        opts.resendRules ?? [],
+        msg.resend,
+        msg.uncertain,
+        (opts.deadOwners ?? false) && !onlySelf,
+        opts.self ?? null,
+        onlySelf,
+      ],
       { safe: true, method: 'recoverAbandoned' },
     );
     return (rows as { id: string }[]).map((r) => Number(r.id)).sort((a, b) => a - b);

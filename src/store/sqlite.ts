@@ -24,8 +24,7 @@ import type {
 } from './types.ts';
 import { OUTBOX_STATES } from './types.ts';
 import {
-  ABANDONED_ERROR,
-  ABANDONED_RESEND,
+  abandonedMessages,
   emptyTotals,
   listLimit,
   normalizeInstant,
@@ -602,7 +601,9 @@ export class SqliteStore implements Store {
   async recoverAbandoned(opts: RecoverOptions): Promise<number[]> {
     this.check('recoverAbandoned');
     const now = (opts.now ?? new Date()).toISOString();
-    const all = opts.all ? 1 : 0;
+    const onlySelf = opts.onlySelf === true && opts.self !== undefined;
+    const msg = abandonedMessages(onlySelf);
+    const all = opts.all && !onlySelf ? 1 : 0;
     const resend = JSON.stringify(opts.resendRules ?? []);
     const recover = this.stmt(
       `UPDATE outbox SET
@@ -614,10 +615,12 @@ export class SqliteStore implements Store {
          OR (? AND rule NOT IN (SELECT value FROM json_each(?)) AND lease_owner IN (
            SELECT id FROM cluster_replicas
            WHERE julianday(expires_at) + (julianday(expires_at) - julianday(seen_at)) < julianday(?))))
+         AND (? IS NULL OR CASE WHEN ? THEN lease_owner = ? ELSE lease_owner IS NOT ? END)
        RETURNING id`,
     );
     const changedAt = new Date().toISOString();
-    const dead = opts.deadOwners ? 1 : 0;
+    const dead = opts.deadOwners && !onlySelf ? 1 : 0;
+    const self = opts.self ?? null;
     // rows a dead process had only reserved (claimed ahead, never handed to a connection) are due
     const unreserve = this.stmt(
       `UPDATE outbox SET lease_owner = NULL, lease_until = NULL
@@ -628,14 +631,18 @@ export class SqliteStore implements Store {
       return recover.all(
         resend,
         resend,
-        ABANDONED_RESEND,
-        ABANDONED_ERROR,
+        msg.resend,
+        msg.uncertain,
         changedAt,
         all,
         now,
         dead,
         resend,
         now,
+        self,
+        onlySelf ? 1 : 0,
+        self,
+        self,
       ) as {
         id: number;
       }[];

@@ -339,6 +339,16 @@ export interface RecoverOptions {
    * lease, so a paused-not-dead replica's send is never repeated early.
    */
   deadOwners?: boolean;
+  /**
+   * this process's lease owner id: its own rows are never taken for a dead replica's (it knows
+   * it is alive), only ever by their expired row lease
+   */
+  self?: string;
+  /**
+   * with `self`: only this process's own rows whose row lease expired (it was paused or stalled
+   * past `delivery.leaseMs`), with a message saying so; `deadOwners` and `all` do not apply
+   */
+  onlySelf?: boolean;
 }
 
 /** `code`: the failure's code (util/errors.ts CODES), kept in the row's last_error_code column. */
