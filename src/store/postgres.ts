@@ -570,6 +570,19 @@ export class PostgresStore implements Store {
             [opts.release, opts.owner],
           );
         }
+        let reclaimed: number[] | undefined;
+        if (opts.reclaim) {
+          // a failed row keeps its state; a sending one was never sent: pending, attempt not counted
+          const { rows } = await c.query(
+            `UPDATE outbox SET lease_owner = NULL, lease_until = NULL, updated_at = now(),
+               state = CASE WHEN state = 'sending' THEN 'pending' ELSE state END,
+               attempts = CASE WHEN state = 'sending' THEN greatest(attempts - 1, 0) ELSE attempts END
+             WHERE lease_owner = $1 AND state IN ('sending', 'pending', 'failed') AND NOT id = ANY($2::bigint[])
+             RETURNING id`,
+            [opts.owner, opts.reclaim],
+          );
+          reclaimed = (rows as { id: string }[]).map((r) => Number(r.id)).sort((a, b) => a - b);
+        }
         let started: number[] = [];
         if (opts.start?.length) {
           const { rows } = await c.query(
@@ -604,7 +617,7 @@ export class PostgresStore implements Store {
             (r.state === 'sending' ? claimed : reserved).push(r);
           }
         }
-        return { started, claimed, reserved };
+        return { started, claimed, reserved, ...(reclaimed ? { reclaimed } : {}) };
       },
       // not repeated: a cycle that committed but whose reply was lost would claim rows twice over
       { safe: false, method: 'cycle' },

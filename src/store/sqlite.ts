@@ -475,9 +475,21 @@ export class SqliteStore implements Store {
     const reserveStmt = this.stmt(
       `UPDATE outbox SET lease_owner = ?, lease_until = ?, updated_at = ? WHERE id IN (${due}) RETURNING *`,
     );
+    const reclaimStmt = this.stmt(
+      `UPDATE outbox SET lease_owner = NULL, lease_until = NULL, updated_at = ?,
+         state = CASE WHEN state = 'sending' THEN 'pending' ELSE state END,
+         attempts = CASE WHEN state = 'sending' THEN max(attempts - 1, 0) ELSE attempts END
+       WHERE lease_owner = ? AND state IN ('sending', 'pending', 'failed')
+         AND id NOT IN (SELECT value FROM json_each(?)) RETURNING id`,
+    );
     return this.tx(() => {
       if (opts.outcomes?.length) this.writeOutcomes(opts.owner, opts.outcomes);
       for (const id of opts.release ?? []) release.run(nowIso, id, opts.owner);
+      const reclaimed = opts.reclaim
+        ? (reclaimStmt.all(nowIso, opts.owner, JSON.stringify(opts.reclaim)) as { id: number }[])
+            .map((r) => r.id)
+            .sort((a, b) => a - b)
+        : undefined;
       const started: number[] = [];
       for (const id of opts.start ?? []) {
         if (start.get(leaseUntil, nowIso, id, opts.owner)) started.push(id);
@@ -495,7 +507,7 @@ export class SqliteStore implements Store {
               .map(toOutboxRow)
               .sort(byId)
           : [];
-      return { started, claimed, reserved };
+      return { started, claimed, reserved, ...(reclaimed ? { reclaimed } : {}) };
     });
   }
 

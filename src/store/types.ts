@@ -175,6 +175,14 @@ export interface CycleOptions {
   reserve?: number;
   /** reserved ids to hand back */
   release?: number[];
+  /**
+   * After a cycle whose outcome is unknown (its connection died around COMMIT): the ids `owner`
+   * still holds (sending, reserved, outcomes not yet written). Every other row leased to `owner`
+   * was leased by that cycle and never handed to a connection, so it goes back: sending ->
+   * pending without counting the attempt, reserved -> lease cleared. Runs after the outcomes and
+   * before the claims of this cycle.
+   */
+  reclaim?: number[];
   now?: Date;
 }
 
@@ -185,6 +193,8 @@ export interface CycleResult {
   claimed: OutboxRow[];
   /** reserved rows (attempts not yet counted) */
   reserved: OutboxRow[];
+  /** with `reclaim`: the ids given back */
+  reclaimed?: number[];
 }
 
 export interface OutboxFilter {

@@ -8,6 +8,7 @@ import { Dispatcher, type DispatchEvent } from '../../src/delivery/dispatcher.ts
 import { backoffDelay } from '../../src/delivery/outcomes.ts';
 import { createSmtpSink, type SmtpSink } from '../../src/sinks/index.ts';
 import { openStore } from '../../src/store/index.ts';
+import { StoreUnavailableError } from '../../src/store/errors.ts';
 import type { NewOutboxRow, OutboxRow, Store } from '../../src/store/index.ts';
 import { dropSchemas, randomSchema, withSchema } from '../helpers/postgres.ts';
 import {
@@ -434,6 +435,40 @@ describe('dispatcher', () => {
     await waitUntil('delivered', () => r.server.messages.length === 1);
     await sleep(100);
     expect((await r.all())[0]!.state).toBe('unknown');
+  });
+
+  it('a cycle that committed but whose reply was lost (connection died at COMMIT): its rows go back and are sent once, none left uncertain', async () => {
+    const r = await rig({ concurrency: 3 });
+    await enqueue(r.store, rows(12));
+    const realCycle = r.store.cycle.bind(r.store);
+    let lost = 0;
+    r.store.cycle = async (o) => {
+      const res = await realCycle(o);
+      // the second and third transactions commit, and the dispatcher hears only that the
+      // connection died (what a PostgreSQL crash or failover at COMMIT looks like)
+      if (++lost === 2 || lost === 3) {
+        throw new StoreUnavailableError(
+          'PostgreSQL store postgres://db/x',
+          'cycle',
+          new Error('Connection terminated unexpectedly'),
+        );
+      }
+      return res;
+    };
+    r.dispatcher.start();
+    await waitUntil('all sent', async () => (await r.store.counts()).total.sent === 12, 15_000).catch(
+      async (e: unknown) => {
+        throw new Error(
+          `${String(e)}: ${JSON.stringify((await r.all()).map((x) => [x.id, x.state, x.leaseOwner, x.attempts]))}`,
+        );
+      },
+    );
+    const all = await r.all();
+    expect(all.every((x) => x.state === 'sent' && x.attempts === 1)).toBe(true);
+    await sleep(100);
+    const got = r.server.messages.map((m) => m.messageId);
+    expect(got).toHaveLength(12);
+    expect(new Set(got).size).toBe(12);
   });
 
   it('a store failure is a logged loop error, not a crash; the loop carries on', async () => {

@@ -487,6 +487,52 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
     });
 
     describe('cycle (group commit: outcomes, start reserved, claim, reserve ahead)', () => {
+      it('reclaim: after a cycle whose reply was lost, what it leased and the owner does not hold goes back, uncounted', async () => {
+        const { store } = await fresh();
+        const ids = (await seed(store, 'r', 8)).map((r) => r.id);
+        // held: ids[0] in flight, ids[1] reserved
+        await store.cycle({ owner: 'o', leaseMs: 60_000, claim: 1, reserve: 1 });
+        // the "lost" cycle: committed, but the owner never learnt what it got
+        await store.cycle({ owner: 'o', leaseMs: 60_000, claim: 2, reserve: 2 });
+        // a failed row of the owner's, retried later (lease cleared, state kept), and another owner's
+        await store.cycle({
+          owner: 'o',
+          leaseMs: 60_000,
+          outcomes: [
+            { id: ids[0]!, kind: 'retry', error: '451', nextAttemptAt: new Date(Date.now() + 60_000) },
+          ],
+        });
+        const mine = await store.cycle({ owner: 'p', leaseMs: 60_000, claim: 1 });
+        const next = await store.cycle({
+          owner: 'o',
+          leaseMs: 60_000,
+          reclaim: [ids[1]!],
+          outcomes: [],
+        });
+        expect(next.reclaimed).toEqual([ids[2], ids[3], ids[4], ids[5]]);
+        for (const id of [ids[2]!, ids[3]!]) {
+          expect(await store.get(id)).toMatchObject({
+            state: 'pending',
+            attempts: 0,
+            leaseOwner: null,
+            leaseUntil: null,
+          });
+        }
+        for (const id of [ids[4]!, ids[5]!]) {
+          expect(await store.get(id)).toMatchObject({ state: 'pending', attempts: 0, leaseOwner: null });
+        }
+        // what it holds, and what is not its own, stay
+        expect(await store.get(ids[1]!)).toMatchObject({ state: 'pending', leaseOwner: 'o' });
+        expect(await store.get(ids[0]!)).toMatchObject({ state: 'failed', attempts: 1 });
+        expect(await store.get(mine.claimed[0]!.id)).toMatchObject({ state: 'sending', leaseOwner: 'p' });
+        // without reclaim, nothing of the kind (and no field)
+        expect(await store.cycle({ owner: 'o', leaseMs: 60_000 })).toEqual({
+          started: [],
+          claimed: [],
+          reserved: [],
+        });
+      });
+
       it('reserved rows stay pending with the lease and attempts uncounted; start moves them to sending', async () => {
         const { store } = await fresh();
         const rows = await seed(store, 'r', 6);
