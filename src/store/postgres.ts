@@ -661,8 +661,15 @@ export class PostgresStore implements Store {
     validateTtl(ttlMs);
     // One statement on the database clock: take a free or expired lease (a new epoch), or extend
     // our own live one (same epoch). Another holder's live lease: no row comes back.
-    const { rows } = await this.q(
-      `INSERT INTO rule_leases AS l (rule, holder, epoch, acquired_at, expires_at)
+    // It waits for a row lock at most a sixth of the ttl: an enqueue transaction holds the lease
+    // row (FOR SHARE) while it waits, and a renewal stuck behind it must not stall the others.
+    const { rows } = await this.tx(
+      async (c) => {
+        await c.query(`SELECT set_config('lock_timeout', $1, true)`, [
+          `${Math.max(100, Math.floor(ttlMs / 6))}ms`,
+        ]);
+        return c.query(
+          `INSERT INTO rule_leases AS l (rule, holder, epoch, acquired_at, expires_at)
        VALUES ($1, $2, 1, now(), now() + $3::double precision * interval '1 millisecond')
        ON CONFLICT (rule) DO UPDATE SET
          holder = excluded.holder,
@@ -671,7 +678,9 @@ export class PostgresStore implements Store {
          expires_at = excluded.expires_at
        WHERE l.expires_at <= now() OR l.holder = excluded.holder
        RETURNING *`,
-      [rule, holder, ttlMs],
+          [rule, holder, ttlMs],
+        );
+      },
       { safe: true, method: 'acquireLease' }, // repeating it for the same holder only extends
     );
     return rows[0] ? toLease(rows[0] as Row) : null;
