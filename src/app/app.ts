@@ -18,6 +18,7 @@ import type { ApiUsage, PollResult } from '../sources/salesforce/poller.ts';
 import type { RuleStream } from '../sources/salesforce/stream.ts';
 import { UpdatePoller } from '../sources/salesforce/update-poller.ts';
 import { isStoreFailure, openStore, SqliteStore } from '../store/index.ts';
+import type { PostgresStore } from '../store/index.ts';
 import { compileRule } from '../templates/index.ts';
 import { enabledRules, resendRuleNames } from '../rules/index.ts';
 import { Enqueuer } from './enqueue.ts';
@@ -126,6 +127,7 @@ export class App {
     });
     this.store = store;
     await store.migrate();
+    if (store.kind === 'postgres') await this.checkConnectionBudget(store as PostgresStore);
     const resendRules = resendRuleNames(cfg);
     // The SQLite store is held exclusively: any row still `sending` belongs to a process that died.
     const abandoned = await store.recoverAbandoned({ all: store.kind === 'sqlite', resendRules });
@@ -389,6 +391,25 @@ export class App {
       }
     } finally {
       status.polling = false;
+    }
+  }
+
+  /**
+   * Warn when this replica's pool cannot fit in what the server has left: under load its
+   * checkouts would then fail with "too many connections" instead of waiting for a free one.
+   */
+  private async checkConnectionBudget(store: PostgresStore): Promise<void> {
+    try {
+      const b = await store.connectionBudget();
+      // the pool has opened one connection already (counted in `open`)
+      if (b.pool - 1 > b.free) {
+        this.log.warn(
+          { poolSize: b.pool, maxConnections: b.max, reserved: b.reserved, open: b.open, free: b.free },
+          'PostgreSQL has fewer free connections than this replica may open (cluster.poolSize): lower poolSize, run fewer replicas or raise max_connections',
+        );
+      }
+    } catch (e) {
+      this.log.debug({ err: coerceError(e) }, 'could not read the server connection limit');
     }
   }
 

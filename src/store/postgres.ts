@@ -80,6 +80,8 @@ export class PostgresStore implements Store {
   readonly kind = 'postgres' as const;
   readonly schema: string | null;
   private readonly pool: pg.Pool;
+  /** the most connections this store opens */
+  readonly poolSize: number;
   private readonly readOnly: boolean;
   private closed = false;
   private closing: Promise<void> | undefined;
@@ -103,9 +105,10 @@ export class PostgresStore implements Store {
     this.where = describePostgresUrl(connectionString);
     // TLS for managed PostgreSQL comes from the URL (pg-connection-string): sslmode=require |
     // verify-ca | verify-full, sslrootcert=<CA file>, sslcert/sslkey for client certificates.
+    this.poolSize = opts.max ?? 4;
     this.pool = new pg.Pool({
       connectionString,
-      max: opts.max ?? 4,
+      max: this.poolSize,
       idleTimeoutMillis: 30_000,
       connectionTimeoutMillis: opts.connectTimeoutMs ?? 10_000,
       application_name: opts.applicationName ?? 'lead-notifier',
@@ -276,6 +279,27 @@ export class PostgresStore implements Store {
       },
       { safe: true, method: 'migrate' },
     );
+  }
+
+  /**
+   * What the server allows against what this pool may take: `free` is max_connections less the
+   * superuser reserve and the connections open now (every replica's, and everyone else's).
+   */
+  async connectionBudget(): Promise<{
+    max: number;
+    reserved: number;
+    open: number;
+    free: number;
+    pool: number;
+  }> {
+    this.check('connectionBudget');
+    const { rows } = await this.q(
+      `SELECT current_setting('max_connections')::int AS max,
+              current_setting('superuser_reserved_connections')::int AS reserved,
+              (SELECT count(*)::int FROM pg_stat_activity WHERE backend_type = 'client backend') AS open`,
+    );
+    const r = rows[0] as { max: number; reserved: number; open: number };
+    return { ...r, free: r.max - r.reserved - r.open, pool: this.poolSize };
   }
 
   async getCheckpoint(rule: string): Promise<Checkpoint | null> {

@@ -205,7 +205,24 @@ describe('PostgreSQL restarted under running replicas', () => {
         }),
       ].join('\n'),
     );
+    // their pools fit the server's max_connections: no warning about it
+    for (const p of replicas) expect(p.lines.some((l) => l.includes('fewer free connections'))).toBe(false);
     for (const p of replicas) p.kill('SIGTERM');
     for (const p of replicas) expect(await p.exit).toBe(0);
   }, 240_000);
+
+  it('a pool larger than the connections the server has left is a start-up warning naming the numbers', async () => {
+    const s = await startStack({
+      config: { store: withSchema(db.url, 'ln_budget'), cluster: { poolSize: 100 } },
+    });
+    stacks.push(s);
+    const p = s.run();
+    procs.push(p);
+    const line = await p.waitForLine((l) => l.includes('fewer free connections'), 45_000);
+    // the private server runs with max_connections=60
+    expect(JSON.parse(line)).toMatchObject({ level: 40, poolSize: 100, maxConnections: 60 });
+    await p.waitForLine((_l, j) => j?.msg === 'lead-notifier started', 45_000);
+    p.kill('SIGTERM');
+    expect(await p.exit).toBe(0);
+  }, 90_000);
 });
