@@ -5,7 +5,16 @@
 // refuse root). Without those binaries: a testcontainers PostgreSqlContainer bound to a fixed host
 // port (so a restarted container comes back where the daemon looks for it).
 import { execFileSync, spawn } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +22,8 @@ import { join } from 'node:path';
 export interface PrivatePostgres {
   /** `postgres://postgres@127.0.0.1:<port>/postgres` */
   url: string;
+  /** with `tls`: the CA that signed the server's certificate (for 127.0.0.1), a PEM file */
+  caFile: string | null;
   port: number;
   /** 'binaries': a cluster of our own from initdb; 'container': testcontainers */
   kind: 'binaries' | 'container';
@@ -93,14 +104,78 @@ function run(
   });
 }
 
-export async function startPrivatePostgres(): Promise<PrivatePostgres> {
-  const bin = findPostgresBin();
-  return bin ? startFromBinaries(bin) : startContainer();
+export interface PrivatePostgresOptions {
+  /** serve TLS too (binaries only), with a certificate for 127.0.0.1 from a CA of its own (openssl) */
+  tls?: boolean;
 }
 
-async function startFromBinaries(bin: string): Promise<PrivatePostgres> {
+export async function startPrivatePostgres(opts: PrivatePostgresOptions = {}): Promise<PrivatePostgres> {
+  const bin = findPostgresBin();
+  if (!bin && opts.tls) throw new Error('a TLS server needs the PostgreSQL binaries');
+  return bin ? startFromBinaries(bin, opts) : startContainer();
+}
+
+/** A CA and a server certificate for IP 127.0.0.1 signed by it, in `dir`. */
+async function makeCertificates(dir: string): Promise<{ ca: string; cert: string; key: string }> {
+  const f = (name: string) => join(dir, name);
+  const openssl = (args: string[]) => run('openssl', args, null);
+  await openssl([
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=ln-test-ca',
+    '-keyout',
+    f('ca.key'),
+    '-out',
+    f('ca.pem'),
+  ]);
+  await openssl([
+    'req',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-subj',
+    '/CN=127.0.0.1',
+    '-keyout',
+    f('server.key'),
+    '-out',
+    f('server.csr'),
+  ]);
+  writeFileSync(f('server.ext'), 'subjectAltName=IP:127.0.0.1\n');
+  await openssl([
+    'x509',
+    '-req',
+    '-days',
+    '2',
+    '-in',
+    f('server.csr'),
+    '-CA',
+    f('ca.pem'),
+    '-CAkey',
+    f('ca.key'),
+    '-CAcreateserial',
+    '-extfile',
+    f('server.ext'),
+    '-out',
+    f('server.crt'),
+  ]);
+  return { ca: f('ca.pem'), cert: f('server.crt'), key: f('server.key') };
+}
+
+async function startFromBinaries(bin: string, opts: PrivatePostgresOptions): Promise<PrivatePostgres> {
   const as = process.getuid?.() === 0 ? userIds('postgres') : null;
   const dir = mkdtempSync(join(tmpdir(), 'ln-pg-'));
+  const certs = opts.tls ? await makeCertificates(dir) : null;
+  if (certs) {
+    // the server refuses a key others can read
+    chmodSync(certs.key, 0o600);
+    if (as) for (const file of [certs.cert, certs.key]) chownSync(file, as.uid, as.gid);
+  }
   if (as) chownSync(dir, as.uid, as.gid);
   const data = join(dir, 'data');
   const logFile = join(dir, 'server.log');
@@ -114,6 +189,7 @@ async function startFromBinaries(bin: string): Promise<PrivatePostgres> {
     `-c unix_socket_directories='${dir}'`,
     `-c fsync=off`,
     `-c max_connections=60`,
+    ...(certs ? [`-c ssl=on`, `-c ssl_cert_file='${certs.cert}'`, `-c ssl_key_file='${certs.key}'`] : []),
   ].join(' ');
   const ctl = (action: string, extra: string[] = []) =>
     run(pgCtl, ['-D', data, '-l', logFile, '-w', '-t', '60', '-o', serverOptions, ...extra, action], as);
@@ -148,6 +224,7 @@ async function startFromBinaries(bin: string): Promise<PrivatePostgres> {
   }
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    caFile: certs?.ca ?? null,
     port,
     kind: 'binaries',
     canStayDown: true,
@@ -193,6 +270,7 @@ async function startContainer(): Promise<PrivatePostgres> {
   let stopped = false;
   return {
     url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`,
+    caFile: null,
     port,
     kind: 'container',
     canStayDown: false,
