@@ -87,7 +87,8 @@ export class App {
   };
   apiUsage: ApiUsage | null = null;
   /** the last store write that failed (disk full, read-only, database gone); cleared by the next that works */
-  storeProblem: { reason: string; at: string } | null = null;
+  /** the last failed store write, by whom: a success of the same kind clears it */
+  storeProblem: { reason: string; at: string; source: 'dispatcher' | 'poll' } | null = null;
   readonly rules = new Map<string, RuleStatus>();
   private readonly log: Logger;
   private readonly opts: AppOptions;
@@ -168,10 +169,11 @@ export class App {
       canJudgeOthers: () => this.leadership?.canJudgeOthers() ?? false,
       onEvent: (e) => {
         if (e.type === 'loop-error' && isStoreFailure(e.error))
-          this.storeProblem = { reason: e.error.message, at: new Date().toISOString() };
-        // the dispatcher's transaction went through again: the store takes writes (on a follower
-        // no poll would ever say so)
-        else if (e.type === 'loop-recovered') this.storeProblem = null;
+          this.storeProblem = { reason: e.error.message, at: new Date().toISOString(), source: 'dispatcher' };
+        // the dispatcher's transaction went through again: the store takes its writes (on a
+        // follower no poll would ever say so); a failing poll commit (a bigger write) still counts
+        else if (e.type === 'loop-recovered' && this.storeProblem?.source === 'dispatcher')
+          this.storeProblem = null;
         this.trackSmtp(e);
         this.opts.events?.onDispatch?.(e);
       },
@@ -378,7 +380,7 @@ export class App {
         );
         this.limitBackoffMs = Math.min(this.limitBackoffMs * 2, LIMIT_BACKOFF_MAX_MS);
       } else if (status.lastErrorSource === 'store') {
-        this.storeProblem = { reason: err.message, at: new Date().toISOString() };
+        this.storeProblem = { reason: err.message, at: new Date().toISOString(), source: 'poll' };
         log.error(
           { err },
           'store write failed (disk full, read-only file or database unavailable?); cursor unchanged, retried on the next tick',
