@@ -32,12 +32,15 @@ export type OutboxSnapshot =
 export class OutboxCache {
   private readonly app: Pick<AppView, 'store'>;
   private readonly ttlMs: number;
+  private readonly waitMs: number;
   private last: OutboxSnapshot | undefined;
   private pending: Promise<OutboxSnapshot> | undefined;
 
-  constructor(app: Pick<AppView, 'store'>, ttlMs = 2000) {
+  /** `waitMs`: how long a caller waits for a fresh count before it gets the last one (or none) */
+  constructor(app: Pick<AppView, 'store'>, ttlMs = 2000, waitMs = 1500) {
     this.app = app;
     this.ttlMs = ttlMs;
+    this.waitMs = waitMs;
   }
 
   get(): Promise<OutboxSnapshot> {
@@ -47,7 +50,25 @@ export class OutboxCache {
     const down = this.app.store?.connectionProblem?.();
     if (down) return Promise.resolve({ ok: false, error: down.reason, at: Date.now() });
     this.pending ??= this.read().finally(() => (this.pending = undefined));
-    return this.pending;
+    // A count that goes into reconnect backoff (the database went away just now) must not hold
+    // the probe for seconds: answer with the last count; readiness then reads the store's
+    // connection state as it is at that moment.
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<OutboxSnapshot>((resolve) => {
+      timer = setTimeout(
+        () =>
+          resolve(
+            this.last ?? {
+              ok: false,
+              error: `store did not answer within ${this.waitMs} ms`,
+              at: Date.now(),
+            },
+          ),
+        this.waitMs,
+      );
+      timer.unref();
+    });
+    return Promise.race([this.pending, late]).finally(() => clearTimeout(timer));
   }
 
   private async read(): Promise<OutboxSnapshot> {

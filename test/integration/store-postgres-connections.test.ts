@@ -229,6 +229,21 @@ describe('postgres store: connections that die', () => {
         /^store: PostgreSQL store postgres:\/\/127\.0\.0\.1:9\/app unreachable: /,
       );
       expect(report.reason).not.toContain('sekret');
+      // a probe whose count runs into the reconnect backoff is answered after the cache's wait,
+      // 503 for the store, instead of after the 4 s of retries
+      const fresh = new PostgresStore('postgres://notifier:sekret-pw@127.0.0.1:9/app', {
+        connectTimeoutMs: 500,
+      });
+      const freshView = { ...view, store: fresh } as unknown as AppView;
+      try {
+        const asked = Date.now();
+        const late = readiness(freshView, await new OutboxCache(freshView, 2000, 300).get(), false);
+        expect(Date.now() - asked).toBeLessThan(3000);
+        expect(late.components.store).toMatchObject({ ok: false });
+        expect(late.reason).toMatch(/^store: /);
+      } finally {
+        await fresh.close();
+      }
     } finally {
       await store.close();
     }
