@@ -205,7 +205,7 @@ describe('PostgreSQL restarted under running replicas', () => {
         `restart e2e (${db.kind}): 600 leads, 2 replicas, ${got.size} delivered once, 0 lost, 0 twice, 0 exits`,
         ...restarts.map((r) => {
           const down = downIn(r);
-          return `  ${r.name}: restart took ${r.to - r.from} ms, both ready ${r.readyAgainMs} ms after; ${down.length} probes answered 503 (replicas ${[...new Set(down.map((x) => x.replica))].join(', ')}), e.g. ${JSON.stringify(down[0]?.reason)}`;
+          return `  ${r.name}: restart took ${r.to - r.from} ms, both ready ${r.readyAgainMs} ms after; ${down.length} probes answered 503 (replicas ${[...new Set(down.map((x) => x.replica))].join(', ')}), e.g. ${JSON.stringify(down[0]?.reason)}; ${down.filter((x) => takeover.test(x.reason ?? '')).length} of them for a rule taken over`;
         }),
       ].join('\n'),
     );
