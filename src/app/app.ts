@@ -18,6 +18,7 @@ import type { ApiUsage, PollResult } from '../sources/salesforce/poller.ts';
 import type { RuleStream } from '../sources/salesforce/stream.ts';
 import { UpdatePoller } from '../sources/salesforce/update-poller.ts';
 import { isStoreFailure, openStore, SqliteStore } from '../store/index.ts';
+import type { PostgresStore } from '../store/index.ts';
 import { compileRule } from '../templates/index.ts';
 import { enabledRules, resendRuleNames } from '../rules/index.ts';
 import { Enqueuer } from './enqueue.ts';
@@ -86,7 +87,8 @@ export class App {
   };
   apiUsage: ApiUsage | null = null;
   /** the last store write that failed (disk full, read-only, database gone); cleared by the next that works */
-  storeProblem: { reason: string; at: string } | null = null;
+  /** the last failed store write, by whom: a success of the same kind clears it */
+  storeProblem: { reason: string; at: string; source: 'dispatcher' | 'poll' } | null = null;
   readonly rules = new Map<string, RuleStatus>();
   private readonly log: Logger;
   private readonly opts: AppOptions;
@@ -126,6 +128,7 @@ export class App {
     });
     this.store = store;
     await store.migrate();
+    if (store.kind === 'postgres') await this.checkConnectionBudget(store as PostgresStore);
     const resendRules = resendRuleNames(cfg);
     // The SQLite store is held exclusively: any row still `sending` belongs to a process that died.
     const abandoned = await store.recoverAbandoned({ all: store.kind === 'sqlite', resendRules });
@@ -163,9 +166,14 @@ export class App {
       resendRules,
       recoverEveryMs: Math.min(leaseMs, Math.ceil(leaseTtlMs / 3)),
       pacer: this.pacer,
+      canJudgeOthers: () => this.leadership?.canJudgeOthers() ?? false,
       onEvent: (e) => {
         if (e.type === 'loop-error' && isStoreFailure(e.error))
-          this.storeProblem = { reason: e.error.message, at: new Date().toISOString() };
+          this.storeProblem = { reason: e.error.message, at: new Date().toISOString(), source: 'dispatcher' };
+        // the dispatcher's transaction went through again: the store takes its writes (on a
+        // follower no poll would ever say so); a failing poll commit (a bigger write) still counts
+        else if (e.type === 'loop-recovered' && this.storeProblem?.source === 'dispatcher')
+          this.storeProblem = null;
         this.trackSmtp(e);
         this.opts.events?.onDispatch?.(e);
       },
@@ -372,7 +380,7 @@ export class App {
         );
         this.limitBackoffMs = Math.min(this.limitBackoffMs * 2, LIMIT_BACKOFF_MAX_MS);
       } else if (status.lastErrorSource === 'store') {
-        this.storeProblem = { reason: err.message, at: new Date().toISOString() };
+        this.storeProblem = { reason: err.message, at: new Date().toISOString(), source: 'poll' };
         log.error(
           { err },
           'store write failed (disk full, read-only file or database unavailable?); cursor unchanged, retried on the next tick',
@@ -385,6 +393,25 @@ export class App {
       }
     } finally {
       status.polling = false;
+    }
+  }
+
+  /**
+   * Warn when this replica's pool cannot fit in what the server has left: under load its
+   * checkouts would then fail with "too many connections" instead of waiting for a free one.
+   */
+  private async checkConnectionBudget(store: PostgresStore): Promise<void> {
+    try {
+      const b = await store.connectionBudget();
+      // the pool has opened one connection already (counted in `open`)
+      if (b.pool - 1 > b.free) {
+        this.log.warn(
+          { poolSize: b.pool, maxConnections: b.max, reserved: b.reserved, open: b.open, free: b.free },
+          'PostgreSQL has fewer free connections than this replica may open (cluster.poolSize): lower poolSize, run fewer replicas or raise max_connections',
+        );
+      }
+    } catch (e) {
+      this.log.debug({ err: coerceError(e) }, 'could not read the server connection limit');
     }
   }
 

@@ -45,8 +45,12 @@ export class Leadership {
   replicas: ReplicaInfo[] = [];
   private readonly o: LeadershipOptions;
   private readonly held = new Map<string, Held>();
+  /** local time of the first heartbeat of the current unbroken run of them (none: broken) */
+  private steadySince: number | undefined;
+  private lastBeatAt: number | undefined;
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
+  private beating: Promise<void> | undefined;
   private stopped = false;
 
   constructor(o: LeadershipOptions) {
@@ -61,8 +65,54 @@ export class Leadership {
   /** The first round (heartbeat, leases) is awaited, so a lone replica leads from its first poll. */
   async start(): Promise<void> {
     await this.tick();
-    this.timer = setInterval(() => void this.tick(), Math.max(50, Math.floor(this.o.ttlMs / 3)));
+    // The heartbeat runs on its own beside the lease round: a lease statement that waits on a row
+    // lock (this replica's own enqueue transaction holds the lease row while it waits on a
+    // checkpoint lock) must not stop it, or the others would take this live replica for dead.
+    this.timer = setInterval(
+      () => {
+        void this.beat();
+        void this.tick();
+      },
+      Math.max(50, Math.floor(this.o.ttlMs / 3)),
+    );
     this.timer.unref();
+  }
+
+  /** One heartbeat (concurrent calls share it): the live replicas, and this one's steadiness. */
+  beat(): Promise<void> {
+    this.beating ??= this.heartbeatOnce().finally(() => (this.beating = undefined));
+    return this.beating;
+  }
+
+  private async heartbeatOnce(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      this.replicas = await this.o.store.heartbeat(this.o.replica, this.o.ttlMs);
+      const at = this.now();
+      // a gap longer than the ttl (paused, or cut off from the store) breaks the run
+      if (this.lastBeatAt === undefined || at - this.lastBeatAt > this.o.ttlMs) this.steadySince = at;
+      this.steadySince ??= at;
+      this.lastBeatAt = at;
+    } catch (e) {
+      this.steadySince = undefined;
+      this.renewFailed(e, 'heartbeat');
+    }
+  }
+
+  /**
+   * This replica has heartbeated without a break for at least one ttl, so every other live
+   * replica has had the time to heartbeat as well: only then may it judge one whose heartbeat
+   * ended to be dead. Right after a pause or an outage every heartbeat looks old, its own too.
+   */
+  canJudgeOthers(): boolean {
+    const now = this.now();
+    return (
+      this.steadySince !== undefined &&
+      now - this.steadySince >= this.o.ttlMs &&
+      // and still beating: a heartbeat that hangs says the store is in trouble for us too
+      this.lastBeatAt !== undefined &&
+      now - this.lastBeatAt < this.o.ttlMs
+    );
   }
 
   isLeader(rule: string): boolean {
@@ -94,11 +144,7 @@ export class Leadership {
     if (this.stopped) return;
     const { store, ttlMs } = this.o;
     const id = this.replicaId;
-    try {
-      this.replicas = await store.heartbeat(this.o.replica, ttlMs);
-    } catch (e) {
-      this.renewFailed(e, 'heartbeat');
-    }
+    await this.beat();
     const fair = this.share();
 
     for (const [rule, h] of [...this.held]) {
@@ -198,6 +244,7 @@ export class Leadership {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     await this.ticking;
+    await this.beating;
     for (const rule of [...this.held.keys()]) this.lose(rule, 'stopping');
     try {
       await this.o.store.removeReplica(this.replicaId);

@@ -11,7 +11,7 @@ import { attempt, SendError, type Channel, type FailureKind } from '../sinks/typ
 import type { RenderedMessage } from '../types.ts';
 import type { Outcome, OutboxRow, Store } from '../store/index.ts';
 import { parseDuration } from '../util/duration.ts';
-import { coerceError } from '../util/errors.ts';
+import { codeOf, coerceError } from '../util/errors.ts';
 import { backoffDelay, describeFailure } from './outcomes.ts';
 import type { Pacer } from './pacer.ts';
 
@@ -39,6 +39,12 @@ export interface DispatcherOptions {
   recoverEveryMs?: number;
   /** paces sends to the relay's limit and is told about throttling replies (delivery/pacer.ts) */
   pacer?: Pacer;
+  /**
+   * may rows of replicas whose heartbeat ended be taken as a dead replica's now? (false right
+   * after this process was paused or cut off from the store: the others' heartbeats look old
+   * then only because nobody could write one); default yes
+   */
+  canJudgeOthers?: () => boolean;
 }
 
 export type DispatchEvent =
@@ -58,7 +64,9 @@ export type DispatchEvent =
     }
   | { type: 'circuit'; state: 'open' | 'closed'; reason?: string }
   | { type: 'recovered'; ids: number[] }
-  | { type: 'loop-error'; error: Error };
+  | { type: 'loop-error'; error: Error }
+  /** the first tick that went through after loop errors (the store takes writes again) */
+  | { type: 'loop-recovered'; afterErrors: number };
 
 const DEFAULT_POLL_MS = 1000;
 const MAX_LOOP_BACKOFF_MS = 30_000;
@@ -86,6 +94,13 @@ export class Dispatcher {
   private halted = false;
   private circuitState: 'closed' | 'open' = 'closed';
   private sending = 0;
+  /** ids handed to the sink whose outcome is not yet pushed */
+  private inFlightIds = new Set<number>();
+  /**
+   * a cycle failed in a way that may have committed (its connection died around COMMIT): the
+   * next one hands back whatever that cycle leased and this process does not hold
+   */
+  private reclaimNext = false;
   private outcomes: Outcome[] = [];
   /** rows reserved ahead (leased, still pending in the store), oldest first */
   private ready: OutboxRow[] = [];
@@ -223,7 +238,8 @@ export class Dispatcher {
       const release = canSend ? [] : this.ready.splice(0);
       const outcomes = this.outcomes;
       this.outcomes = [];
-      if (outcomes.length || start.length || claim || reserve || release.length) {
+      const reclaim = this.reclaimNext;
+      if (outcomes.length || start.length || claim || reserve || release.length || reclaim) {
         let res;
         try {
           res = await this.o.store.cycle({
@@ -234,12 +250,38 @@ export class Dispatcher {
             claim,
             reserve,
             release: release.map((r) => r.id),
+            // what this process holds; a send in flight or an outcome unwritten keeps its row
+            ...(reclaim
+              ? {
+                  reclaim: [
+                    ...this.inFlightIds,
+                    ...outcomes.map((o) => o.id),
+                    ...start.map((r) => r.id),
+                    ...this.ready.map((r) => r.id),
+                  ],
+                }
+              : {}),
           });
         } catch (err) {
           // keep them: written on the next tick (each applies only while we hold the lease)
           this.outcomes = outcomes.concat(this.outcomes);
-          this.ready = start.concat(release, this.ready);
+          // Did it commit? A dead connection leaves that unknown (an error raised by the database
+          // itself rolled the transaction back). Then the rows it may have leased, and the ones it
+          // was to start (sending now, or still reserved: nobody can tell), are handed back next.
+          if (codeOf(err) === 'ESTOREUNAVAILABLE') {
+            this.reclaimNext = true;
+            this.ready = release.concat(this.ready);
+          } else {
+            this.ready = start.concat(release, this.ready);
+          }
           throw err;
+        }
+        this.reclaimNext = false;
+        if (res.reclaimed?.length) {
+          this.log.warn(
+            { ids: res.reclaimed.slice(0, 50), count: res.reclaimed.length },
+            'rows leased by a dispatcher transaction whose reply was lost were never sent: back to pending',
+          );
         }
         const started = new Set(res.started);
         // a reservation we no longer hold (lease expired and taken, or an operator acted) is dropped
@@ -258,6 +300,8 @@ export class Dispatcher {
       } else if (canSend && free > 0) {
         idleFor = await this.untilNextDue();
       }
+      if (this.contiguousErrors > 0)
+        this.emit({ type: 'loop-recovered', afterErrors: this.contiguousErrors });
       this.contiguousErrors = 0;
     } catch (err) {
       // store trouble is a loop-level error: log it, back off, keep going (never crash the loop)
@@ -320,12 +364,25 @@ export class Dispatcher {
     return Math.min(this.pollMs, Math.max(MIN_WAKE_MS, next.getTime() - Date.now()));
   }
 
-  /** rows another (crashed) process left `sending` past their lease */
+  /**
+   * Rows left `sending` past their lease: this process's own (it was paused or stalled past
+   * the lease: the send may have gone out) and another (crashed) process's, each said as such.
+   */
   private async recoverExpired(): Promise<void> {
     this.lastRecoverAt = Date.now();
+    const resendRules = this.o.resendRules ?? [];
+    const own = await this.o.store.recoverAbandoned({ resendRules, self: this.o.owner, onlySelf: true });
+    if (own.length) {
+      this.log.warn(
+        { ids: own.slice(0, 50), count: own.length, leaseMs: this.o.leaseMs },
+        "this process's own rows: their send lease expired while it was paused or stalled; marked unknown unless their rule says onUncertain: resend",
+      );
+      this.emit({ type: 'recovered', ids: own });
+    }
     const ids = await this.o.store.recoverAbandoned({
-      resendRules: this.o.resendRules ?? [],
-      deadOwners: true,
+      resendRules,
+      deadOwners: this.o.canJudgeOthers?.() ?? true,
+      self: this.o.owner,
     });
     if (ids.length) {
       this.log.warn(
@@ -338,6 +395,7 @@ export class Dispatcher {
 
   private async send(row: OutboxRow): Promise<void> {
     this.sending++;
+    this.inFlightIds.add(row.id);
     const started = Date.now();
     let outcome: Outcome;
     let failure: FailureKind | undefined;
@@ -353,6 +411,7 @@ export class Dispatcher {
       outcome = this.failureOutcome(row, tried.error);
     }
     this.sending--;
+    this.inFlightIds.delete(row.id);
     this.outcomes.push(outcome);
     this.scheduleTick();
     const durationMs = Date.now() - started;

@@ -32,18 +32,43 @@ export type OutboxSnapshot =
 export class OutboxCache {
   private readonly app: Pick<AppView, 'store'>;
   private readonly ttlMs: number;
+  private readonly waitMs: number;
   private last: OutboxSnapshot | undefined;
   private pending: Promise<OutboxSnapshot> | undefined;
 
-  constructor(app: Pick<AppView, 'store'>, ttlMs = 2000) {
+  /** `waitMs`: how long a caller waits for a fresh count before it gets the last one (or none) */
+  constructor(app: Pick<AppView, 'store'>, ttlMs = 2000, waitMs = 1500) {
     this.app = app;
     this.ttlMs = ttlMs;
+    this.waitMs = waitMs;
   }
 
   get(): Promise<OutboxSnapshot> {
     if (this.last && Date.now() - this.last.at < this.ttlMs) return Promise.resolve(this.last);
+    // A database known to be gone: answer now rather than wait out the query's reconnect backoff
+    // (a probe has a timeout of its own; readiness is 503 for the store anyway).
+    const down = this.app.store?.connectionProblem?.();
+    if (down) return Promise.resolve({ ok: false, error: down.reason, at: Date.now() });
     this.pending ??= this.read().finally(() => (this.pending = undefined));
-    return this.pending;
+    // A count that goes into reconnect backoff (the database went away just now) must not hold
+    // the probe for seconds: answer with the last count; readiness then reads the store's
+    // connection state as it is at that moment.
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<OutboxSnapshot>((resolve) => {
+      timer = setTimeout(
+        () =>
+          resolve(
+            this.last ?? {
+              ok: false,
+              error: `store did not answer within ${this.waitMs} ms`,
+              at: Date.now(),
+            },
+          ),
+        this.waitMs,
+      );
+      timer.unref();
+    });
+    return Promise.race([this.pending, late]).finally(() => clearTimeout(timer));
   }
 
   private async read(): Promise<OutboxSnapshot> {
@@ -112,11 +137,15 @@ export function readiness(
 ): ReadinessReport {
   // Reads can work while writes fail (a full disk, a read-only file): the last failed write counts too.
   const kind = app.store?.kind ?? null;
-  const store: ReadinessReport['components']['store'] = !outbox.ok
-    ? { ok: false, state: 'error', reason: outbox.error, kind }
-    : app.storeProblem
-      ? { ok: false, state: 'error', reason: `writes failing: ${app.storeProblem.reason}`, kind }
-      : { ok: true, state: 'ok', reason: null, kind };
+  // A database server that cannot be reached is named as such at once, before any step fails on it.
+  const unreachable = app.store?.connectionProblem?.() ?? null;
+  const store: ReadinessReport['components']['store'] = unreachable
+    ? { ok: false, state: 'unavailable', reason: `${unreachable.reason} (since ${unreachable.since})`, kind }
+    : !outbox.ok
+      ? { ok: false, state: 'error', reason: outbox.error, kind }
+      : app.storeProblem
+        ? { ok: false, state: 'error', reason: `writes failing: ${app.storeProblem.reason}`, kind }
+        : { ok: true, state: 'ok', reason: null, kind };
 
   const rules: RuleReport[] = [...app.rules.values()].map((r) => ({
     name: r.name,

@@ -3,6 +3,18 @@ import type { OutboxState } from './types.ts';
 
 export const ABANDONED_ERROR = 'process stopped while sending; delivery uncertain';
 export const ABANDONED_RESEND = 'process stopped while sending; re-sending (onUncertain: resend)';
+/** this process's own row, whose send lease ran out while it was paused or stalled */
+export const ABANDONED_SELF =
+  "this process's send lease expired while it was paused or stalled (the send may have gone out); delivery uncertain";
+export const ABANDONED_SELF_RESEND =
+  "this process's send lease expired while it was paused or stalled; re-sending (onUncertain: resend)";
+
+/** The messages recoverAbandoned writes: another process's rows, or (onlySelf) this one's own. */
+export function abandonedMessages(onlySelf: boolean | undefined): { uncertain: string; resend: string } {
+  return onlySelf
+    ? { uncertain: ABANDONED_SELF, resend: ABANDONED_SELF_RESEND }
+    : { uncertain: ABANDONED_ERROR, resend: ABANDONED_RESEND };
+}
 export const DEFAULT_LIST_LIMIT = 100;
 export const ERROR_STATES: readonly OutboxState[] = ['dead', 'failed', 'unknown'];
 

@@ -27,8 +27,7 @@ import type {
 } from './types.ts';
 import { OUTBOX_STATES } from './types.ts';
 import {
-  ABANDONED_ERROR,
-  ABANDONED_RESEND,
+  abandonedMessages,
   emptyTotals,
   listLimit,
   normalizeInstant,
@@ -85,6 +84,8 @@ export class PostgresStore implements Store {
   readonly kind = 'postgres' as const;
   readonly schema: string | null;
   private readonly pool: pg.Pool;
+  /** the most connections this store opens */
+  readonly poolSize: number;
   private readonly readOnly: boolean;
   private closed = false;
   private closing: Promise<void> | undefined;
@@ -92,6 +93,8 @@ export class PostgresStore implements Store {
   lastPoolError: Error | undefined;
   /** last error of a connection that died while a statement or transaction held it */
   lastConnectionError: Error | undefined;
+  /** the database is gone since the first failure of an operation for it; cleared by the next success */
+  private down: { reason: string; since: string } | null = null;
   /** for messages: the database without credentials */
   readonly where: string;
 
@@ -106,9 +109,10 @@ export class PostgresStore implements Store {
     this.where = describePostgresUrl(connectionString);
     // TLS for managed PostgreSQL comes from the URL (pg-connection-string): sslmode=require |
     // verify-ca | verify-full, sslrootcert=<CA file>, sslcert/sslkey for client certificates.
+    this.poolSize = opts.max ?? 4;
     this.pool = new pg.Pool({
       connectionString,
-      max: opts.max ?? 4,
+      max: this.poolSize,
       idleTimeoutMillis: 30_000,
       connectionTimeoutMillis: opts.connectTimeoutMs ?? 10_000,
       application_name: opts.applicationName ?? 'lead-notifier',
@@ -147,10 +151,16 @@ export class PostgresStore implements Store {
   private async withReconnect<T>(safety: Safety, op: () => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await op();
+        const out = await op();
+        this.down = null;
+        return out;
       } catch (err) {
         if (!isConnectionError(err)) throw err;
         this.lastConnectionError = err as Error;
+        this.down ??= {
+          reason: `PostgreSQL store ${this.where} unreachable: ${(err as Error).message}`,
+          since: new Date().toISOString(),
+        };
         const delay = CONNECTION_RETRY_DELAYS_MS[attempt];
         if (!safety.safe || delay === undefined || this.closed) {
           throw new StoreUnavailableError(`PostgreSQL store ${this.where}`, safety.method, err);
@@ -158,6 +168,14 @@ export class PostgresStore implements Store {
         await sleep(delay);
       }
     }
+  }
+
+  /**
+   * Why the store cannot be used right now: an operation failed because its connection died or
+   * none could be made, and none has succeeded since. Null while it works.
+   */
+  connectionProblem(): { reason: string; since: string } | null {
+    return this.down;
   }
 
   private async tx<T>(
@@ -265,6 +283,27 @@ export class PostgresStore implements Store {
       },
       { safe: true, method: 'migrate' },
     );
+  }
+
+  /**
+   * What the server allows against what this pool may take: `free` is max_connections less the
+   * superuser reserve and the connections open now (every replica's, and everyone else's).
+   */
+  async connectionBudget(): Promise<{
+    max: number;
+    reserved: number;
+    open: number;
+    free: number;
+    pool: number;
+  }> {
+    this.check('connectionBudget');
+    const { rows } = await this.q(
+      `SELECT current_setting('max_connections')::int AS max,
+              current_setting('superuser_reserved_connections')::int AS reserved,
+              (SELECT count(*)::int FROM pg_stat_activity WHERE backend_type = 'client backend') AS open`,
+    );
+    const r = rows[0] as { max: number; reserved: number; open: number };
+    return { ...r, free: r.max - r.reserved - r.open, pool: this.poolSize };
   }
 
   async getCheckpoint(rule: string): Promise<Checkpoint | null> {
@@ -559,6 +598,19 @@ export class PostgresStore implements Store {
             [opts.release, opts.owner],
           );
         }
+        let reclaimed: number[] | undefined;
+        if (opts.reclaim) {
+          // a failed row keeps its state; a sending one was never sent: pending, attempt not counted
+          const { rows } = await c.query(
+            `UPDATE outbox SET lease_owner = NULL, lease_until = NULL, updated_at = now(),
+               state = CASE WHEN state = 'sending' THEN 'pending' ELSE state END,
+               attempts = CASE WHEN state = 'sending' THEN greatest(attempts - 1, 0) ELSE attempts END
+             WHERE lease_owner = $1 AND state IN ('sending', 'pending', 'failed') AND NOT id = ANY($2::bigint[])
+             RETURNING id`,
+            [opts.owner, opts.reclaim],
+          );
+          reclaimed = (rows as { id: string }[]).map((r) => Number(r.id)).sort((a, b) => a - b);
+        }
         let started: number[] = [];
         if (opts.start?.length) {
           const { rows } = await c.query(
@@ -593,7 +645,7 @@ export class PostgresStore implements Store {
             (r.state === 'sending' ? claimed : reserved).push(r);
           }
         }
-        return { started, claimed, reserved };
+        return { started, claimed, reserved, ...(reclaimed ? { reclaimed } : {}) };
       },
       // not repeated: a cycle that committed but whose reply was lost would claim rows twice over
       { safe: false, method: 'cycle' },
@@ -603,6 +655,8 @@ export class PostgresStore implements Store {
   /** `all` is ignored: other replicas may be alive and sending, so only expired leases count. */
   async recoverAbandoned(opts: RecoverOptions): Promise<number[]> {
     this.check('recoverAbandoned');
+    const onlySelf = opts.onlySelf === true && opts.self !== undefined;
+    const msg = abandonedMessages(onlySelf);
     const { rows } = await this.q(
       `WITH t AS (SELECT coalesce($1::timestamptz, now()) AS now)
        UPDATE outbox SET
@@ -614,8 +668,17 @@ export class PostgresStore implements Store {
        WHERE state = 'sending' AND (lease_until < t.now
          OR ($5 AND NOT rule = ANY($2::text[]) AND lease_owner IN (
            SELECT id FROM cluster_replicas WHERE expires_at + (expires_at - seen_at) < t.now)))
+         AND ($6::text IS NULL OR CASE WHEN $7 THEN lease_owner = $6 ELSE lease_owner IS DISTINCT FROM $6 END)
        RETURNING id`,
-      [opts.now ?? null, opts.resendRules ?? [], ABANDONED_RESEND, ABANDONED_ERROR, opts.deadOwners ?? false],
+      [
+        opts.now ?? null,
+        opts.resendRules ?? [],
+        msg.resend,
+        msg.uncertain,
+        (opts.deadOwners ?? false) && !onlySelf,
+        opts.self ?? null,
+        onlySelf,
+      ],
       { safe: true, method: 'recoverAbandoned' },
     );
     return (rows as { id: string }[]).map((r) => Number(r.id)).sort((a, b) => a - b);
@@ -626,8 +689,15 @@ export class PostgresStore implements Store {
     validateTtl(ttlMs);
     // One statement on the database clock: take a free or expired lease (a new epoch), or extend
     // our own live one (same epoch). Another holder's live lease: no row comes back.
-    const { rows } = await this.q(
-      `INSERT INTO rule_leases AS l (rule, holder, epoch, acquired_at, expires_at)
+    // It waits for a row lock at most a sixth of the ttl: an enqueue transaction holds the lease
+    // row (FOR SHARE) while it waits, and a renewal stuck behind it must not stall the others.
+    const { rows } = await this.tx(
+      async (c) => {
+        await c.query(`SELECT set_config('lock_timeout', $1, true)`, [
+          `${Math.max(100, Math.floor(ttlMs / 6))}ms`,
+        ]);
+        return c.query(
+          `INSERT INTO rule_leases AS l (rule, holder, epoch, acquired_at, expires_at)
        VALUES ($1, $2, 1, now(), now() + $3::double precision * interval '1 millisecond')
        ON CONFLICT (rule) DO UPDATE SET
          holder = excluded.holder,
@@ -636,7 +706,9 @@ export class PostgresStore implements Store {
          expires_at = excluded.expires_at
        WHERE l.expires_at <= now() OR l.holder = excluded.holder
        RETURNING *`,
-      [rule, holder, ttlMs],
+          [rule, holder, ttlMs],
+        );
+      },
       { safe: true, method: 'acquireLease' }, // repeating it for the same holder only extends
     );
     return rows[0] ? toLease(rows[0] as Row) : null;

@@ -27,8 +27,7 @@ import type {
 } from './types.ts';
 import { OUTBOX_STATES } from './types.ts';
 import {
-  ABANDONED_ERROR,
-  ABANDONED_RESEND,
+  abandonedMessages,
   emptyTotals,
   listLimit,
   normalizeInstant,
@@ -479,9 +478,21 @@ export class SqliteStore implements Store {
     const reserveStmt = this.stmt(
       `UPDATE outbox SET lease_owner = ?, lease_until = ?, updated_at = ? WHERE id IN (${due}) RETURNING *`,
     );
+    const reclaimStmt = this.stmt(
+      `UPDATE outbox SET lease_owner = NULL, lease_until = NULL, updated_at = ?,
+         state = CASE WHEN state = 'sending' THEN 'pending' ELSE state END,
+         attempts = CASE WHEN state = 'sending' THEN max(attempts - 1, 0) ELSE attempts END
+       WHERE lease_owner = ? AND state IN ('sending', 'pending', 'failed')
+         AND id NOT IN (SELECT value FROM json_each(?)) RETURNING id`,
+    );
     return this.tx(() => {
       if (opts.outcomes?.length) this.writeOutcomes(opts.owner, opts.outcomes);
       for (const id of opts.release ?? []) release.run(nowIso, id, opts.owner);
+      const reclaimed = opts.reclaim
+        ? (reclaimStmt.all(nowIso, opts.owner, JSON.stringify(opts.reclaim)) as { id: number }[])
+            .map((r) => r.id)
+            .sort((a, b) => a - b)
+        : undefined;
       const started: number[] = [];
       for (const id of opts.start ?? []) {
         if (start.get(leaseUntil, nowIso, id, opts.owner)) started.push(id);
@@ -499,7 +510,7 @@ export class SqliteStore implements Store {
               .map(toOutboxRow)
               .sort(byId)
           : [];
-      return { started, claimed, reserved };
+      return { started, claimed, reserved, ...(reclaimed ? { reclaimed } : {}) };
     });
   }
 
@@ -605,7 +616,9 @@ export class SqliteStore implements Store {
   async recoverAbandoned(opts: RecoverOptions): Promise<number[]> {
     this.check('recoverAbandoned');
     const now = (opts.now ?? new Date()).toISOString();
-    const all = opts.all ? 1 : 0;
+    const onlySelf = opts.onlySelf === true && opts.self !== undefined;
+    const msg = abandonedMessages(onlySelf);
+    const all = opts.all && !onlySelf ? 1 : 0;
     const resend = JSON.stringify(opts.resendRules ?? []);
     const recover = this.stmt(
       `UPDATE outbox SET
@@ -617,10 +630,12 @@ export class SqliteStore implements Store {
          OR (? AND rule NOT IN (SELECT value FROM json_each(?)) AND lease_owner IN (
            SELECT id FROM cluster_replicas
            WHERE julianday(expires_at) + (julianday(expires_at) - julianday(seen_at)) < julianday(?))))
+         AND (? IS NULL OR CASE WHEN ? THEN lease_owner = ? ELSE lease_owner IS NOT ? END)
        RETURNING id`,
     );
     const changedAt = new Date().toISOString();
-    const dead = opts.deadOwners ? 1 : 0;
+    const dead = opts.deadOwners && !onlySelf ? 1 : 0;
+    const self = opts.self ?? null;
     // rows a dead process had only reserved (claimed ahead, never handed to a connection) are due
     const unreserve = this.stmt(
       `UPDATE outbox SET lease_owner = NULL, lease_until = NULL
@@ -631,14 +646,18 @@ export class SqliteStore implements Store {
       return recover.all(
         resend,
         resend,
-        ABANDONED_RESEND,
-        ABANDONED_ERROR,
+        msg.resend,
+        msg.uncertain,
         changedAt,
         all,
         now,
         dead,
         resend,
         now,
+        self,
+        onlySelf ? 1 : 0,
+        self,
+        self,
       ) as {
         id: number;
       }[];

@@ -175,6 +175,14 @@ export interface CycleOptions {
   reserve?: number;
   /** reserved ids to hand back */
   release?: number[];
+  /**
+   * After a cycle whose outcome is unknown (its connection died around COMMIT): the ids `owner`
+   * still holds (sending, reserved, outcomes not yet written). Every other row leased to `owner`
+   * was leased by that cycle and never handed to a connection, so it goes back: sending ->
+   * pending without counting the attempt, reserved -> lease cleared. Runs after the outcomes and
+   * before the claims of this cycle.
+   */
+  reclaim?: number[];
   now?: Date;
 }
 
@@ -185,6 +193,8 @@ export interface CycleResult {
   claimed: OutboxRow[];
   /** reserved rows (attempts not yet counted) */
   reserved: OutboxRow[];
+  /** with `reclaim`: the ids given back */
+  reclaimed?: number[];
 }
 
 export interface OutboxFilter {
@@ -238,6 +248,11 @@ export interface SendApiMessage {
  */
 export interface Store {
   readonly kind: 'sqlite' | 'postgres';
+  /**
+   * A database server the store cannot reach right now (its last operation failed for a dead or
+   * refused connection, none has succeeded since); null while it works. A file store has none.
+   */
+  connectionProblem?(): { reason: string; since: string } | null;
   /** create/upgrade the schema; safe when replicas start together */
   migrate(): Promise<void>;
   getCheckpoint(rule: string): Promise<Checkpoint | null>;
@@ -376,6 +391,16 @@ export interface RecoverOptions {
    * lease, so a paused-not-dead replica's send is never repeated early.
    */
   deadOwners?: boolean;
+  /**
+   * this process's lease owner id: its own rows are never taken for a dead replica's (it knows
+   * it is alive), only ever by their expired row lease
+   */
+  self?: string;
+  /**
+   * with `self`: only this process's own rows whose row lease expired (it was paused or stalled
+   * past `delivery.leaseMs`), with a message saying so; `deadOwners` and `all` do not apply
+   */
+  onlySelf?: boolean;
 }
 
 /** `code`: the failure's code (util/errors.ts CODES), kept in the row's last_error_code column. */

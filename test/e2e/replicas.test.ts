@@ -10,7 +10,7 @@ import type { CliProcess } from '../helpers/process.ts';
 import { dropSchemas, randomSchema, startTestPostgres, withSchema } from '../helpers/postgres.ts';
 import type { TestPostgres } from '../helpers/postgres.ts';
 import { leadFields, startStack } from '../helpers/stack.ts';
-import type { Stack } from '../helpers/stack.ts';
+import type { Stack, StackOptions } from '../helpers/stack.ts';
 
 let server: TestPostgres;
 const prefix = randomSchema('t_e2e_rep');
@@ -37,8 +37,9 @@ afterAll(async () => {
   await server.stop();
 });
 
-async function clusterStack(schema: string): Promise<Stack> {
+async function clusterStack(schema: string, smtp?: StackOptions['smtp']): Promise<Stack> {
   const s = await startStack({
+    ...(smtp ? { smtp } : {}),
     config: {
       store: withSchema(server.url, `${prefix}_${schema}`),
       cluster: { leaseTtl: `${LEASE_TTL_MS}ms` },
@@ -234,7 +235,9 @@ describe('several replicas on one PostgreSQL', () => {
   }, 240_000);
 
   it('every database connection terminated five times, and once while a transaction waits on a row lock: no exit, none lost or twice', async () => {
-    const cluster = await clusterStack('term');
+    // each message takes the relay 300 ms: a backlog builds and rows are in `sending` at any moment
+    // (as on a loaded machine)
+    const cluster = await clusterStack('term', { onData: async () => void (await sleep(300)) });
     const replicas = [run(cluster), run(cluster)];
     await Promise.all(replicas.map(started));
     const pids = replicas.map((p) => p.proc.pid!);
@@ -291,6 +294,10 @@ describe('several replicas on one PostgreSQL', () => {
             .join('\n---\n')}`,
         );
       });
+      // held for four lease ttls (as a slow lock holder on a loaded machine does): both replicas'
+      // lease statements wait on it, and each must go on heartbeating all the same, or the other
+      // takes it for dead and reports its in-flight rows unknown
+      await sleep(LEASE_TTL_MS * 4);
       const { rows: killedInTx } = await admin.query(
         `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE ANY($1::text[]) AND wait_event_type = 'Lock'`,
         [pids.map((pid) => `lead-notifier ${hostname()}:${pid}:%`)],

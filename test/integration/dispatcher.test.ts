@@ -8,6 +8,7 @@ import { Dispatcher, type DispatchEvent } from '../../src/delivery/dispatcher.ts
 import { backoffDelay } from '../../src/delivery/outcomes.ts';
 import { createSmtpSink, type SmtpSink } from '../../src/sinks/index.ts';
 import { openStore } from '../../src/store/index.ts';
+import { StoreUnavailableError } from '../../src/store/errors.ts';
 import type { NewOutboxRow, OutboxRow, Store } from '../../src/store/index.ts';
 import { dropSchemas, randomSchema, withSchema } from '../helpers/postgres.ts';
 import {
@@ -91,6 +92,9 @@ async function rig(
     delivery?: Partial<DeliveryConfig>;
     store?: Store;
     concurrency?: number;
+    leaseMs?: number;
+    recoverEveryMs?: number;
+    logger?: pino.Logger;
   } = {},
 ): Promise<Rig> {
   const server = await startCaptureServer(opts.server);
@@ -111,11 +115,12 @@ async function rig(
     sink,
     delivery,
     concurrency: opts.concurrency ?? smtp.pool.maxConnections,
-    leaseMs: 30_000,
+    leaseMs: opts.leaseMs ?? 30_000,
     owner: `test-${Math.random().toString(36).slice(2)}`,
-    logger: silent,
+    logger: opts.logger ?? silent,
     onEvent: (e) => events.push(e),
     pollIntervalMs: 50,
+    ...(opts.recoverEveryMs ? { recoverEveryMs: opts.recoverEveryMs } : {}),
   });
   cleanups.push(() => dispatcher.stop(2000));
   return {
@@ -393,6 +398,78 @@ describe('dispatcher', () => {
       await bothSendEachRowOnce(a, b);
     },
   );
+
+  it("its own row whose send lease ran out while it stalled is reported as its own, not another process's", async () => {
+    const logged: Array<{ msg: string; count?: number }> = [];
+    const logger = pino({ level: 'info' }, { write: (l: string) => logged.push(JSON.parse(l)) });
+    let release: () => void = () => {};
+    const held = new Promise<void>((res) => (release = res));
+    // the relay holds the message past the row's send lease (300 ms): this process stalls
+    const r = await rig({
+      server: { onData: () => held },
+      smtp: { pool: { maxConnections: 1 } },
+      concurrency: 1,
+      leaseMs: 300,
+      recoverEveryMs: 100,
+      logger,
+    });
+    await enqueue(r.store, rows(1));
+    r.dispatcher.start();
+    // as the pollers' enqueues do: with every slot busy, only a kick makes it tick
+    const kicker = setInterval(() => r.dispatcher.kick(), 50);
+    cleanups.push(() => clearInterval(kicker));
+    await waitUntil('recovered', async () => (await r.all())[0]!.state === 'unknown');
+    release();
+    const [row] = await r.all();
+    expect(row).toMatchObject({
+      state: 'unknown',
+      lastErrorCode: 'EABANDONED',
+      lastError:
+        "this process's send lease expired while it was paused or stalled (the send may have gone out); delivery uncertain",
+    });
+    expect(logged.map((l) => l.msg)).toContain(
+      "this process's own rows: their send lease expired while it was paused or stalled; marked unknown unless their rule says onUncertain: resend",
+    );
+    expect(logged.some((l) => l.msg.includes('another process'))).toBe(false);
+    // the late outcome does not overwrite what was reported
+    await waitUntil('delivered', () => r.server.messages.length === 1);
+    await sleep(100);
+    expect((await r.all())[0]!.state).toBe('unknown');
+  });
+
+  it('a cycle that committed but whose reply was lost (connection died at COMMIT): its rows go back and are sent once, none left uncertain', async () => {
+    const r = await rig({ concurrency: 3 });
+    await enqueue(r.store, rows(12));
+    const realCycle = r.store.cycle.bind(r.store);
+    let lost = 0;
+    r.store.cycle = async (o) => {
+      const res = await realCycle(o);
+      // the second and third transactions commit, and the dispatcher hears only that the
+      // connection died (what a PostgreSQL crash or failover at COMMIT looks like)
+      if (++lost === 2 || lost === 3) {
+        throw new StoreUnavailableError(
+          'PostgreSQL store postgres://db/x',
+          'cycle',
+          new Error('Connection terminated unexpectedly'),
+        );
+      }
+      return res;
+    };
+    r.dispatcher.start();
+    await waitUntil('all sent', async () => (await r.store.counts()).total.sent === 12, 15_000).catch(
+      async (e: unknown) => {
+        throw new Error(
+          `${String(e)}: ${JSON.stringify((await r.all()).map((x) => [x.id, x.state, x.leaseOwner, x.attempts]))}`,
+        );
+      },
+    );
+    const all = await r.all();
+    expect(all.every((x) => x.state === 'sent' && x.attempts === 1)).toBe(true);
+    await sleep(100);
+    const got = r.server.messages.map((m) => m.messageId);
+    expect(got).toHaveLength(12);
+    expect(new Set(got).size).toBe(12);
+  });
 
   it('a store failure is a logged loop error, not a crash; the loop carries on', async () => {
     const r = await rig();

@@ -137,6 +137,57 @@ describe('leadership', () => {
     expect(a.isLeader('a')).toBe(true);
   });
 
+  it('judges other replicas dead only after one ttl of unbroken heartbeats: not at start, nor right after a pause or an outage', async () => {
+    const ttl = 600;
+    const s = await store('judge');
+    let clock = Date.now();
+    let failing = false;
+    const flaky: LeaseStore = {
+      acquireLease: (...a) => s.acquireLease(...a),
+      releaseLease: (...a) => s.releaseLease(...a),
+      heartbeat: (...a) => (failing ? Promise.reject(new Error('store unavailable')) : s.heartbeat(...a)),
+      removeReplica: (...a) => s.removeReplica(...a),
+    };
+    const a = new Leadership({
+      store: flaky,
+      replica: { id: 'J', host: 'test', pid: 1 },
+      rules: ['r'],
+      ttlMs: ttl,
+      logger,
+      now: () => clock,
+    });
+    leaders.push(a);
+    await a.start();
+    expect(a.canJudgeOthers()).toBe(false); // just up: the others may not have heartbeated yet
+    for (let t = 0; t < 4; t++) {
+      clock += ttl / 3;
+      await a.tick();
+    }
+    expect(a.canJudgeOthers()).toBe(true);
+    // a pause longer than the ttl (the clock jumps, no heartbeat in between)
+    clock += ttl * 3;
+    await a.tick();
+    expect(a.canJudgeOthers()).toBe(false);
+    for (let t = 0; t < 4; t++) {
+      clock += ttl / 3;
+      await a.tick();
+    }
+    expect(a.canJudgeOthers()).toBe(true);
+    // the store unreachable for one heartbeat: a fresh ttl after it returns
+    failing = true;
+    clock += ttl / 3;
+    await a.tick();
+    expect(a.canJudgeOthers()).toBe(false);
+    failing = false;
+    clock += ttl / 3;
+    await a.tick();
+    expect(a.canJudgeOthers()).toBe(false);
+    clock += ttl;
+    await a.tick();
+    expect(a.canJudgeOthers()).toBe(true);
+    await a.stop();
+  });
+
   it('a leader paused past its lease: its late checkpoint write is refused, the row keeps the new leader’s cursor', async () => {
     const ttl = 1000;
     const [s1, s2] = [await store('pause'), await store('pause')];

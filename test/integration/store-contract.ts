@@ -487,6 +487,52 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
     });
 
     describe('cycle (group commit: outcomes, start reserved, claim, reserve ahead)', () => {
+      it('reclaim: after a cycle whose reply was lost, what it leased and the owner does not hold goes back, uncounted', async () => {
+        const { store } = await fresh();
+        const ids = (await seed(store, 'r', 8)).map((r) => r.id);
+        // held: ids[0] in flight, ids[1] reserved
+        await store.cycle({ owner: 'o', leaseMs: 60_000, claim: 1, reserve: 1 });
+        // the "lost" cycle: committed, but the owner never learnt what it got
+        await store.cycle({ owner: 'o', leaseMs: 60_000, claim: 2, reserve: 2 });
+        // a failed row of the owner's, retried later (lease cleared, state kept), and another owner's
+        await store.cycle({
+          owner: 'o',
+          leaseMs: 60_000,
+          outcomes: [
+            { id: ids[0]!, kind: 'retry', error: '451', nextAttemptAt: new Date(Date.now() + 60_000) },
+          ],
+        });
+        const mine = await store.cycle({ owner: 'p', leaseMs: 60_000, claim: 1 });
+        const next = await store.cycle({
+          owner: 'o',
+          leaseMs: 60_000,
+          reclaim: [ids[1]!],
+          outcomes: [],
+        });
+        expect(next.reclaimed).toEqual([ids[2], ids[3], ids[4], ids[5]]);
+        for (const id of [ids[2]!, ids[3]!]) {
+          expect(await store.get(id)).toMatchObject({
+            state: 'pending',
+            attempts: 0,
+            leaseOwner: null,
+            leaseUntil: null,
+          });
+        }
+        for (const id of [ids[4]!, ids[5]!]) {
+          expect(await store.get(id)).toMatchObject({ state: 'pending', attempts: 0, leaseOwner: null });
+        }
+        // what it holds, and what is not its own, stay
+        expect(await store.get(ids[1]!)).toMatchObject({ state: 'pending', leaseOwner: 'o' });
+        expect(await store.get(ids[0]!)).toMatchObject({ state: 'failed', attempts: 1 });
+        expect(await store.get(mine.claimed[0]!.id)).toMatchObject({ state: 'sending', leaseOwner: 'p' });
+        // without reclaim, nothing of the kind (and no field)
+        expect(await store.cycle({ owner: 'o', leaseMs: 60_000 })).toEqual({
+          started: [],
+          claimed: [],
+          reserved: [],
+        });
+      });
+
       it('reserved rows stay pending with the lease and attempts uncounted; start moves them to sending', async () => {
         const { store } = await fresh();
         const rows = await seed(store, 'r', 6);
@@ -742,6 +788,49 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
         expect((await store.get(b1!.id))!.state).toBe('sending');
         // a replica whose heartbeat only just ended may be cut off for a moment: its rows wait
         expect((await store.get(c1!.id))!.state).toBe('sending');
+      });
+
+      it("self: a process never takes its own rows for a dead replica's; onlySelf recovers its own expired ones, saying so", async () => {
+        const { store } = await fresh();
+        const [a1, a2, a3] = await seed(store, 'a', 3);
+        const [b1] = await seed(store, 'b', 1);
+        // 'me' was paused: its heartbeat ended long ago, as did the other one's ('gone')
+        await store.heartbeat({ id: 'me', host: 'h', pid: 1 }, 100);
+        await store.heartbeat({ id: 'gone', host: 'h', pid: 2 }, 100);
+        await store.claimDue({ owner: 'me', limit: 1, leaseMs: 600_000, rules: ['a'] }); // a1: live row lease
+        await store.claimDue({ owner: 'me', limit: 1, leaseMs: 300, rules: ['a'] }); // a2: row lease runs out
+        await store.claimDue({ owner: 'gone', limit: 1, leaseMs: 600_000, rules: ['a'] }); // a3
+        await store.claimDue({ owner: 'me', limit: 1, leaseMs: 300, rules: ['b'] }); // b1: resend rule
+        await sleep(500);
+        // another replica's view of it: 'me' looks dead (a2 also by its row lease)
+        // but 'me' itself only takes the other one's row
+        expect(await store.recoverAbandoned({ deadOwners: true, self: 'me', resendRules: ['b'] })).toEqual([
+          a3!.id,
+        ]);
+        expect(await store.get(a3!.id)).toMatchObject({ state: 'unknown', lastError: ABANDONED });
+        expect((await store.get(a1!.id))!.state).toBe('sending');
+        // its own rows whose row lease ran out, with the truth about whose they were
+        const own = await store.recoverAbandoned({
+          deadOwners: true,
+          all: true,
+          self: 'me',
+          onlySelf: true,
+          resendRules: ['b'],
+        });
+        expect(own).toEqual([a2!.id, b1!.id]);
+        expect(await store.get(a2!.id)).toMatchObject({
+          state: 'unknown',
+          lastError:
+            "this process's send lease expired while it was paused or stalled (the send may have gone out); delivery uncertain",
+          lastErrorCode: 'EABANDONED',
+        });
+        expect(await store.get(b1!.id)).toMatchObject({
+          state: 'pending',
+          lastError:
+            "this process's send lease expired while it was paused or stalled; re-sending (onUncertain: resend)",
+        });
+        // its live one stays: neither dead owners nor 'all' apply to onlySelf
+        expect((await store.get(a1!.id))!.state).toBe('sending');
       });
     });
 

@@ -112,6 +112,9 @@ describe('postgres store: connections that die', () => {
       // it carried on after the last termination, and anything that failed failed as retryable
       expect(done).toBeGreaterThan(before);
       expect(failures.filter((f) => f !== 'ESTOREUNAVAILABLE')).toEqual([]);
+      // the dead connections were noticed, and the next success cleared the store's problem
+      expect(store.kind === 'postgres' && (store as PostgresStore).lastConnectionError).toBeTruthy();
+      expect(store.connectionProblem?.()).toBeNull();
     } finally {
       stop = true;
       await c.end();
@@ -215,11 +218,32 @@ describe('postgres store: connections that die', () => {
         rules: new Map(),
         isStopping: false,
       } as unknown as AppView;
+      // the store knows it is gone, so the probe does not wait out another round of retries
+      expect(store.connectionProblem()?.reason).toMatch(/unreachable: connect ECONNREFUSED/);
+      const probed = Date.now();
       const report = readiness(view, await new OutboxCache(view).get(), false);
+      expect(Date.now() - probed).toBeLessThan(2000);
       expect(report.ready).toBe(false);
-      expect(report.components.store.ok).toBe(false);
-      expect(report.reason).toMatch(/^store: PostgreSQL store postgres:\/\/127\.0\.0\.1:9\/app unavailable/);
+      expect(report.components.store).toMatchObject({ ok: false, state: 'unavailable' });
+      expect(report.reason).toMatch(
+        /^store: PostgreSQL store postgres:\/\/127\.0\.0\.1:9\/app unreachable: /,
+      );
       expect(report.reason).not.toContain('sekret');
+      // a probe whose count runs into the reconnect backoff is answered after the cache's wait,
+      // 503 for the store, instead of after the 4 s of retries
+      const fresh = new PostgresStore('postgres://notifier:sekret-pw@127.0.0.1:9/app', {
+        connectTimeoutMs: 500,
+      });
+      const freshView = { ...view, store: fresh } as unknown as AppView;
+      try {
+        const asked = Date.now();
+        const late = readiness(freshView, await new OutboxCache(freshView, 2000, 300).get(), false);
+        expect(Date.now() - asked).toBeLessThan(3000);
+        expect(late.components.store).toMatchObject({ ok: false });
+        expect(late.reason).toMatch(/^store: /);
+      } finally {
+        await fresh.close();
+      }
     } finally {
       await store.close();
     }
