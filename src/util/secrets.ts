@@ -15,6 +15,9 @@ export const SECRET_KEYS: readonly string[] = [
   'assertion',
   'authorization',
   'Authorization',
+  // channels: the webhook signing key, and Slack/Teams webhook URLs (the URL is the credential)
+  'secret',
+  'webhookUrl',
 ];
 
 /** what a secret is replaced by */
