@@ -8,7 +8,7 @@
 import type pino from 'pino';
 import type { DeliveryConfig } from '../config/index.ts';
 import { attempt, SendError, type Channel, type FailureKind } from '../sinks/types.ts';
-import type { RenderedMessage } from '../types.ts';
+import type { ChannelName, OutboxMessage } from '../types.ts';
 import type { Outcome, OutboxRow, Store } from '../store/index.ts';
 import { parseDuration } from '../util/duration.ts';
 import { coerceError } from '../util/errors.ts';
@@ -17,8 +17,10 @@ import type { Pacer } from './pacer.ts';
 
 export interface DispatcherOptions {
   store: Store;
-  /** where rows go: the SMTP channel today; any Channel works (sinks/types.ts) */
-  sink: Channel<RenderedMessage>;
+  /** where rows go: any Channel (sinks/types.ts), SMTP or HTTP */
+  sink: Channel<OutboxMessage>;
+  /** claim only this channel's rows (one dispatcher per channel in use; none = every row) */
+  channel?: ChannelName;
   delivery: DeliveryConfig;
   /** send slots; the pool's maxConnections */
   concurrency: number;
@@ -52,11 +54,13 @@ export type DispatchEvent =
       id: number;
       rule: string;
       recordId: string;
+      /** the row's channel (absent: email) */
+      channel?: ChannelName;
       attempts: number;
       durationMs: number;
       responseCode?: number;
     }
-  | { type: 'circuit'; state: 'open' | 'closed'; reason?: string }
+  | { type: 'circuit'; state: 'open' | 'closed'; reason?: string; channel?: ChannelName }
   | { type: 'recovered'; ids: number[] }
   | { type: 'loop-error'; error: Error };
 
@@ -105,6 +109,11 @@ export class Dispatcher {
     this.log = o.logger;
     this.maxAgeMs = parseDuration(o.delivery.maxAge);
     this.pollMs = o.pollIntervalMs ?? DEFAULT_POLL_MS;
+  }
+
+  /** the channel whose rows this dispatcher sends (email when it sends every row) */
+  get channelName(): ChannelName {
+    return this.o.channel ?? 'email';
   }
 
   get circuit(): 'closed' | 'open' {
@@ -234,6 +243,7 @@ export class Dispatcher {
             claim,
             reserve,
             release: release.map((r) => r.id),
+            ...(this.o.channel ? { channel: this.o.channel } : {}),
           });
         } catch (err) {
           // keep them: written on the next tick (each applies only while we hold the lease)
@@ -314,7 +324,7 @@ export class Dispatcher {
   }
 
   private async untilNextDue(): Promise<number> {
-    const next = await this.o.store.nextDueAt();
+    const next = await this.o.store.nextDueAt(this.o.channel);
     if (!next) return this.pollMs;
     // at least a few ms: a row due "now" that the claim just missed must not spin the loop
     return Math.min(this.pollMs, Math.max(MIN_WAKE_MS, next.getTime() - Date.now()));
@@ -359,6 +369,7 @@ export class Dispatcher {
     const fields = {
       rule: row.rule,
       recordId: row.recordId,
+      channel: row.channel,
       outboxId: row.id,
       attempt: row.attempts,
       outcome: outcome.kind,
@@ -382,6 +393,7 @@ export class Dispatcher {
       id: row.id,
       rule: row.rule,
       recordId: row.recordId,
+      channel: row.channel,
       attempts: row.attempts,
       durationMs,
       ...(responseCode !== undefined ? { responseCode } : {}),
@@ -416,7 +428,9 @@ export class Dispatcher {
         // The server is not there at all: that says nothing about this row, so it must not use up
         // the row's attempts (an hour-long outage would dead-letter good mail). Pause like auth.
         if (isServerUnreachable(e)) {
-          this.openCircuit(`SMTP server unreachable: ${error}`);
+          this.openCircuit(
+            `${this.o.channel === undefined || this.o.channel === 'email' ? 'SMTP server' : this.o.channel} unreachable: ${error}`,
+          );
           return { id: row.id, kind: 'release', error, code, nextAttemptAt: new Date() };
         }
         // claimDue counted this attempt already
@@ -437,7 +451,11 @@ export class Dispatcher {
             code,
           };
         }
-        const delay = backoffDelay(row.attempts, this.o.delivery.backoffBaseMs, this.o.delivery.backoffMaxMs);
+        // the receiver's Retry-After is a floor under the backoff, never shortened by it
+        const delay = Math.max(
+          backoffDelay(row.attempts, this.o.delivery.backoffBaseMs, this.o.delivery.backoffMaxMs),
+          e.retryAfterMs ?? 0,
+        );
         return { id: row.id, kind: 'retry', error, code, nextAttemptAt: new Date(Date.now() + delay) };
       }
     }
@@ -449,10 +467,14 @@ export class Dispatcher {
     this.circuitState = 'open';
     this.log.error(
       { reason, probeEveryMs: this.o.delivery.circuitRetryMs },
-      'SMTP circuit open: sending paused, rows stay pending until a probe connects and authenticates',
+      `${this.circuitLabel} circuit open: sending paused, rows stay pending until a probe connects`,
     );
-    this.emit({ type: 'circuit', state: 'open', reason });
+    this.emit({ type: 'circuit', state: 'open', reason, channel: this.channelName });
     this.scheduleProbe();
+  }
+
+  private get circuitLabel(): string {
+    return this.channelName === 'email' ? 'SMTP' : this.channelName;
   }
 
   private scheduleProbe(): void {
@@ -468,13 +490,13 @@ export class Dispatcher {
     try {
       await this.o.sink.verify();
     } catch (err) {
-      this.log.debug({ err: coerceError(err) }, 'SMTP circuit probe failed');
+      this.log.debug({ err: coerceError(err) }, `${this.circuitLabel} circuit probe failed`);
       this.scheduleProbe();
       return;
     }
     this.circuitState = 'closed';
-    this.log.info('SMTP circuit closed: the probe connected and authenticated; sending resumes');
-    this.emit({ type: 'circuit', state: 'closed' });
+    this.log.info(`${this.circuitLabel} circuit closed: the probe connected; sending resumes`);
+    this.emit({ type: 'circuit', state: 'closed', channel: this.channelName });
     this.scheduleTick();
   }
 }
