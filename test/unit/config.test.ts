@@ -359,7 +359,14 @@ describe('the example config', () => {
 
   it('redactConfig and secretsOf', async () => {
     const c = await loadConfig(EXAMPLE, { env });
-    expect(secretsOf(c).sort()).toEqual([SF_SECRET, SMTP_PASS].sort());
+    // the channel rule's defaults: the webhook's secret and header, the Slack and Teams URLs
+    const channelSecrets = [
+      'change-me-too',
+      'Bearer change-me',
+      'https://hooks.slack.com/services/T000/B000/XXXX',
+      'https://example.webhook.office.com/workflows/XXXX',
+    ];
+    expect(secretsOf(c).sort()).toEqual([SF_SECRET, SMTP_PASS, ...channelSecrets].sort());
     const red = JSON.stringify(redactConfig(c));
     expect(red).not.toContain(SF_SECRET);
     expect(red).not.toContain(SMTP_PASS);
