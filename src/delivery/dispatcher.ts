@@ -75,7 +75,9 @@ export function isServerUnreachable(e: SendError): boolean {
   if (e.kind !== 'retry') return false;
   if (e.code === 'EDNS') return true;
   if (e.originalCode && UNREACHABLE_CODES.has(e.originalCode)) return true;
-  if (e.command === 'CONN' && (e.code === 'ETIMEDOUT' || e.responseCode === 421)) return true;
+  // SMTP: the connect or greeting timed out, or 421 at the greeting; HTTP channels: the connect timed out
+  if (e.command === 'CONN' && (e.code === 'ETIMEDOUT' || e.code === 'EHTTPTIMEOUT' || e.responseCode === 421))
+    return true;
   return false;
 }
 

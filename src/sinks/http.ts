@@ -225,8 +225,8 @@ export function createHttpChannel(o: HttpChannelOptions): HttpChannel {
     keepAliveTimeout: 4_000,
     keepAliveMaxTimeout: 60_000,
     connect: { timeout: Math.min(CONNECT_TIMEOUT_MAX_MS, maxTimeout) },
-    maxRedirections: 0,
-  } as Agent.Options);
+    // dispatch() never follows a redirect (only undici's redirect interceptor would): a 3xx is dead
+  });
   const targetOf = (rule: string): { target: HttpTarget; url: URL } => {
     const target = o.targets.get(rule);
     if (!target) {

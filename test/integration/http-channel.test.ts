@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { deliverySchema, smtpSchema, type DeliveryConfig } from '../../src/config/index.ts';
-import { Dispatcher, type DispatchEvent } from '../../src/delivery/dispatcher.ts';
+import { Dispatcher, isServerUnreachable, type DispatchEvent } from '../../src/delivery/dispatcher.ts';
+import { SendError } from '../../src/sinks/types.ts';
 import {
   createHttpChannel,
   parseRetryAfter,
@@ -227,6 +228,16 @@ describe('HTTP channel', () => {
     expect(r.receiver.requests[1]!.at - r.receiver.requests[0]!.at).toBeGreaterThanOrEqual(1_900);
     // each attempt signed afresh, and both verify
     expect(r.receiver.requests.every((q) => q.signatureOk)).toBe(true);
+  });
+
+  it('a connect timeout and nothing listening count as unreachable (the circuit), a 5xx or a reset do not', () => {
+    const err = (init: ConstructorParameters<typeof SendError>[1]) => new SendError('x', init);
+    expect(isServerUnreachable(err({ kind: 'retry', code: 'EHTTPTIMEOUT', command: 'CONN' }))).toBe(true);
+    expect(
+      isServerUnreachable(err({ kind: 'retry', code: 'EHTTPCONNECTION', originalCode: 'ECONNREFUSED' })),
+    ).toBe(true);
+    expect(isServerUnreachable(err({ kind: 'retry', code: 'EHTTPCONNECTION' }))).toBe(false);
+    expect(isServerUnreachable(err({ kind: 'retry', code: 'EHTTP', responseCode: 503 }))).toBe(false);
   });
 
   it('Retry-After as seconds or an HTTP date', () => {
