@@ -21,7 +21,7 @@ import { isStoreFailure, openStore, SqliteStore } from '../store/index.ts';
 import { compileRule } from '../templates/index.ts';
 import { enabledRules, resendRuleNames } from '../rules/index.ts';
 import { Enqueuer } from './enqueue.ts';
-import { createChannelRuntimes, type ChannelRuntime } from './channels.ts';
+import type { ChannelRuntime } from './channels.ts';
 import type { HttpChannelName } from '../types.ts';
 import { Leadership } from '../cluster/leadership.ts';
 import type { Store } from '../store/index.ts';
@@ -178,6 +178,11 @@ export class App {
     });
     this.dispatcher.start();
     void this.verifySmtp();
+    // undici and the HTTP channel load only when a rule uses one (start-up time, as the stream clients)
+    const usesChannels = enabled.some((r) => r.webhook || r.slack || r.teams);
+    const createChannelRuntimes = usesChannels
+      ? (await import('./channels.ts')).createChannelRuntimes
+      : () => new Map<HttpChannelName, ChannelRuntime>();
     this.channels = createChannelRuntimes({
       rules: enabled,
       store,
