@@ -2,14 +2,15 @@
 // channel, signed) into a local node:http receiver, against plain undici posting the same bodies
 // to the same receiver with the same concurrency. Both measured in this run, alternating order,
 // median of ROUNDS. Target: ratio >= 0.9.
-// Run: node bench/webhook.ts [N=5000] [ROUNDS=3] [CONCURRENCY=8]
+// Run: node bench/webhook.ts [N=5000] [ROUNDS=3] [CONCURRENCY=8] [DELAY_MS=0]
+// DELAY_MS: the receiver answers each request that long after reading it (a real receiver's latency).
 //
 // The receiver runs in a worker thread so its CPU does not share the client's event loop.
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isMainThread, parentPort, Worker } from 'node:worker_threads';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import pino from 'pino';
 import { Agent, request } from 'undici';
 import { deliverySchema } from '../src/config/schema.ts';
@@ -20,12 +21,17 @@ import type { NewOutboxRow } from '../src/store/index.ts';
 
 if (!isMainThread) {
   let received = 0;
+  const delayMs = Number(workerData ?? 0);
   const server = http.createServer((req, res) => {
     req.on('data', () => undefined);
     req.on('end', () => {
       received++;
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end('{"ok":true}');
+      const answer = () => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end('{"ok":true}');
+      };
+      if (delayMs > 0) setTimeout(answer, delayMs);
+      else answer();
     });
   });
   server.keepAliveTimeout = 30_000;
@@ -57,7 +63,8 @@ async function main(): Promise<void> {
   const N = Number(process.argv[2] ?? 5_000);
   const ROUNDS = Number(process.argv[3] ?? 3);
   const CONCURRENCY = Number(process.argv[4] ?? 8);
-  const worker = new Worker(new URL(import.meta.url));
+  const DELAY_MS = Number(process.argv[5] ?? 0);
+  const worker = new Worker(new URL(import.meta.url), { workerData: DELAY_MS });
   const port = await new Promise<number>((resolve) =>
     worker.once('message', (m: { port: number }) => resolve(m.port)),
   );
@@ -180,7 +187,7 @@ async function main(): Promise<void> {
   const pipe = median(rates.pipeline);
   const ratio = pipe / base;
   console.log(
-    `\nN=${N}, concurrency=${CONCURRENCY}, median of ${ROUNDS}:\n` +
+    `\nN=${N}, concurrency=${CONCURRENCY}, receiver delay ${DELAY_MS} ms, median of ${ROUNDS}:\n` +
       `  plain undici (same bodies, same connections)   ${base.toFixed(0)} requests/s\n` +
       `  outbox -> dispatcher -> HTTP channel (signed)  ${pipe.toFixed(0)} requests/s\n` +
       `  ratio                                          ${ratio.toFixed(3)} (target >= 0.9) ${ratio >= 0.9 ? 'OK' : 'BELOW TARGET'}`,
