@@ -67,14 +67,20 @@ function targetOf(
   };
 }
 
-/** One HTTP channel and its dispatcher per channel in use, not started. */
-export function createChannelRuntimes(o: ChannelRuntimeOptions): Map<HttpChannelName, ChannelRuntime> {
-  const out = new Map<HttpChannelName, ChannelRuntime>();
-  const resend = new Set(o.resendRules);
+/** The HTTP channel of each channel the rules use, with the rules, connection limit and longest deadline. */
+export function createHttpChannels(
+  rules: RuleConfig[],
+  resendRules: string[] = [],
+): Map<HttpChannelName, { sink: HttpChannel; rules: string[]; concurrency: number; maxTimeoutMs: number }> {
+  const out = new Map<
+    HttpChannelName,
+    { sink: HttpChannel; rules: string[]; concurrency: number; maxTimeoutMs: number }
+  >();
+  const resend = new Set(resendRules);
   for (const channel of HTTP_CHANNELS) {
     const targets = new Map<string, HttpTarget>();
     let concurrency = 0;
-    for (const rule of o.rules) {
+    for (const rule of rules) {
       const t = targetOf(rule, channel);
       if (!t) continue;
       const { concurrency: c, ...target } = t;
@@ -90,12 +96,24 @@ export function createChannelRuntimes(o: ChannelRuntimeOptions): Map<HttpChannel
       userAgent: USER_AGENT,
       resendRules: resend,
     });
-    const maxTimeout = Math.max(...[...targets.values()].map((t) => t.timeoutMs));
-    const leaseMs = o.delivery.leaseMs ?? maxTimeout + 30_000;
+    const maxTimeoutMs = Math.max(...[...targets.values()].map((t) => t.timeoutMs));
+    out.set(channel, { sink, rules: [...targets.keys()], concurrency, maxTimeoutMs });
+  }
+  return out;
+}
+
+/** One HTTP channel and its dispatcher per channel in use, not started. */
+export function createChannelRuntimes(o: ChannelRuntimeOptions): Map<HttpChannelName, ChannelRuntime> {
+  const out = new Map<HttpChannelName, ChannelRuntime>();
+  for (const [channel, { sink, rules, concurrency, maxTimeoutMs }] of createHttpChannels(
+    o.rules,
+    o.resendRules,
+  )) {
+    const leaseMs = o.delivery.leaseMs ?? maxTimeoutMs + 30_000;
     const runtime: ChannelRuntime = {
       channel,
       sink,
-      rules: [...targets.keys()],
+      rules,
       status: { state: 'unknown', lastError: null, checkedAt: null },
       dispatcher: new Dispatcher({
         store: o.store,
