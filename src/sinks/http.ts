@@ -86,6 +86,8 @@ function post(agent: Agent, url: URL, headers: Record<string, string>, body: str
     let size = 0;
     let truncated = false;
     let controller: Dispatcher.DispatchController | undefined;
+    /** set when the deadline passed: a request undici starts later must not go out */
+    let abortedWith: Error | undefined;
     let settled = false;
     const fail = (error: Error) => {
       if (settled) return;
@@ -98,12 +100,14 @@ function post(agent: Agent, url: URL, headers: Record<string, string>, body: str
       const e = Object.assign(new Error(`no complete reply within ${timeoutMs} ms`), {
         code: 'ETOTALTIMEOUT',
       });
+      abortedWith = e;
       controller?.abort(e);
       fail(e);
     }, timeoutMs);
     const handler: Dispatcher.DispatchHandler = {
       onRequestStart(c) {
         controller = c;
+        if (abortedWith) c.abort(abortedWith);
       },
       onRequestSent() {
         written = true;
