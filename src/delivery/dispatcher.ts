@@ -469,7 +469,7 @@ export class Dispatcher {
     this.circuitState = 'open';
     this.log.error(
       { reason, probeEveryMs: this.o.delivery.circuitRetryMs },
-      `${this.circuitLabel} circuit open: sending paused, rows stay pending until a probe connects`,
+      `${this.circuitLabel} circuit open: sending paused, rows stay pending until a probe connects${this.channelName === 'email' ? ' and authenticates' : ''}`,
     );
     this.emit({ type: 'circuit', state: 'open', reason, channel: this.channelName });
     this.scheduleProbe();
@@ -497,7 +497,9 @@ export class Dispatcher {
       return;
     }
     this.circuitState = 'closed';
-    this.log.info(`${this.circuitLabel} circuit closed: the probe connected; sending resumes`);
+    this.log.info(
+      `${this.circuitLabel} circuit closed: the probe connected${this.channelName === 'email' ? ' and authenticated' : ''}; sending resumes`,
+    );
     this.emit({ type: 'circuit', state: 'closed', channel: this.channelName });
     this.scheduleTick();
   }
