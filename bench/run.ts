@@ -6,6 +6,10 @@ import { spawnSync } from 'node:child_process';
 const benches: Record<string, string[]> = {
   // delivery: outbox -> dispatcher vs plain pooled nodemailer, into smtp-sink and smtp-server
   throughput: ['throughput.ts', '10000', '3'],
+  // webhook channel: outbox -> dispatcher -> HTTP channel vs plain undici, into a local node:http receiver
+  webhook: ['webhook.ts', '5000', '3', '8'],
+  // the same with a receiver that takes 20 ms per request, as real ones do
+  'webhook-20ms': ['webhook.ts', '2000', '3', '8', '20'],
   // the issue's outside view: `lead-notifier run` draining 10,000 Leads into smtp-sink, with peak RSS
   drain: ['drain.ts', '10000', '3'],
   // peak RSS of `lead-notifier run` through a 100,000-record backlog, no flags

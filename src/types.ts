@@ -47,3 +47,42 @@ export interface SendResult {
   rejected: string[];
   messageId?: string;
 }
+
+/** Where a notification goes: one outbox row per channel of a rule (DESIGN.md "Channels"). */
+export type ChannelName = 'email' | 'webhook' | 'slack' | 'teams';
+export const CHANNEL_NAMES: readonly ChannelName[] = ['email', 'webhook', 'slack', 'teams'];
+export type HttpChannelName = Exclude<ChannelName, 'email'>;
+
+/**
+ * A webhook, Slack or Teams notification as rendered at enqueue time: the request body, byte for
+ * byte what every attempt posts. The URL, headers and signing secret are NOT here: the channel
+ * looks them up in the config by `rule` at send time, so no secret is stored in the outbox.
+ */
+export interface HttpRequestMessage {
+  channel: HttpChannelName;
+  rule: string;
+  /** the Idempotency-Key header: `<rule>.<recordId>[.<version>]` (the row's ledger key) */
+  idempotencyKey: string;
+  contentType: string;
+  body: string;
+}
+
+/** What an HTTP channel keeps of the reply in the row's result. */
+export interface HttpSendResult extends SendResult {
+  status: number;
+  /** the reply body, read up to a bound and truncated */
+  body: string;
+}
+
+/** What an outbox row holds to send: a rendered email, or a channel's rendered HTTP request. */
+export type OutboxMessage = RenderedMessage | HttpRequestMessage;
+
+export function isHttpMessage(m: OutboxMessage | null | undefined): m is HttpRequestMessage {
+  return m !== null && m !== undefined && 'idempotencyKey' in m;
+}
+
+/** The row's message as an email; throws when the row holds another channel's request. */
+export function asEmail(m: OutboxMessage | null | undefined): RenderedMessage {
+  if (m === null || m === undefined || isHttpMessage(m)) throw new TypeError('not an email message');
+  return m;
+}

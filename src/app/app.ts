@@ -1,4 +1,4 @@
-// Wires the pipeline: sources -> rules/templates -> store -> dispatcher -> SMTP sink. start()/stop().
+// Wires the pipeline: sources -> rules/templates -> store -> dispatchers -> SMTP and HTTP channels. start()/stop().
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import cron from 'node-cron';
@@ -22,6 +22,8 @@ import type { PostgresStore } from '../store/index.ts';
 import { compileRule } from '../templates/index.ts';
 import { enabledRules, resendRuleNames } from '../rules/index.ts';
 import { Enqueuer } from './enqueue.ts';
+import type { ChannelRuntime } from './channels.ts';
+import type { HttpChannelName } from '../types.ts';
 import { Leadership } from '../cluster/leadership.ts';
 import type { Store } from '../store/index.ts';
 import { parseDuration } from '../util/duration.ts';
@@ -70,7 +72,10 @@ export class App {
   readonly owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   store: Store | undefined;
   sink: SmtpSink | undefined;
+  /** the email dispatcher (email rows only) */
   dispatcher: Dispatcher | undefined;
+  /** webhook, Slack, Teams: one HTTP channel and dispatcher each, for the channels rules use */
+  channels = new Map<HttpChannelName, ChannelRuntime>();
   leadership: Leadership | undefined;
   /** paces sends to the relay's limits; reads for metrics */
   pacer: Pacer | undefined;
@@ -158,6 +163,7 @@ export class App {
     this.dispatcher = new Dispatcher({
       store,
       sink: this.sink,
+      channel: 'email',
       delivery: cfg.delivery,
       concurrency: cfg.smtp.pool.maxConnections,
       leaseMs,
@@ -180,6 +186,28 @@ export class App {
     });
     this.dispatcher.start();
     void this.verifySmtp();
+    // undici and the HTTP channel load only when a rule uses one (start-up time, as the stream clients)
+    const usesChannels = enabled.some((r) => r.webhook || r.slack || r.teams);
+    const createChannelRuntimes = usesChannels
+      ? (await import('./channels.ts')).createChannelRuntimes
+      : () => new Map<HttpChannelName, ChannelRuntime>();
+    this.channels = createChannelRuntimes({
+      rules: enabled,
+      store,
+      delivery: cfg.delivery,
+      owner: this.owner,
+      logger: this.opts.logger,
+      resendRules,
+      recoverEveryMs: Math.ceil(leaseTtlMs / 3),
+      onEvent: (e) => {
+        if (e.type === 'loop-error' && isStoreFailure(e.error))
+          this.storeProblem = { reason: e.error.message, at: new Date().toISOString(), source: 'dispatcher' };
+        else if (e.type === 'loop-recovered' && this.storeProblem?.source === 'dispatcher')
+          this.storeProblem = null;
+        this.opts.events?.onDispatch?.(e);
+      },
+    });
+    for (const c of this.channels.values()) c.dispatcher.start();
 
     // Poll leadership: with one replica (always so with SQLite) this replica leads every rule.
     const byName = new Map(enabled.map((r) => [r.name, r]));
@@ -238,7 +266,10 @@ export class App {
         compiled: c,
         store,
         logger: this.opts.logger.child({ component: 'enqueue', rule: rule.name }),
-        onEnqueued: () => this.dispatcher?.kick(),
+        onEnqueued: () => {
+          this.dispatcher?.kick();
+          for (const c of this.channels.values()) c.dispatcher.kick();
+        },
         fence: () => leadership.fence(rule.name),
       });
       const Poller = rule.on === 'updated' ? UpdatePoller : RulePoller;
@@ -480,8 +511,12 @@ export class App {
     ]);
     // hand the rules over now rather than after the lease ttl
     await this.leadership?.stop();
-    await this.dispatcher?.stop(Math.max(0, deadline - Date.now()));
-    await this.sink?.close();
+    const left = Math.max(0, deadline - Date.now());
+    await Promise.all([
+      this.dispatcher?.stop(left),
+      ...[...this.channels.values()].map((c) => c.dispatcher.stop(left)),
+    ]);
+    await Promise.all([this.sink?.close(), ...[...this.channels.values()].map((c) => c.sink.close())]);
     await this.store?.close();
     this.log.info('lead-notifier stopped');
   }

@@ -7,9 +7,9 @@ import type { Logger } from 'pino';
 import type { RuleConfig } from '../config/index.ts';
 import { decideUpdate, STATE_RETENTION_MS, updateLedgerKey, type ObservedRecord } from '../rules/triggers.ts';
 import type { BatchExtra, MatchState, NewOutboxRow, Store } from '../store/index.ts';
-import { renderMessage, type CompiledRule } from '../templates/index.ts';
+import type { CompiledRule } from '../templates/index.ts';
 import { parseDuration } from '../util/duration.ts';
-import { codeOf, coerceError } from '../util/errors.ts';
+import { notificationRows } from './notification-rows.ts';
 import { digestItem } from './digest.ts';
 
 export interface UpdatePlan {
@@ -54,7 +54,7 @@ export async function planUpdates(
   const known = await o.store.existingRecordIds(o.rule.name, keys);
   const fresh = decided.filter((_, i) => !known.has(keys[i]!));
   const threads = await o.store.firstMessageIds([...new Set(fresh.map((d) => d.observed.record.id))]);
-  const rows = fresh.map((d) => {
+  const rows = fresh.flatMap((d) => {
     const { record } = d.observed;
     const key = updateLedgerKey(record.id, record.systemModstamp);
     const base = {
@@ -63,27 +63,19 @@ export async function planUpdates(
       recordId: key,
       recordCreatedDate: record.createdDate,
     };
-    try {
-      const threadTo = threads.get(record.id);
-      const message = renderMessage(o.compiled, record, {
+    const threadTo = threads.get(record.id);
+    return notificationRows(
+      o.compiled,
+      record,
+      base,
+      {
         now: o.now,
         messageKey: key,
         extra: { previous: d.previous, changedFields: d.changedFields },
         ...(threadTo ? { threadTo } : {}),
-      });
-      return { ...base, message, state: 'pending' as const };
-    } catch (err) {
-      // a template or recipient problem (a queue owner without an email) dead-letters this row only
-      const e = coerceError(err);
-      o.logger.warn({ recordId: record.id, err: e }, 'render failed; notification dead-lettered');
-      return {
-        ...base,
-        message: null,
-        state: 'dead' as const,
-        lastError: `render: ${e.message}`,
-        lastErrorCode: codeOf(e) ?? 'ERENDER',
-      };
-    }
+      },
+      o.logger,
+    );
   });
   return { rows, extra: withPrune(extra, o.rule, observed) };
 }

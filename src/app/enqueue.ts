@@ -6,9 +6,9 @@ import type { Logger } from 'pino';
 import type { RuleConfig } from '../config/index.ts';
 import type { BatchAck, SourceBatch } from '../sources/types.ts';
 import type { BatchExtra, LeaseFence, NewOutboxRow, Store } from '../store/index.ts';
-import { renderMessage, type CompiledRule } from '../templates/index.ts';
+import type { CompiledRule } from '../templates/index.ts';
 import type { SourceRecord } from '../types.ts';
-import { codeOf, coerceError } from '../util/errors.ts';
+import { notificationRows } from './notification-rows.ts';
 import { digestItem, sendDigest } from './digest.ts';
 import { planUpdates } from './enqueue-updates.ts';
 
@@ -94,30 +94,17 @@ export class Enqueuer {
       this.o.rule.name,
       unique.map((r) => r.id),
     );
-    return unique.filter((r) => !known.has(r.id)).map((r) => this.toRow(r));
-  }
-
-  private toRow(record: SourceRecord): NewOutboxRow {
-    const base = {
-      rule: this.o.rule.name,
-      object: record.object,
-      recordId: record.id,
-      recordCreatedDate: record.createdDate,
-    };
-    try {
-      const now = this.o.now ? this.o.now() : new Date();
-      return { ...base, message: renderMessage(this.o.compiled, record, { now }), state: 'pending' };
-    } catch (err) {
-      // A template or recipient problem with one record dead-letters that record only.
-      const e = coerceError(err);
-      this.o.logger.warn({ recordId: record.id, err: e }, 'render failed; notification dead-lettered');
-      return {
-        ...base,
-        message: null,
-        state: 'dead',
-        lastError: `render: ${e.message}`,
-        lastErrorCode: codeOf(e) ?? 'ERENDER',
-      };
-    }
+    const now = this.o.now ? this.o.now() : new Date();
+    return unique
+      .filter((r) => !known.has(r.id))
+      .flatMap((r) =>
+        notificationRows(
+          this.o.compiled,
+          r,
+          { rule: this.o.rule.name, object: r.object, recordId: r.id, recordCreatedDate: r.createdDate },
+          { now },
+          this.o.logger,
+        ),
+      );
   }
 }

@@ -43,7 +43,12 @@ export async function createWorker(config: LoadedConfig, opts: { logger?: Logger
   const { Metrics } = await import('../http/metrics.ts');
   const { startHttpServer } = await import('../http/server.ts');
   const metrics: Metrics | undefined = config.http.enabled
-    ? new Metrics({ rules: enabledRules(config).map((r) => r.name) })
+    ? new Metrics({
+        rules: enabledRules(config).map((r) => r.name),
+        channels: ['email', 'webhook', 'slack', 'teams'].filter((c) =>
+          enabledRules(config).some((r) => r[c as 'email'] !== undefined),
+        ),
+      })
     : undefined;
   const apiConfig = config.http.enabled ? config.http.sendApi : undefined;
   let sendApi: SendApi | undefined;

@@ -67,6 +67,27 @@ export async function checkConnections(config: LoadedConfig, out: (line: string)
   } finally {
     await sink.close();
   }
+  return Math.max(code, await checkChannels(config, out));
+}
+
+/** Each webhook, Slack and Teams receiver a rule uses answers a TCP (and TLS) connect; nothing is posted. */
+async function checkChannels(config: LoadedConfig, out: (line: string) => void): Promise<number> {
+  const rules = enabledRules(config);
+  if (!rules.some((r) => r.webhook || r.slack || r.teams)) return EXIT.OK;
+  const { createHttpChannels } = await import('../app/channels.ts');
+  let code: number = EXIT.OK;
+  for (const [channel, r] of createHttpChannels(rules)) {
+    try {
+      await r.sink.verify();
+      out(`${channel} ok: receiver reachable (rules ${r.rules.join(', ')})`);
+    } catch (e) {
+      // the URL of Slack and Teams is a secret: ctx.out scrubs it from the message
+      out(`${channel} unreachable: ${coerceError(e).message}`);
+      code = EXIT.UNREACHABLE;
+    } finally {
+      await r.sink.close();
+    }
+  }
   return code;
 }
 

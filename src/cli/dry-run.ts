@@ -7,6 +7,8 @@ import { queryFirstPage } from '../sources/salesforce/query.ts';
 import { toSourceRecord } from '../sources/salesforce/records.ts';
 import { selectList, soqlDateTime } from '../sources/salesforce/soql.ts';
 import { compileRule, renderDigest, renderMessage } from '../templates/index.ts';
+import { renderNotifications } from '../templates/notifications.ts';
+import { isHttpMessage } from '../types.ts';
 import { digestItem, digestKey } from '../app/digest.ts';
 import { updateSelectList } from '../sources/salesforce/update-soql.ts';
 import { coerceError, EXIT } from '../util/errors.ts';
@@ -97,6 +99,26 @@ export async function dryRun(config: LoadedConfig, o: DryRunOptions): Promise<nu
     }
     for (const raw of page.records) {
       const record = toSourceRecord(rule.object, raw);
+      // the other channels' requests, each rendered (or failing) on its own
+      for (const n of renderNotifications(compiled, record).filter((x) => x.channel !== 'email')) {
+        const entry =
+          'message' in n
+            ? { rule: rule.name, recordId: record.id, channel: n.channel, message: n.message }
+            : {
+                rule: rule.name,
+                recordId: record.id,
+                channel: n.channel,
+                error: coerceError(n.error).message,
+              };
+        if (o.json) results.push(entry);
+        else if ('message' in n && isHttpMessage(n.message))
+          o.out(`  ${record.id} [${n.channel}] ${n.message.body.replace(/\s+/g, ' ').slice(0, 160)}`);
+        else
+          o.out(
+            `  ${record.id} [${n.channel}]: would be dead-lettered: ${'error' in entry ? entry.error : ''}`,
+          );
+      }
+      if (!compiled.templates) continue;
       try {
         const message = renderMessage(compiled, record);
         if (o.json) results.push({ rule: rule.name, recordId: record.id, message });

@@ -6,6 +6,7 @@ import { storeLocation, type LoadedConfig } from '../config/index.ts';
 import { OUTBOX_STATES, openStore, StoreMissingError } from '../store/index.ts';
 import type { OutboxRow, OutboxState, Store } from '../store/index.ts';
 import { EXIT, UsageError } from '../util/errors.ts';
+import { isHttpMessage } from '../types.ts';
 import { configOption, str, type Command } from './options.ts';
 
 export const outbox: Command = {
@@ -69,15 +70,22 @@ function parseId(text: string | undefined): number {
   return id;
 }
 
+/** the email's subject, or for another channel its name (its body may be long and is not shown) */
+function subjectOf(r: OutboxRow): string | null {
+  if (r.message === null) return null;
+  return isHttpMessage(r.message) ? null : r.message.subject;
+}
+
 function summary(r: OutboxRow): Record<string, unknown> {
   return {
     id: r.id,
     rule: r.rule,
     recordId: r.recordId,
+    channel: r.channel,
     state: r.state,
     attempts: r.attempts,
-    subject: r.message?.subject ?? null,
-    to: r.message?.to ?? [],
+    subject: subjectOf(r),
+    to: r.message && !isHttpMessage(r.message) ? r.message.to : [],
     lastError: r.lastError,
     lastErrorCode: r.lastErrorCode,
     nextAttemptAt: r.nextAttemptAt,
@@ -125,8 +133,8 @@ export async function outboxCommand(config: LoadedConfig, o: OutboxCommandOption
           `${'id'.padStart(7)}  ${'state'.padEnd(8)} ${'rule'.padEnd(20)} ${'record'.padEnd(18)}  subject / last error`,
         );
         for (const r of rows) {
-          const detail =
-            r.state === 'sent' ? (r.message?.subject ?? '') : (r.lastError ?? r.message?.subject ?? '');
+          const text = r.state === 'sent' ? (subjectOf(r) ?? '') : (r.lastError ?? subjectOf(r) ?? '');
+          const detail = r.channel === 'email' ? text : `[${r.channel}] ${text}`;
           o.out(
             `${String(r.id).padStart(7)}  ${r.state.padEnd(8)} ${r.rule.padEnd(20)} ${r.recordId.padEnd(18)}  ${detail.slice(0, 100)}`,
           );

@@ -98,6 +98,11 @@ export async function sendTest(config: LoadedConfig, o: SendTestOptions): Promis
   if (!rule)
     throw new UsageError(`no rule named '${o.rule}' (rules: ${config.rules.map((r) => r.name).join(', ')})`);
   if (!isValidAddress(o.to)) throw new UsageError(`--to is not an email address: ${o.to}`);
+  if (!rule.email) {
+    throw new UsageError(
+      `rule '${rule.name}' sends no email: send-test sends a rule's email (dry-run shows its webhook, Slack and Teams requests)`,
+    );
+  }
   const record = await loadRecord(config, o);
   // The rule's allow-list guards recipients taken from record data; here the operator names the
   // only recipient, so render without it and replace every recipient.

@@ -94,6 +94,12 @@ export async function printStatus(
     o.out(`  ${'rule'.padEnd(24)} ${OUTBOX_STATES.map((s) => s.padStart(8)).join(' ')}`);
     for (const [rule, byState] of Object.entries(counts.byRule)) o.out(row(rule, (s) => byState[s] ?? 0));
     o.out(row('total', (s) => counts.total[s]));
+    // by channel, once any row goes somewhere other than email
+    const channels = Object.entries(counts.byChannel);
+    if (channels.some(([c]) => c !== 'email')) {
+      o.out(`  ${'channel'.padEnd(24)} ${OUTBOX_STATES.map((s) => s.padStart(8)).join(' ')}`);
+      for (const [channel, byState] of channels) o.out(row(channel, (s) => byState?.[s] ?? 0));
+    }
     if (pace) {
       o.out('Sending pace');
       o.out(

@@ -143,6 +143,14 @@ function ruleChecks(rule: Record<string, unknown>, i: number): Issue[] {
   const issues: Issue[] = [];
   const at = (...p: KeyPath): KeyPath => ['rules', i, ...p];
 
+  const channels = ['email', 'webhook', 'slack', 'teams'].filter((k) => rule[k] !== undefined);
+  if (channels.length === 0) {
+    issues.push({ path: at('email'), message: 'needs at least one channel: email, webhook, slack or teams' });
+  } else if (rule.digest !== undefined && channels.join() !== 'email') {
+    const other = channels.find((c) => c !== 'email')!;
+    issues.push({ path: at(other), message: 'a digest rule sends email only: remove it, or the digest' });
+  }
+
   if (typeof rule.schedule === 'string') {
     const schedule = rule.schedule.trim();
     const cron = validateDetailed(schedule);

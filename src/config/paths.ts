@@ -5,6 +5,31 @@ import type { LoadedConfig } from './schema.ts';
 
 export const TEMPLATE_KEYS = ['from', 'to', 'cc', 'bcc', 'replyTo', 'subject', 'text', 'html'] as const;
 
+/** the channel templates that may name a file (.hbs), as [channel, key] */
+export const CHANNEL_TEMPLATE_KEYS = [
+  ['webhook', 'body'],
+  ['slack', 'text'],
+  ['slack', 'blocks'],
+  ['teams', 'title'],
+  ['teams', 'text'],
+] as const;
+
+type RuleLike = LoadedConfig['rules'][number];
+
+/** each channel template of the rule that is set: where it is, its value, and how to replace it */
+export function channelTemplates(
+  rule: RuleLike,
+): { channel: string; key: string; value: string; set: (v: string) => void }[] {
+  const out: { channel: string; key: string; value: string; set: (v: string) => void }[] = [];
+  for (const [channel, key] of CHANNEL_TEMPLATE_KEYS) {
+    const section = rule[channel] as Record<string, unknown> | undefined;
+    const value = section?.[key];
+    if (section && typeof value === 'string')
+      out.push({ channel, key, value, set: (v) => (section[key] = v) });
+  }
+  return out;
+}
+
 /** A value that names a template file rather than being an inline template. */
 export function isTemplateFile(value: string | undefined): value is string {
   if (value === undefined) return false;
@@ -22,6 +47,9 @@ export function resolvePaths(config: LoadedConfig, baseDir: string): void {
   if (store.kind === 'sqlite')
     config.store = `sqlite:${store.path}${store.synchronous ? `?synchronous=${store.synchronous}` : ''}`;
   for (const rule of config.rules) {
+    for (const t of channelTemplates(rule))
+      if (isTemplateFile(t.value)) t.set(resolve(baseDir, t.value.trim()));
+    if (!rule.email) continue;
     for (const key of TEMPLATE_KEYS) {
       const v = rule.email[key];
       if (isTemplateFile(v)) rule.email[key] = resolve(baseDir, v.trim());

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { ConfigError, coerceError } from '../util/errors.ts';
 import { formatIssues, parseKeyPath } from './issues.ts';
 import type { Issue, KeyPath, Source } from './issues.ts';
-import { isTemplateFile, TEMPLATE_KEYS } from './paths.ts';
+import { channelTemplates, isTemplateFile, TEMPLATE_KEYS } from './paths.ts';
 import type { LoadedConfig, RuleConfig } from './schema.ts';
 import { secretsOf } from './secrets.ts';
 
@@ -27,10 +27,13 @@ export function checkRules(config: LoadedConfig, source: Source, ruleCheck?: Rul
         ok = false;
       }
     };
-    for (const key of TEMPLATE_KEYS) check(rule.email[key], ['rules', i, 'email', key]);
-    rule.email.attachments.forEach((a, j) =>
-      check(a.content, ['rules', i, 'email', 'attachments', j, 'content']),
-    );
+    for (const t of channelTemplates(rule)) check(t.value, ['rules', i, t.channel, t.key]);
+    if (rule.email) {
+      for (const key of TEMPLATE_KEYS) check(rule.email[key], ['rules', i, 'email', key]);
+      rule.email.attachments.forEach((a, j) =>
+        check(a.content, ['rules', i, 'email', 'attachments', j, 'content']),
+      );
+    }
     if (ok) compilable.push(i);
   });
   if (ruleCheck) {
@@ -43,7 +46,8 @@ export function checkRules(config: LoadedConfig, source: Source, ruleCheck?: Rul
         // TemplateError's message starts with its keyPath; we show the full path in front instead
         const message =
           keyPath && e.message.startsWith(`${keyPath}: `) ? e.message.slice(keyPath.length + 2) : e.message;
-        if (/^email\b/.test(keyPath)) issues.push({ path: ['rules', i, ...parseKeyPath(keyPath)], message });
+        if (/^(email|webhook|slack|teams)\b/.test(keyPath))
+          issues.push({ path: ['rules', i, ...parseKeyPath(keyPath)], message });
         else issues.push({ path: ['rules', i], message: keyPath ? `${keyPath}: ${message}` : message });
       }
     }

@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { parseDuration } from '../util/duration.ts';
 import { dailyLimitSchema, dkimSchema, rateLimitSchema, smtpAuthSchema } from './relays.ts';
+import { slackSchema, teamsSchema, webhookSchema } from './channels.ts';
 
 const nonEmpty = z.string().min(1, 'must not be empty');
 
@@ -209,7 +210,12 @@ export const ruleSchema = z.strictObject({
     .describe(
       'collect matched records instead of one email each; one email at each scheduled time lists them (records, count, more, since, until)',
     ),
-  email: emailSchema,
+  email: emailSchema
+    .optional()
+    .describe('the email notification; a rule needs at least one channel: email, webhook, slack or teams'),
+  webhook: webhookSchema.optional().describe('POST each notification to a URL, signed with `secret`'),
+  slack: slackSchema.optional().describe('a Slack incoming webhook message'),
+  teams: teamsSchema.optional().describe('a Teams Workflows webhook posting an Adaptive Card'),
   allowRecipients: z
     .array(z.string().min(1))
     .optional()

@@ -28,7 +28,33 @@ export function secretsOf(config: Config): string[] {
     out.add(pw);
     out.add(decodeURIComponent(pw));
   }
+  channelSecrets(config.rules, out);
   return [...out].filter((s) => s.length > 0);
+}
+
+/**
+ * Channel values that are credentials though their key says nothing: every webhook header value
+ * (Authorization: Bearer ..., X-Api-Key: ...), and a webhook URL's password and query string
+ * (tokens are often passed as ?token=...).
+ */
+function channelSecrets(rules: unknown, out: Set<string>): void {
+  if (!Array.isArray(rules)) return;
+  for (const rule of rules) {
+    const hook = isRecord(rule) ? rule.webhook : undefined;
+    if (!isRecord(hook)) continue;
+    if (isRecord(hook.headers)) {
+      for (const v of Object.values(hook.headers)) if (typeof v === 'string' && v !== '') out.add(v);
+    }
+    if (typeof hook.url === 'string') {
+      try {
+        const u = new URL(hook.url);
+        if (u.password) out.add(u.password);
+        if (u.search.length > 1) out.add(u.search.slice(1));
+      } catch {
+        // not a URL: the schema reports it
+      }
+    }
+  }
 }
 
 /** a deep copy with every secret replaced by '[redacted]', for `status`/`check` output */
@@ -59,6 +85,7 @@ function collectSecretValues(value: unknown, out: Set<string>, key?: string): vo
 export function collectSecretsRaw(data: unknown): string[] {
   const out = new Set<string>();
   collectSecretValues(data, out);
+  if (isRecord(data)) channelSecrets(data.rules, out);
   if (isRecord(data) && typeof data.store === 'string') {
     const pw = storePassword(data.store);
     if (pw) out.add(pw);

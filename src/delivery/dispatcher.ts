@@ -8,7 +8,7 @@
 import type pino from 'pino';
 import type { DeliveryConfig } from '../config/index.ts';
 import { attempt, SendError, type Channel, type FailureKind } from '../sinks/types.ts';
-import type { RenderedMessage } from '../types.ts';
+import type { ChannelName, OutboxMessage } from '../types.ts';
 import type { Outcome, OutboxRow, Store } from '../store/index.ts';
 import { parseDuration } from '../util/duration.ts';
 import { codeOf, coerceError } from '../util/errors.ts';
@@ -17,8 +17,10 @@ import type { Pacer } from './pacer.ts';
 
 export interface DispatcherOptions {
   store: Store;
-  /** where rows go: the SMTP channel today; any Channel works (sinks/types.ts) */
-  sink: Channel<RenderedMessage>;
+  /** where rows go: any Channel (sinks/types.ts), SMTP or HTTP */
+  sink: Channel<OutboxMessage>;
+  /** claim only this channel's rows (one dispatcher per channel in use; none = every row) */
+  channel?: ChannelName;
   delivery: DeliveryConfig;
   /** send slots; the pool's maxConnections */
   concurrency: number;
@@ -58,11 +60,13 @@ export type DispatchEvent =
       id: number;
       rule: string;
       recordId: string;
+      /** the row's channel (absent: email) */
+      channel?: ChannelName;
       attempts: number;
       durationMs: number;
       responseCode?: number;
     }
-  | { type: 'circuit'; state: 'open' | 'closed'; reason?: string }
+  | { type: 'circuit'; state: 'open' | 'closed'; reason?: string; channel?: ChannelName }
   | { type: 'recovered'; ids: number[] }
   | { type: 'loop-error'; error: Error }
   /** the first tick that went through after loop errors (the store takes writes again) */
@@ -79,7 +83,9 @@ export function isServerUnreachable(e: SendError): boolean {
   if (e.kind !== 'retry') return false;
   if (e.code === 'EDNS') return true;
   if (e.originalCode && UNREACHABLE_CODES.has(e.originalCode)) return true;
-  if (e.command === 'CONN' && (e.code === 'ETIMEDOUT' || e.responseCode === 421)) return true;
+  // SMTP: the connect or greeting timed out, or 421 at the greeting; HTTP channels: the connect timed out
+  if (e.command === 'CONN' && (e.code === 'ETIMEDOUT' || e.code === 'EHTTPTIMEOUT' || e.responseCode === 421))
+    return true;
   return false;
 }
 
@@ -120,6 +126,11 @@ export class Dispatcher {
     this.log = o.logger;
     this.maxAgeMs = parseDuration(o.delivery.maxAge);
     this.pollMs = o.pollIntervalMs ?? DEFAULT_POLL_MS;
+  }
+
+  /** the channel whose rows this dispatcher sends (email when it sends every row) */
+  get channelName(): ChannelName {
+    return this.o.channel ?? 'email';
   }
 
   get circuit(): 'closed' | 'open' {
@@ -261,6 +272,7 @@ export class Dispatcher {
                   ],
                 }
               : {}),
+            ...(this.o.channel ? { channel: this.o.channel } : {}),
           });
         } catch (err) {
           // keep them: written on the next tick (each applies only while we hold the lease)
@@ -358,7 +370,7 @@ export class Dispatcher {
   }
 
   private async untilNextDue(): Promise<number> {
-    const next = await this.o.store.nextDueAt();
+    const next = await this.o.store.nextDueAt(this.o.channel);
     if (!next) return this.pollMs;
     // at least a few ms: a row due "now" that the claim just missed must not spin the loop
     return Math.min(this.pollMs, Math.max(MIN_WAKE_MS, next.getTime() - Date.now()));
@@ -418,6 +430,7 @@ export class Dispatcher {
     const fields = {
       rule: row.rule,
       recordId: row.recordId,
+      channel: row.channel,
       outboxId: row.id,
       attempt: row.attempts,
       outcome: outcome.kind,
@@ -441,6 +454,7 @@ export class Dispatcher {
       id: row.id,
       rule: row.rule,
       recordId: row.recordId,
+      channel: row.channel,
       attempts: row.attempts,
       durationMs,
       ...(responseCode !== undefined ? { responseCode } : {}),
@@ -475,7 +489,9 @@ export class Dispatcher {
         // The server is not there at all: that says nothing about this row, so it must not use up
         // the row's attempts (an hour-long outage would dead-letter good mail). Pause like auth.
         if (isServerUnreachable(e)) {
-          this.openCircuit(`SMTP server unreachable: ${error}`);
+          this.openCircuit(
+            `${this.o.channel === undefined || this.o.channel === 'email' ? 'SMTP server' : this.o.channel} unreachable: ${error}`,
+          );
           return { id: row.id, kind: 'release', error, code, nextAttemptAt: new Date() };
         }
         // claimDue counted this attempt already
@@ -496,7 +512,11 @@ export class Dispatcher {
             code,
           };
         }
-        const delay = backoffDelay(row.attempts, this.o.delivery.backoffBaseMs, this.o.delivery.backoffMaxMs);
+        // the receiver's Retry-After is a floor under the backoff, never shortened by it
+        const delay = Math.max(
+          backoffDelay(row.attempts, this.o.delivery.backoffBaseMs, this.o.delivery.backoffMaxMs),
+          e.retryAfterMs ?? 0,
+        );
         return { id: row.id, kind: 'retry', error, code, nextAttemptAt: new Date(Date.now() + delay) };
       }
     }
@@ -508,10 +528,14 @@ export class Dispatcher {
     this.circuitState = 'open';
     this.log.error(
       { reason, probeEveryMs: this.o.delivery.circuitRetryMs },
-      'SMTP circuit open: sending paused, rows stay pending until a probe connects and authenticates',
+      `${this.circuitLabel} circuit open: sending paused, rows stay pending until a probe connects${this.channelName === 'email' ? ' and authenticates' : ''}`,
     );
-    this.emit({ type: 'circuit', state: 'open', reason });
+    this.emit({ type: 'circuit', state: 'open', reason, channel: this.channelName });
     this.scheduleProbe();
+  }
+
+  private get circuitLabel(): string {
+    return this.channelName === 'email' ? 'SMTP' : this.channelName;
   }
 
   private scheduleProbe(): void {
@@ -527,13 +551,15 @@ export class Dispatcher {
     try {
       await this.o.sink.verify();
     } catch (err) {
-      this.log.debug({ err: coerceError(err) }, 'SMTP circuit probe failed');
+      this.log.debug({ err: coerceError(err) }, `${this.circuitLabel} circuit probe failed`);
       this.scheduleProbe();
       return;
     }
     this.circuitState = 'closed';
-    this.log.info('SMTP circuit closed: the probe connected and authenticated; sending resumes');
-    this.emit({ type: 'circuit', state: 'closed' });
+    this.log.info(
+      `${this.circuitLabel} circuit closed: the probe connected${this.channelName === 'email' ? ' and authenticated' : ''}; sending resumes`,
+    );
+    this.emit({ type: 'circuit', state: 'closed', channel: this.channelName });
     this.scheduleTick();
   }
 }

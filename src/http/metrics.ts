@@ -23,6 +23,8 @@ export interface MetricsSource {
 export interface MetricsOptions {
   /** rule names: their series start at 0 instead of appearing on first use */
   rules?: string[];
+  /** the channels in use: their circuit series start at 0 (default: email) */
+  channels?: string[];
   /** process metrics (CPU, memory, event loop lag, GC), prefixed lead_notifier_; default true */
   defaultMetrics?: boolean;
 }
@@ -51,6 +53,9 @@ export class Metrics {
   readonly lastSuccessfulPoll: Gauge<'rule'>;
   readonly pollErrors: Counter<'rule'>;
   readonly circuitOpen: Gauge;
+  /** every channel's outcomes (email, webhook, slack, teams), beside the per-rule series */
+  readonly channelOutcomes: Counter<'channel' | 'outcome'>;
+  readonly channelCircuitOpen: Gauge<'channel'>;
   readonly ruleLeader: Gauge<'rule'>;
   readonly leaseRenewFailures: Counter;
   readonly throttled: Counter<'rule'>;
@@ -227,6 +232,19 @@ export class Metrics {
         if (s?.dailyLimit != null) this.set(s.dailyLimit);
       },
     });
+    this.channelOutcomes = new Counter({
+      name: `${p}channel_notifications_total`,
+      help: 'Send attempts by channel (email, webhook, slack, teams) and outcome (sent, retry, dead, uncertain, release)',
+      labelNames: ['channel', 'outcome'],
+      registers,
+    });
+    this.channelCircuitOpen = new Gauge({
+      name: `${p}channel_circuit_open`,
+      help: "1 while the channel's circuit is open (refused credentials or unreachable; its rows wait as pending), else 0",
+      labelNames: ['channel'],
+      registers,
+    });
+    for (const channel of opts.channels ?? ['email']) this.channelCircuitOpen.set({ channel }, 0);
     this.streamReconnects = new Counter({
       name: `${p}stream_reconnects_total`,
       help: 'Stream subscriptions lost and re-established (after a reconcile by poll where needed), by API and reason',
@@ -316,7 +334,9 @@ export class Metrics {
 
   private onDispatch(e: DispatchEvent): void {
     if (e.type === 'circuit') {
-      this.circuitOpen.set(e.state === 'open' ? 1 : 0);
+      const channel = e.channel ?? 'email';
+      this.channelCircuitOpen.set({ channel }, e.state === 'open' ? 1 : 0);
+      if (channel === 'email') this.circuitOpen.set(e.state === 'open' ? 1 : 0);
       return;
     }
     if (e.type !== 'outcome') return;
@@ -325,6 +345,7 @@ export class Metrics {
     const token = rule.startsWith('api:') ? rule.slice(4) : undefined;
     if (token !== undefined && e.outcome === 'sent') this.sendApiSent.inc({ token });
     if (token !== undefined && e.outcome === 'dead') this.sendApiDead.inc({ token });
+    this.channelOutcomes.inc({ channel: e.channel ?? 'email', outcome: e.outcome });
     if (e.outcome !== 'sent') this.sendFailures.inc({ rule, outcome: e.outcome, code: e.code ?? 'ESEND' });
     if (e.failure === 'throttle') this.throttled.inc({ rule });
     // 'release': the circuit put the row back without an attempt; neither a send nor a retry

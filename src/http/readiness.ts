@@ -11,6 +11,7 @@ export type AppView = Pick<
   | 'config'
   | 'store'
   | 'dispatcher'
+  | 'channels'
   | 'leadership'
   | 'pacer'
   | 'salesforce'
@@ -122,6 +123,8 @@ export interface ReadinessReport {
     store: ComponentReport & { kind: string | null };
     salesforce: ComponentReport & { apiUsage: { used: number; limit: number } | null };
     smtp: ComponentReport & { circuit: 'open' | 'closed' | null; checkedAt: string | null };
+    /** webhook, slack, teams: each channel a rule uses */
+    channels?: Record<string, ComponentReport & { circuit: 'open' | 'closed'; inFlight: number }>;
   };
   rules: RuleReport[];
   /** this replica and the others alive at its last heartbeat */
@@ -207,13 +210,35 @@ export function readiness(
   const problems = (['store', 'salesforce', 'smtp'] as const)
     .filter((k) => !components[k].ok)
     .map((k) => `${k}: ${components[k].reason}`);
+  // An HTTP channel is judged by its circuit only: before its first send it is not known to fail.
+  const channels: NonNullable<ReadinessReport['components']['channels']> = {};
+  for (const [name, c] of app.channels ?? []) {
+    const circuit = c.dispatcher.circuit;
+    channels[name] =
+      circuit === 'open'
+        ? {
+            ok: false,
+            state: 'circuit-open',
+            reason: c.status.lastError ?? 'circuit open',
+            circuit,
+            inFlight: c.dispatcher.inFlight,
+          }
+        : {
+            ok: true,
+            state: c.status.state,
+            reason: c.status.state === 'error' ? c.status.lastError : null,
+            circuit,
+            inFlight: c.dispatcher.inFlight,
+          };
+    if (circuit === 'open') problems.push(`${name}: ${channels[name].reason}`);
+  }
   const ready = !stopping && problems.length === 0;
   const c = outbox.ok ? outbox.counts : null;
   return {
     ready,
     status: ready ? 'ready' : 'not ready',
     reason: stopping ? 'stopping' : problems.length > 0 ? problems.join('; ') : null,
-    components,
+    components: Object.keys(channels).length > 0 ? { ...components, channels } : components,
     rules,
     cluster: app.leadership
       ? {

@@ -1,7 +1,8 @@
 // The channel (sink) contract: what the dispatcher hands a message to. A channel sends one message
 // and either returns what the receiver said or throws a SendError whose `kind` tells the outbox
 // what to do with the row. The dispatcher's retries, circuit, leases and states are one mechanism
-// for every channel; a channel only classifies its own failures. SMTP (smtp.ts) is the one today.
+// for every channel; a channel only classifies its own failures. SMTP (smtp.ts) and HTTP (http.ts:
+// webhook, Slack, Teams) implement it.
 import type { RenderedMessage, SendResult } from '../types.ts';
 
 /**
@@ -28,6 +29,8 @@ export class SendError extends Error {
   command?: string;
   /** the system or TLS code behind an ESOCKET, e.g. DEPTH_ZERO_SELF_SIGNED_CERT */
   originalCode?: string;
+  /** the receiver asked to wait this long before the next attempt (HTTP Retry-After) */
+  retryAfterMs?: number;
   constructor(message: string, init: SendErrorInit & { cause?: unknown }) {
     super(message, { cause: init.cause });
     this.kind = init.kind;
@@ -36,6 +39,7 @@ export class SendError extends Error {
     this.response = init.response;
     this.command = init.command;
     this.originalCode = init.originalCode;
+    if (init.retryAfterMs !== undefined) this.retryAfterMs = init.retryAfterMs;
   }
 
   /** plain data (crosses the worker-thread boundary) */
@@ -48,6 +52,7 @@ export class SendError extends Error {
       response: this.response,
       command: this.command,
       originalCode: this.originalCode,
+      ...(this.retryAfterMs !== undefined ? { retryAfterMs: this.retryAfterMs } : {}),
     };
   }
 }
@@ -55,7 +60,7 @@ export class SendError extends Error {
 /** The fields of a SendError, as data. */
 export type SendErrorInit = Pick<
   SendError,
-  'kind' | 'code' | 'responseCode' | 'response' | 'command' | 'originalCode'
+  'kind' | 'code' | 'responseCode' | 'response' | 'command' | 'originalCode' | 'retryAfterMs'
 >;
 
 /** A SendResult plus the server's reply for each refused recipient (kept with the row as JSON). */

@@ -1,5 +1,6 @@
 // Helpers shared by the SQLite and PostgreSQL stores.
-import type { OutboxState } from './types.ts';
+import type { ChannelName } from '../types.ts';
+import type { OutboxCounts, OutboxState } from './types.ts';
 
 export const ABANDONED_ERROR = 'process stopped while sending; delivery uncertain';
 export const ABANDONED_RESEND = 'process stopped while sending; re-sending (onUncertain: resend)';
@@ -62,4 +63,19 @@ export function listLimit(limit: number | undefined): number {
 
 export function emptyTotals(): Record<OutboxState, number> {
   return { pending: 0, sending: 0, sent: 0, failed: 0, dead: 0, unknown: 0 };
+}
+
+/** counts() from rows grouped by rule, channel and state (both stores) */
+export function tallyCounts(
+  rows: { rule: string; channel: ChannelName; state: OutboxState; n: number }[],
+): OutboxCounts {
+  const out: OutboxCounts = { byRule: {}, byChannel: {}, total: emptyTotals() };
+  for (const r of rows) {
+    const byRule = (out.byRule[r.rule] ??= {});
+    byRule[r.state] = (byRule[r.state] ?? 0) + r.n;
+    const byChannel = (out.byChannel[r.channel] ??= {});
+    byChannel[r.state] = (byChannel[r.state] ?? 0) + r.n;
+    out.total[r.state] += r.n;
+  }
+  return out;
 }

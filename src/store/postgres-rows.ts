@@ -64,6 +64,7 @@ export function toOutboxRow(r: Row): OutboxRow {
     object: String(r.object),
     recordId: String(r.record_id),
     recordCreatedDate: iso(r.record_created_date),
+    channel: ((r.channel as string | null | undefined) ?? 'email') as OutboxRow['channel'],
     state: r.state as OutboxState,
     message: (r.message as OutboxRow['message']) ?? null,
     attempts: Number(r.attempts),

@@ -26,9 +26,10 @@ import type {
   Store,
 } from './types.ts';
 import { OUTBOX_STATES } from './types.ts';
+import type { ChannelName } from '../types.ts';
 import {
   abandonedMessages,
-  emptyTotals,
+  tallyCounts,
   listLimit,
   normalizeInstant,
   resolutionNote,
@@ -329,7 +330,10 @@ export class PostgresStore implements Store {
     const floor = normalizeInstant(checkpoint.floor, 'checkpoint floor');
     const watermark = normalizeInstant(checkpoint.watermark, 'checkpoint watermark');
     // Sorted by key: overlapping batches then take row locks in the same order and cannot deadlock.
-    const sorted = [...rows].sort((a, b) => cmp(a.rule, b.rule) || cmp(a.recordId, b.recordId));
+    const sorted = [...rows].sort(
+      (a, b) =>
+        cmp(a.rule, b.rule) || cmp(a.recordId, b.recordId) || cmp(a.channel ?? 'email', b.channel ?? 'email'),
+    );
     const cols = {
       rule: [] as unknown[],
       object: [] as unknown[],
@@ -339,6 +343,7 @@ export class PostgresStore implements Store {
       message: [] as unknown[],
       lastError: [] as unknown[],
       lastErrorCode: [] as unknown[],
+      channel: [] as unknown[],
     };
     for (const r of sorted) {
       cols.rule.push(r.rule);
@@ -349,6 +354,7 @@ export class PostgresStore implements Store {
       cols.message.push(r.message === null || r.message === undefined ? null : JSON.stringify(r.message));
       cols.lastError.push(r.lastError ?? null);
       cols.lastErrorCode.push(r.lastErrorCode ?? null);
+      cols.channel.push(r.channel ?? 'email');
     }
     return this.tx(
       async (c) => {
@@ -390,9 +396,9 @@ export class PostgresStore implements Store {
         if (sorted.length === 0) return { inserted: items };
         // One statement for the whole batch (unnest of column arrays): one round trip for 2,000 rows.
         const res = await c.query(
-          `INSERT INTO outbox (rule, object, record_id, record_created_date, state, message, last_error, last_error_code)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::json[], $7::text[], $8::text[])
-         ON CONFLICT (rule, record_id) DO NOTHING`,
+          `INSERT INTO outbox (rule, object, record_id, record_created_date, state, message, last_error, last_error_code, channel)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::json[], $7::text[], $8::text[], $9::text[])
+         ON CONFLICT (rule, record_id, channel) DO NOTHING`,
           [
             cols.rule,
             cols.object,
@@ -402,6 +408,7 @@ export class PostgresStore implements Store {
             cols.message,
             cols.lastError,
             cols.lastErrorCode,
+            cols.channel,
           ],
         );
         return { inserted: (res.rowCount ?? 0) + items };
@@ -434,8 +441,8 @@ export class PostgresStore implements Store {
       const row = opts.build({ items, count, since });
       if (!row) return { outboxId: null, count: 0 };
       const res = await c.query(
-        `INSERT INTO outbox (rule, object, record_id, record_created_date, state, message, last_error, last_error_code)
-         VALUES ($1, $2, $3, $4, $5, $6::json, $7, $8) ON CONFLICT (rule, record_id) DO NOTHING RETURNING id`,
+        `INSERT INTO outbox (rule, object, record_id, record_created_date, state, message, last_error, last_error_code, channel)
+         VALUES ($1, $2, $3, $4, $5, $6::json, $7, $8, $9) ON CONFLICT (rule, record_id, channel) DO NOTHING RETURNING id`,
         [
           row.rule,
           row.object,
@@ -445,6 +452,7 @@ export class PostgresStore implements Store {
           row.message === null ? null : JSON.stringify(row.message),
           row.lastError ?? null,
           row.lastErrorCode ?? null,
+          row.channel ?? 'email',
         ],
       );
       // this digest (rule + key) went out already (another replica, or before a restart)
@@ -494,6 +502,7 @@ export class PostgresStore implements Store {
       `SELECT DISTINCT ON (i.id) i.id AS record_id, o.message->>'messageId' AS message_id
        FROM unnest($1::text[]) AS i(id)
        JOIN outbox o ON (o.record_id = i.id OR o.record_id LIKE i.id || '.%') AND o.message IS NOT NULL
+         AND o.channel = 'email'
        ORDER BY i.id, o.id`,
       [recordIds],
     );
@@ -516,6 +525,7 @@ export class PostgresStore implements Store {
          WHERE state IN ('pending', 'failed') AND (next_attempt_at IS NULL OR next_attempt_at <= t.now)
            AND (lease_until IS NULL OR lease_until < t.now)
            AND ($2::text[] IS NULL OR rule = ANY($2::text[]))
+           AND ($6::text IS NULL OR channel = $6)
          ORDER BY id LIMIT $3
          FOR UPDATE OF outbox SKIP LOCKED)
        UPDATE outbox o SET state = 'sending', lease_owner = $4,
@@ -523,7 +533,7 @@ export class PostgresStore implements Store {
          attempts = o.attempts + 1, updated_at = t.now
        FROM due, t WHERE o.id = due.id
        RETURNING o.*`,
-      [opts.now ?? null, rules, opts.limit, opts.owner, opts.leaseMs],
+      [opts.now ?? null, rules, opts.limit, opts.owner, opts.leaseMs, opts.channel ?? null],
       // not repeated: a claim that committed but whose reply was lost would lease rows twice over
       { safe: false, method: 'claimDue' },
     );
@@ -606,8 +616,9 @@ export class PostgresStore implements Store {
                state = CASE WHEN state = 'sending' THEN 'pending' ELSE state END,
                attempts = CASE WHEN state = 'sending' THEN greatest(attempts - 1, 0) ELSE attempts END
              WHERE lease_owner = $1 AND state IN ('sending', 'pending', 'failed') AND NOT id = ANY($2::bigint[])
+               AND ($3::text IS NULL OR channel = $3)
              RETURNING id`,
-            [opts.owner, opts.reclaim],
+            [opts.owner, opts.reclaim, opts.channel ?? null],
           );
           reclaimed = (rows as { id: string }[]).map((r) => Number(r.id)).sort((a, b) => a - b);
         }
@@ -632,6 +643,7 @@ export class PostgresStore implements Store {
                SELECT id FROM outbox, t
                WHERE state IN ('pending', 'failed') AND (next_attempt_at IS NULL OR next_attempt_at <= t.now)
                  AND (lease_until IS NULL OR lease_until < t.now)
+                 AND ($6::text IS NULL OR channel = $6)
                ORDER BY id LIMIT $3
                FOR UPDATE OF outbox SKIP LOCKED) d)
            UPDATE outbox o SET lease_owner = $4, lease_until = ${lease}, updated_at = t.now,
@@ -639,7 +651,7 @@ export class PostgresStore implements Store {
              attempts = CASE WHEN due.n <= $5 THEN o.attempts + 1 ELSE o.attempts END
            FROM due, t WHERE o.id = due.id
            RETURNING o.*`,
-            [opts.now ?? null, opts.leaseMs, claim + reserve, opts.owner, claim],
+            [opts.now ?? null, opts.leaseMs, claim + reserve, opts.owner, claim, opts.channel ?? null],
           );
           for (const r of (rows as Row[]).map(toOutboxRow).sort((a, b) => a.id - b.id)) {
             (r.state === 'sending' ? claimed : reserved).push(r);
@@ -771,13 +783,10 @@ export class PostgresStore implements Store {
 
   async counts(): Promise<OutboxCounts> {
     this.check('counts');
-    const { rows } = await this.q('SELECT rule, state, count(*)::int AS n FROM outbox GROUP BY rule, state');
-    const out: OutboxCounts = { byRule: {}, total: emptyTotals() };
-    for (const r of rows as { rule: string; state: OutboxState; n: number }[]) {
-      (out.byRule[r.rule] ??= {})[r.state] = r.n;
-      out.total[r.state] += r.n;
-    }
-    return out;
+    const { rows } = await this.q(
+      'SELECT rule, channel, state, count(*)::int AS n FROM outbox GROUP BY rule, channel, state',
+    );
+    return tallyCounts(rows as { rule: string; channel: ChannelName; state: OutboxState; n: number }[]);
   }
 
   async list(filter: OutboxFilter): Promise<OutboxRow[]> {
@@ -787,8 +796,9 @@ export class PostgresStore implements Store {
     }
     const { rows } = await this.q(
       `SELECT * FROM outbox WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR rule = $2)
+         AND ($4::text IS NULL OR channel = $4)
        ORDER BY id DESC LIMIT $3`,
-      [filter.state ?? null, filter.rule ?? null, listLimit(filter.limit)],
+      [filter.state ?? null, filter.rule ?? null, listLimit(filter.limit), filter.channel ?? null],
     );
     return (rows as Row[]).map(toOutboxRow);
   }
@@ -863,10 +873,12 @@ export class PostgresStore implements Store {
     return (rows as Row[]).map(toOutboxRow);
   }
 
-  async nextDueAt(): Promise<Date | null> {
+  async nextDueAt(channel?: ChannelName): Promise<Date | null> {
     this.check('nextDueAt');
     const { rows } = await this.q(
-      `SELECT min(next_attempt_at) AS t FROM outbox WHERE state IN ('failed', 'pending') AND next_attempt_at IS NOT NULL`,
+      `SELECT min(next_attempt_at) AS t FROM outbox WHERE state IN ('failed', 'pending') AND next_attempt_at IS NOT NULL
+         AND ($1::text IS NULL OR channel = $1)`,
+      [channel ?? null],
     );
     const t = (rows[0] as { t: Date | null } | undefined)?.t;
     return t ? new Date(t) : null;

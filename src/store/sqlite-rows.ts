@@ -54,6 +54,7 @@ export function toOutboxRow(r: Row): OutboxRow {
     object: str(r.object),
     recordId: str(r.record_id),
     recordCreatedDate: str(r.record_created_date),
+    channel: (strOrNull(r.channel) ?? 'email') as OutboxRow['channel'],
     state: str(r.state) as OutboxState,
     message: json(r.message),
     attempts: Number(r.attempts),

@@ -26,12 +26,13 @@ import type {
   Store,
 } from './types.ts';
 import { OUTBOX_STATES } from './types.ts';
+import type { ChannelName } from '../types.ts';
 import {
   abandonedMessages,
-  emptyTotals,
   listLimit,
   normalizeInstant,
   resolutionNote,
+  tallyCounts,
   validateClaim,
   validateTtl,
 } from './common.ts';
@@ -194,9 +195,9 @@ export class SqliteStore implements Store {
     const sweptAt =
       checkpoint.sweptAt === undefined ? null : normalizeInstant(checkpoint.sweptAt, 'checkpoint sweptAt');
     const insert = this.stmt(
-      `INSERT INTO outbox (rule, object, record_id, record_created_date, state, message, last_error, last_error_code, created_at, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (rule, record_id) DO NOTHING`,
+      `INSERT INTO outbox (rule, object, record_id, record_created_date, state, message, last_error, last_error_code, created_at, updated_at, channel)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (rule, record_id, channel) DO NOTHING`,
     );
     const upsert = this.stmt(
       `INSERT INTO checkpoints (rule, floor, watermark, last_id, replay_id, swept_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -232,6 +233,7 @@ export class SqliteStore implements Store {
           r.lastErrorCode ?? null,
           now,
           now,
+          r.channel ?? 'email',
         );
         inserted += Number(res.changes);
       }
@@ -314,8 +316,8 @@ export class SqliteStore implements Store {
       if (!row) return { outboxId: null, count: 0 };
       const now = new Date().toISOString();
       const res = this.stmt(
-        `INSERT INTO outbox (rule, object, record_id, record_created_date, state, message, last_error, last_error_code, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (rule, record_id) DO NOTHING`,
+        `INSERT INTO outbox (rule, object, record_id, record_created_date, state, message, last_error, last_error_code, created_at, updated_at, channel)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (rule, record_id, channel) DO NOTHING`,
       ).run(
         row.rule,
         row.object,
@@ -327,6 +329,7 @@ export class SqliteStore implements Store {
         row.lastErrorCode ?? null,
         now,
         now,
+        row.channel ?? 'email',
       );
       // this digest (rule + key) went out already, e.g. before a restart in the same second
       if (Number(res.changes) === 0) return { outboxId: null, count: 0 };
@@ -368,7 +371,7 @@ export class SqliteStore implements Store {
     // [Id, Id + '/') holds exactly those ('.' sorts just before '/'), and uses the index
     const stmt = this.stmt(
       `SELECT json_extract(message, '$.messageId') AS message_id FROM outbox
-       WHERE record_id >= ? AND record_id < ? AND message IS NOT NULL ORDER BY id LIMIT 1`,
+       WHERE record_id >= ? AND record_id < ? AND message IS NOT NULL AND channel = 'email' ORDER BY id LIMIT 1`,
     );
     for (const id of new Set(recordIds)) {
       const r = stmt.get(id, `${id}/`) as Row | undefined;
@@ -392,11 +395,25 @@ export class SqliteStore implements Store {
          WHERE state IN ('pending', 'failed') AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
            AND (lease_until IS NULL OR lease_until < ?)
            AND (? IS NULL OR rule IN (SELECT value FROM json_each(?)))
+           AND (? IS NULL OR channel = ?)
          ORDER BY id LIMIT ?)
        RETURNING *`,
     );
+    const channel = opts.channel ?? null;
     const rows = this.tx(
-      () => claim.all(opts.owner, leaseUntil, nowIso, nowIso, nowIso, rules, rules, opts.limit) as Row[],
+      () =>
+        claim.all(
+          opts.owner,
+          leaseUntil,
+          nowIso,
+          nowIso,
+          nowIso,
+          rules,
+          rules,
+          channel,
+          channel,
+          opts.limit,
+        ) as Row[],
     );
     return rows.map(toOutboxRow).sort((a, b) => a.id - b.id);
   }
@@ -470,7 +487,9 @@ export class SqliteStore implements Store {
     const due = `SELECT id FROM outbox
          WHERE state IN ('pending', 'failed') AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
            AND (lease_until IS NULL OR lease_until < ?)
+           AND (? IS NULL OR channel = ?)
          ORDER BY id LIMIT ?`;
+    const channel = opts.channel ?? null;
     const claimStmt = this.stmt(
       `UPDATE outbox SET state = 'sending', attempts = attempts + 1, lease_owner = ?, lease_until = ?, updated_at = ?
        WHERE id IN (${due}) RETURNING *`,
@@ -483,13 +502,14 @@ export class SqliteStore implements Store {
          state = CASE WHEN state = 'sending' THEN 'pending' ELSE state END,
          attempts = CASE WHEN state = 'sending' THEN max(attempts - 1, 0) ELSE attempts END
        WHERE lease_owner = ? AND state IN ('sending', 'pending', 'failed')
+         AND (? IS NULL OR channel = ?)
          AND id NOT IN (SELECT value FROM json_each(?)) RETURNING id`,
     );
     return this.tx(() => {
       if (opts.outcomes?.length) this.writeOutcomes(opts.owner, opts.outcomes);
       for (const id of opts.release ?? []) release.run(nowIso, id, opts.owner);
       const reclaimed = opts.reclaim
-        ? (reclaimStmt.all(nowIso, opts.owner, JSON.stringify(opts.reclaim)) as { id: number }[])
+        ? (reclaimStmt.all(nowIso, opts.owner, channel, channel, JSON.stringify(opts.reclaim)) as { id: number }[])
             .map((r) => r.id)
             .sort((a, b) => a - b)
         : undefined;
@@ -500,13 +520,24 @@ export class SqliteStore implements Store {
       const byId = (x: OutboxRow, y: OutboxRow) => x.id - y.id;
       const claimed =
         claim > 0
-          ? (claimStmt.all(opts.owner, leaseUntil, nowIso, nowIso, nowIso, claim) as Row[])
+          ? (claimStmt.all(opts.owner, leaseUntil, nowIso, nowIso, nowIso, channel, channel, claim) as Row[])
               .map(toOutboxRow)
               .sort(byId)
           : [];
       const reserved =
         reserve > 0
-          ? (reserveStmt.all(opts.owner, leaseUntil, nowIso, nowIso, nowIso, reserve) as Row[])
+          ? (
+              reserveStmt.all(
+                opts.owner,
+                leaseUntil,
+                nowIso,
+                nowIso,
+                nowIso,
+                channel,
+                channel,
+                reserve,
+              ) as Row[]
+            )
               .map(toOutboxRow)
               .sort(byId)
           : [];
@@ -667,17 +698,10 @@ export class SqliteStore implements Store {
 
   async counts(): Promise<OutboxCounts> {
     this.check('counts');
-    const rows = this.stmt('SELECT rule, state, count(*) AS n FROM outbox GROUP BY rule, state').all() as {
-      rule: string;
-      state: OutboxState;
-      n: number;
-    }[];
-    const out: OutboxCounts = { byRule: {}, total: emptyTotals() };
-    for (const r of rows) {
-      (out.byRule[r.rule] ??= {})[r.state] = r.n;
-      out.total[r.state] += r.n;
-    }
-    return out;
+    const rows = this.stmt(
+      'SELECT rule, channel, state, count(*) AS n FROM outbox GROUP BY rule, channel, state',
+    ).all() as { rule: string; channel: ChannelName; state: OutboxState; n: number }[];
+    return tallyCounts(rows);
   }
 
   async list(filter: OutboxFilter): Promise<OutboxRow[]> {
@@ -686,12 +710,15 @@ export class SqliteStore implements Store {
       throw new RangeError(`state must be one of ${OUTBOX_STATES.join(', ')}`);
     }
     const rows = this.stmt(
-      `SELECT * FROM outbox WHERE (? IS NULL OR state = ?) AND (? IS NULL OR rule = ?) ORDER BY id DESC LIMIT ?`,
+      `SELECT * FROM outbox WHERE (? IS NULL OR state = ?) AND (? IS NULL OR rule = ?) AND (? IS NULL OR channel = ?)
+       ORDER BY id DESC LIMIT ?`,
     ).all(
       filter.state ?? null,
       filter.state ?? null,
       filter.rule ?? null,
       filter.rule ?? null,
+      filter.channel ?? null,
+      filter.channel ?? null,
       listLimit(filter.limit),
     ) as Row[];
     return rows.map(toOutboxRow);
@@ -763,12 +790,13 @@ export class SqliteStore implements Store {
     return rows.map(toOutboxRow);
   }
 
-  async nextDueAt(): Promise<Date | null> {
+  async nextDueAt(channel?: ChannelName): Promise<Date | null> {
     this.check('nextDueAt');
     // pending rows carry next_attempt_at after a `release` (circuit open); claimDue honours it too.
     const row = this.stmt(
-      `SELECT min(next_attempt_at) AS t FROM outbox WHERE state IN ('failed', 'pending') AND next_attempt_at IS NOT NULL`,
-    ).get() as { t: string | null };
+      `SELECT min(next_attempt_at) AS t FROM outbox WHERE state IN ('failed', 'pending') AND next_attempt_at IS NOT NULL
+       AND (? IS NULL OR channel = ?)`,
+    ).get(channel ?? null, channel ?? null) as { t: string | null };
     return row.t ? new Date(row.t) : null;
   }
 

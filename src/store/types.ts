@@ -1,6 +1,7 @@
 // The Store contract: durable checkpoints and the outbox ledger. Implemented by SQLite (sqlite.ts)
 // and PostgreSQL (postgres.ts); one contract test suite runs against both.
-import type { RenderedMessage, SendResult } from '../types.ts';
+import type { ChannelName, OutboxMessage, SendResult } from '../types.ts';
+export type { OutboxMessage } from '../types.ts';
 
 /**
  * pending: never tried; sending: leased to a dispatcher; sent: accepted by the server;
@@ -23,7 +24,9 @@ export interface NewOutboxRow {
   object: string;
   recordId: string;
   recordCreatedDate: string;
-  message: RenderedMessage | null;
+  /** where it goes (default email); the ledger key is (rule, recordId, channel) */
+  channel?: ChannelName;
+  message: OutboxMessage | null;
   state: 'pending' | 'dead';
   lastError?: string;
   /** the failure's code (util/errors.ts CODES) when state is dead */
@@ -36,8 +39,9 @@ export interface OutboxRow {
   object: string;
   recordId: string;
   recordCreatedDate: string;
+  channel: ChannelName;
   state: OutboxState;
-  message: RenderedMessage | null;
+  message: OutboxMessage | null;
   attempts: number;
   nextAttemptAt: string | null;
   leaseOwner: string | null;
@@ -161,6 +165,8 @@ export interface ClaimOptions {
   now?: Date;
   /** only these rules (none = all) */
   rules?: string[];
+  /** only this channel's rows (none = all) */
+  channel?: ChannelName;
 }
 
 export interface CycleOptions {
@@ -173,11 +179,14 @@ export interface CycleOptions {
   claim?: number;
   /** due rows to reserve ahead */
   reserve?: number;
+  /** claim and reserve only this channel's rows (none = all) */
+  channel?: ChannelName;
   /** reserved ids to hand back */
   release?: number[];
   /**
    * After a cycle whose outcome is unknown (its connection died around COMMIT): the ids `owner`
    * still holds (sending, reserved, outcomes not yet written). Every other row leased to `owner`
+   * (of `channel`, when given: each channel's dispatcher reclaims only its own)
    * was leased by that cycle and never handed to a connection, so it goes back: sending ->
    * pending without counting the attempt, reserved -> lease cleared. Runs after the outcomes and
    * before the claims of this cycle.
@@ -200,12 +209,15 @@ export interface CycleResult {
 export interface OutboxFilter {
   state?: OutboxState;
   rule?: string;
+  channel?: ChannelName;
   limit?: number;
 }
 
 export interface OutboxCounts {
   /** by rule, then state */
   byRule: Record<string, Partial<Record<OutboxState, number>>>;
+  /** by channel, then state */
+  byChannel: Partial<Record<ChannelName, Partial<Record<OutboxState, number>>>>;
   total: Record<OutboxState, number>;
 }
 
@@ -258,7 +270,7 @@ export interface Store {
   getCheckpoint(rule: string): Promise<Checkpoint | null>;
   listCheckpoints(): Promise<Checkpoint[]>;
   /**
-   * ONE transaction: insert rows (a row whose rule+recordId exists already is skipped) and set
+   * ONE transaction: insert rows (a row whose rule+recordId+channel exists already is skipped) and set
    * the rule's checkpoint, plus, for on: updated rules, the match states in `extra`. Returns how
    * many rows were new.
    */
@@ -304,7 +316,7 @@ export interface Store {
   listReplicas(): Promise<ReplicaInfo[]>;
   /** a clean stop: forget the replica and end its leases */
   removeReplica(id: string): Promise<void>;
-  /** which of these record ids the rule's ledger already holds (lets a re-read skip rendering) */
+  /** which of these record ids the rule's ledger already holds on any channel (lets a re-read skip rendering) */
   existingRecordIds(rule: string, recordIds: string[]): Promise<Set<string>>;
   /** pending rows, and failed rows whose next attempt is due -> sending, leased to `owner`; attempts+1 */
   claimDue(opts: ClaimOptions): Promise<OutboxRow[]>;
@@ -344,8 +356,8 @@ export interface Store {
   enqueueSendRequests(requests: SendApiRequest[]): Promise<SendApiOutcome[]>;
   /** the token's message by public id; another token's (or an unknown) id: null */
   getSendApiMessage(token: string, id: string): Promise<SendApiMessage | null>;
-  /** earliest nextAttemptAt among failed rows, or null; lets the dispatcher sleep exactly */
-  nextDueAt(): Promise<Date | null>;
+  /** earliest nextAttemptAt among failed rows (of one channel when given), or null; lets the dispatcher sleep exactly */
+  nextDueAt(channel?: ChannelName): Promise<Date | null>;
   close(): Promise<void>;
 
   // the send pacer's state (delivery/pacer.ts), one row per key

@@ -15,10 +15,7 @@
 // noEscape (it is not HTML) and then sanitised: single-line values (subject, from, replyTo,
 // header values, attachment file names) lose control characters; address fields are parsed
 // and validated; nothing a record holds can add a header.
-import fs from 'node:fs';
-import path from 'node:path';
-import Handlebars from 'handlebars';
-import { isTemplateFile, type RuleConfig } from '../config/index.ts';
+import type { EmailConfig, RuleConfig } from '../config/index.ts';
 import type { RenderedAttachment, RenderedMessage, SourceRecord } from '../types.ts';
 import {
   compileAllowList,
@@ -28,7 +25,17 @@ import {
   type Mailbox,
 } from './recipients.ts';
 import { RenderError, TemplateError } from './errors.ts';
-import { helpers, ROOT_FIELDS } from './helpers.ts';
+import { ROOT_FIELDS } from './helpers.ts';
+import {
+  compileSource,
+  compileValue,
+  contextFor,
+  createEnv,
+  run,
+  type Env,
+  type Template,
+} from './compile.ts';
+import { compileChannels, type CompiledChannels } from './channels.ts';
 import { hasLineBreak, isHeaderName, multiLine, singleLine } from './sanitize.ts';
 
 export { RenderError, TemplateError } from './errors.ts';
@@ -37,9 +44,6 @@ export { sampleRecord } from './sample.ts';
 export { helpers } from './helpers.ts';
 // the recipient guards, for callers that only import the template layer (check, send-test)
 export { compileAllowList, isValidAddress, parseAddressList, staticRecipientProblems } from './recipients.ts';
-
-type Env = ReturnType<typeof Handlebars.create>;
-type Template = (context: unknown, options?: Handlebars.RuntimeOptions) => string;
 
 interface CompiledAttachment {
   fileName: Template;
@@ -54,18 +58,23 @@ export interface CompiledRule {
   rule: RuleConfig;
   /** recipients outside allowRecipients are refused (always true when the rule has none) */
   isAllowed: (address: string) => boolean;
-  templates: {
-    from: Template;
-    to: Template;
-    cc: Template;
-    bcc: Template;
-    replyTo: Template;
-    subject: Template;
-    text: Template | undefined;
-    html: Template | undefined;
-    headers: [name: string, value: Template][];
-    attachments: CompiledAttachment[];
-  };
+  /** the email's templates; undefined when the rule sends no email */
+  templates: EmailTemplates | undefined;
+  /** the webhook, Slack and Teams templates of the rule (channels.ts) */
+  channels: CompiledChannels;
+}
+
+interface EmailTemplates {
+  from: Template;
+  to: Template;
+  cc: Template;
+  bcc: Template;
+  replyTo: Template;
+  subject: Template;
+  text: Template | undefined;
+  html: Template | undefined;
+  headers: [name: string, value: Template][];
+  attachments: CompiledAttachment[];
 }
 
 /**
@@ -94,113 +103,6 @@ const RESERVED_HEADERS = new Set([
   'references',
 ]);
 
-const BUILTIN_HELPERS = new Set(['if', 'unless', 'each', 'with', 'lookup', 'log']);
-
-function readTemplateFile(keyPath: string, file: string, baseDir: string): string {
-  const full = path.resolve(baseDir, file.trim());
-  try {
-    return fs.readFileSync(full, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'file not found' : `cannot read file (${code ?? String(err)})`;
-    throw new TemplateError(keyPath, `${why}: ${full}`, { cause: err });
-  }
-}
-
-/**
- * Checks a parsed template against the environment: every helper call names a registered
- * helper and every static partial is registered (Handlebars would only notice per record).
- */
-function checkAst(node: unknown, env: Env, keyPath: string): void {
-  if (Array.isArray(node)) {
-    for (const n of node) checkAst(n, env, keyPath);
-    return;
-  }
-  if (node === null || typeof node !== 'object') return;
-  const n = node as {
-    type?: string;
-    path?: { type?: string; original?: unknown; parts?: unknown[]; data?: boolean };
-    name?: { type?: string; original?: unknown };
-    params?: unknown[];
-    hash?: unknown;
-    loc?: { start?: { line?: number } };
-  };
-  const line = n.loc?.start?.line;
-  const where = line === undefined ? '' : ` (line ${line})`;
-  if (n.type === 'MustacheStatement' || n.type === 'BlockStatement' || n.type === 'SubExpression') {
-    const p = n.path;
-    const isCall = n.type === 'SubExpression' || (n.params?.length ?? 0) > 0 || n.hash !== undefined;
-    if (isCall && p?.type === 'PathExpression' && !p.data && p.parts?.length === 1) {
-      const name = String(p.original);
-      if (!BUILTIN_HELPERS.has(name) && !(name in env.helpers)) {
-        throw new TemplateError(keyPath, `unknown helper "${name}"${where}`);
-      }
-    }
-  }
-  if (n.type === 'PartialStatement' && n.name?.type === 'PathExpression') {
-    const name = String(n.name.original);
-    if (!(name in env.partials)) throw new TemplateError(keyPath, `unknown partial "${name}"${where}`);
-  }
-  for (const [key, value] of Object.entries(n)) {
-    if (key !== 'loc' && typeof value === 'object') checkAst(value, env, keyPath);
-  }
-}
-
-/** Parses, fully compiles (so syntax errors surface now, not at the first record) and checks. */
-function compileSource(env: Env, keyPath: string, source: string, escapeHtml: boolean): Template {
-  const options = { strict: false, noEscape: !escapeHtml };
-  let ast: ReturnType<Env['parse']>;
-  try {
-    ast = env.parse(source);
-    // env.compile is lazy; precompile runs the whole compiler once to surface its errors
-    env.precompile(ast, options);
-  } catch (err) {
-    throw new TemplateError(keyPath, (err as Error).message, { cause: err });
-  }
-  checkAst(ast, env, keyPath);
-  return env.compile(ast, options) as Template;
-}
-
-function compileValue(
-  env: Env,
-  keyPath: string,
-  value: string,
-  baseDir: string,
-  escapeHtml: boolean,
-): Template {
-  const source = isTemplateFile(value) ? readTemplateFile(keyPath, value, baseDir) : value;
-  return compileSource(env, keyPath, source, escapeHtml);
-}
-
-/** Every `*.hbs` in `<baseDir>/partials/`, by file name without `.hbs` (`{{> footer}}`). */
-function registerPartials(env: Env, baseDir: string): void {
-  const dir = path.resolve(baseDir, 'partials');
-  let names: string[];
-  try {
-    names = fs.readdirSync(dir).filter((f) => f.endsWith('.hbs'));
-  } catch {
-    return; // no partials directory
-  }
-  names.sort();
-  // register all names first so partials may use each other
-  const sources = names.map((file) => ({ file, name: file.slice(0, -'.hbs'.length) }));
-  for (const { name } of sources) env.registerPartial(name, '');
-  for (const { file, name } of sources) {
-    const keyPath = `partials/${file}`;
-    const source = readTemplateFile(keyPath, path.join(dir, file), baseDir);
-    // a partial inherits the escaping of the template that includes it, so it is registered as
-    // source; parse + check it here so a syntax error is a config error
-    try {
-      env.precompile(env.parse(source), { strict: false });
-    } catch (err) {
-      throw new TemplateError(keyPath, (err as Error).message, { cause: err });
-    }
-    env.registerPartial(name, source);
-  }
-  for (const { file, name } of sources)
-    checkAst(env.parse(String(env.partials[name])), env, `partials/${file}`);
-}
-
 /**
  * Compiles every template of the rule once. File templates (values ending in `.hbs`) are read
  * relative to baseDir; partials from `<baseDir>/partials/*.hbs`. Throws TemplateError (with the
@@ -208,11 +110,23 @@ function registerPartials(env: Env, baseDir: string): void {
  * names, reserved headers, bad attachment settings and bad allowRecipients patterns.
  */
 export function compileRule(rule: RuleConfig, baseDir: string): CompiledRule {
-  const env = Handlebars.create();
-  for (const [name, fn] of Object.entries(helpers)) env.registerHelper(name, fn);
-  registerPartials(env, baseDir);
+  const env = createEnv(baseDir);
+  let isAllowed: (address: string) => boolean;
+  try {
+    isAllowed = compileAllowList(rule.allowRecipients);
+  } catch (err) {
+    const m = /^(allowRecipients\[\d+\]): (.*)$/s.exec((err as Error).message);
+    throw new TemplateError(m?.[1] ?? 'allowRecipients', m?.[2] ?? (err as Error).message, { cause: err });
+  }
+  return {
+    rule,
+    isAllowed,
+    templates: rule.email ? compileEmail(env, rule.email, baseDir) : undefined,
+    channels: compileChannels(rule, baseDir),
+  };
+}
 
-  const e = rule.email;
+function compileEmail(env: Env, e: EmailConfig, baseDir: string): EmailTemplates {
   const plain = (key: string, value: string | undefined): Template =>
     compileValue(env, `email.${key}`, value ?? '', baseDir, false);
 
@@ -255,65 +169,18 @@ export function compileRule(rule: RuleConfig, baseDir: string): CompiledRule {
     };
   });
 
-  let isAllowed: (address: string) => boolean;
-  try {
-    isAllowed = compileAllowList(rule.allowRecipients);
-  } catch (err) {
-    const m = /^(allowRecipients\[\d+\]): (.*)$/s.exec((err as Error).message);
-    throw new TemplateError(m?.[1] ?? 'allowRecipients', m?.[2] ?? (err as Error).message, { cause: err });
-  }
-
   return {
-    rule,
-    isAllowed,
-    templates: {
-      from: plain('from', e.from),
-      to: plain('to', e.to),
-      cc: plain('cc', e.cc),
-      bcc: plain('bcc', e.bcc),
-      replyTo: plain('replyTo', e.replyTo),
-      subject: plain('subject', e.subject),
-      text: e.text === undefined ? undefined : plain('text', e.text),
-      html: e.html === undefined ? undefined : compileValue(env, 'email.html', e.html, baseDir, true),
-      headers,
-      attachments,
-    },
+    from: plain('from', e.from),
+    to: plain('to', e.to),
+    cc: plain('cc', e.cc),
+    bcc: plain('bcc', e.bcc),
+    replyTo: plain('replyTo', e.replyTo),
+    subject: plain('subject', e.subject),
+    text: e.text === undefined ? undefined : plain('text', e.text),
+    html: e.html === undefined ? undefined : compileValue(env, 'email.html', e.html, baseDir, true),
+    headers,
+    attachments,
   };
-}
-
-/** The template context for one record (see the file comment). */
-function contextFor(
-  compiled: CompiledRule,
-  record: SourceRecord,
-  now: Date,
-  extra: Record<string, unknown> = {},
-): Record<string | symbol, unknown> {
-  const fields: Record<string, unknown> = {
-    Id: record.id,
-    CreatedDate: record.createdDate,
-    SystemModstamp: record.systemModstamp,
-  };
-  for (const [k, v] of Object.entries(record.fields ?? {})) {
-    if (k !== 'attributes') fields[k] = v;
-  }
-  const context: Record<string | symbol, unknown> = {
-    ...fields,
-    ...extra,
-    rule: { name: compiled.rule.name, object: compiled.rule.object },
-    now: now.toISOString(),
-    record: fields,
-  };
-  // non-enumerable: lets {{json this}} print the record, invisible to templates and #each
-  Object.defineProperty(context, ROOT_FIELDS, { value: fields, enumerable: false });
-  return context;
-}
-
-function run(template: Template, context: unknown, keyPath: string): string {
-  try {
-    return template(context);
-  } catch (err) {
-    throw new RenderError('ERENDER', `${keyPath}: ${(err as Error).message}`, { keyPath, cause: err });
-  }
 }
 
 /** Parsed and validated mailboxes; display names made single-line like any header text. */
@@ -352,7 +219,7 @@ export function renderMessage(
   ctx?: RenderContext,
 ): RenderedMessage {
   const now = ctx?.now ?? new Date();
-  const context = contextFor(compiled, record, now, ctx?.extra);
+  const context = contextFor(compiled.rule, record, now, ctx?.extra);
   return renderContext(compiled, context, ctx?.messageKey ?? record.id, ctx?.threadTo);
 }
 
@@ -400,6 +267,7 @@ function renderContext(
   threadTo?: string,
 ): RenderedMessage {
   const t = compiled.templates;
+  if (!t) throw new RenderError('ERENDER', 'the rule has no email', { keyPath: 'email' });
 
   // From: exactly one mailbox; its domain names the Message-ID
   const fromList = mailboxes(singleLine(run(t.from, context, 'email.from')), 'email.from');
@@ -441,7 +309,7 @@ function renderContext(
   const replyToBoxes = mailboxes(singleLine(run(t.replyTo, context, 'email.replyTo')), 'email.replyTo');
 
   // Importance per the de-facto Outlook headers; user headers may override them
-  const headers = importanceHeaders(compiled.rule.email.importance ?? 'normal');
+  const headers = importanceHeaders(compiled.rule.email?.importance ?? 'normal');
   for (const [name, template] of t.headers) {
     for (const existing of Object.keys(headers)) {
       if (existing.toLowerCase() === name.toLowerCase()) delete headers[existing];

@@ -214,7 +214,7 @@ export function staticRecipientProblems(rule: RuleConfig): string[] {
   const allowed = compileAllowList(rule.allowRecipients);
   const problems: string[] = [];
   for (const key of ['to', 'cc', 'bcc'] as const) {
-    const template = rule.email[key] ?? '';
+    const template = rule.email?.[key] ?? '';
     if (/\.hbs\s*$/.test(template) && !template.includes('{{')) continue;
     for (const entry of splitTemplateEntries(template)) {
       if (entry.includes('{{') || entry.trim() === '') continue;

@@ -45,6 +45,13 @@ export const CODES = {
   EMESSAGE: 'SMTP: message refused (nodemailer)',
   EPROTOCOL: 'SMTP: unexpected server reply (nodemailer)',
   EABORT: 'SMTP: send aborted at its deadline (nodemailer)',
+  EHTTP: 'webhook, Slack or Teams: the receiver answered with a failure status (kept with the reply)',
+  EREDIRECT: 'webhook, Slack or Teams: the receiver answered with a redirect, which is not followed',
+  EHTTPTIMEOUT: 'webhook, Slack or Teams: no connection, or no reply before the request was written, in time',
+  EHTTPCONNECTION:
+    'webhook, Slack or Teams: connection refused, reset or not resolved before the request was written',
+  EUNCERTAIN:
+    'webhook, Slack or Teams: the deadline passed or the connection broke after the request was written',
 } as const;
 
 export type ErrorCode = keyof typeof CODES;

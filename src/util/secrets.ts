@@ -17,6 +17,9 @@ export const SECRET_KEYS: readonly string[] = [
   'Authorization',
   // http.sendApi.tokens[].token
   'token',
+  // channels: the webhook signing key, and Slack/Teams webhook URLs (the URL is the credential)
+  'secret',
+  'webhookUrl',
 ];
 
 /** what a secret is replaced by */

@@ -3,6 +3,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { startReceiver } from '../helpers/http-receiver.ts';
 import { runCli, startCli } from '../helpers/process.ts';
 import { leadFields, startStack } from '../helpers/stack.ts';
 import type { Stack } from '../helpers/stack.ts';
@@ -54,6 +55,40 @@ describe('commands', () => {
     const down = await stack.cli(['check', '--connect']);
     expect(down.code).toBe(3);
     expect(down.stdout).toMatch(/smtp unreachable: 127\.0\.0\.1:\d+: .*ECONNREFUSED/);
+  });
+
+  it("channels: dry-run shows each channel's request, check --connect reaches each receiver (3 when one does not answer, its token scrubbed)", async () => {
+    const receiver = await startReceiver();
+    try {
+      const token = 'T000/B000/slackSecretToken77';
+      stack = await startStack({
+        rule: {
+          webhook: { url: `${receiver.url}` },
+          slack: {
+            webhookUrl: `http://127.0.0.1:${receiver.port}/services/${token}`,
+            text: 'New {{LastName}} <b>',
+          },
+        },
+      });
+      const id = stack.emu.org.insert('Lead', leadFields(7, { LastName: '<!channel>' })).Id;
+      const dry = await stack.cli(['dry-run', '--limit', '5']);
+      expect(dry.code).toBe(0);
+      expect(dry.stdout).toContain(`${id} [slack] {"text":"New &lt;!channel&gt; <b>"}`);
+      expect(dry.stdout).toContain(`${id} [webhook] {`);
+      expect(receiver.requests).toHaveLength(0);
+      const ok = await stack.cli(['check', '--connect']);
+      expect(ok.code).toBe(0);
+      expect(ok.stdout).toMatch(/webhook ok: receiver reachable \(rules new-leads\)/);
+      expect(ok.stdout).toMatch(/slack ok: receiver reachable/);
+      expect(receiver.requests).toHaveLength(0);
+      await receiver.close();
+      const down = await stack.cli(['check', '--connect']);
+      expect(down.code).toBe(3);
+      expect(down.stdout).toMatch(/slack unreachable: .*ECONNREFUSED/);
+      expect(down.stdout + down.stderr).not.toContain('slackSecretToken77');
+    } finally {
+      await receiver.close().catch(() => undefined);
+    }
   });
 
   it('emulator --port 0 prints its URL, serves the REST API, and stops on SIGINT', async () => {

@@ -11,7 +11,7 @@ import { ruleSchema } from '../../src/config/schema.ts';
 import { openStore } from '../../src/store/index.ts';
 import type { Store } from '../../src/store/index.ts';
 import { compileRule } from '../../src/templates/index.ts';
-import type { SourceRecord } from '../../src/types.ts';
+import { asEmail, type SourceRecord } from '../../src/types.ts';
 
 const CONFIG_DIR = fileURLToPath(new URL('../../config/', import.meta.url));
 const silent = pino({ level: 'silent' });
@@ -74,7 +74,7 @@ describe('digest rules', () => {
     expect(first.count).toBe(5);
     const [row] = await store.list({ rule: 'web-digest' });
     expect(row!.recordId).toBe('digest.20260302T080000Z');
-    const m = row!.message!;
+    const m = asEmail(row!.message);
     expect(m.messageId).toBe('<web-digest.digest.20260302T080000Z@example.com>');
     expect(m.subject).toBe('5 new leads since 2026-03-01T00:00:00.000Z');
     expect(m.text).toContain('5 leads from 1 Mar 2026, 00:00 UTC to 2 Mar 2026, 08:00 UTC (web-digest)');
@@ -90,9 +90,9 @@ describe('digest rules', () => {
     const second = await e.digest(new Date('2026-03-03T08:00:00Z'));
     expect(second.count).toBe(1);
     const rows = await store.list({ rule: 'web-digest' });
-    expect(rows[0]!.message!.subject).toBe('1 new leads since 2026-03-02T08:00:00.000Z');
-    expect(rows[0]!.message!.text).toContain('F6 L6');
-    expect(rows[0]!.message!.text).not.toContain('more');
+    expect(asEmail(rows[0]!.message).subject).toBe('1 new leads since 2026-03-02T08:00:00.000Z');
+    expect(asEmail(rows[0]!.message).text).toContain('F6 L6');
+    expect(asEmail(rows[0]!.message).text).not.toContain('more');
 
     // nothing new and sendEmpty false: no email
     expect(await e.digest(new Date('2026-03-04T08:00:00Z'))).toEqual({ outboxId: null, count: 0 });
@@ -103,7 +103,7 @@ describe('digest rules', () => {
     const empty = enqueuer({ digest: { schedule: '* * * * *', sendEmpty: true } });
     expect((await empty.digest(new Date('2026-03-02T08:00:00Z'))).count).toBe(0);
     const [row] = await store.list({ rule: 'web-digest' });
-    expect(row!.message!.text).toContain('0 leads from');
+    expect(asEmail(row!.message).text).toContain('0 leads from');
     expect(row!.state).toBe('pending');
 
     const broken = enqueuer({

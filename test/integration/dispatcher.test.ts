@@ -18,6 +18,7 @@ import {
   type CaptureServerOptions,
 } from '../helpers/smtp-server.ts';
 import { cleanupsAfterEach } from '../helpers/cleanups.ts';
+import { asEmail } from '../../src/types.ts';
 
 const cleanups = cleanupsAfterEach();
 
@@ -164,7 +165,7 @@ describe('dispatcher', () => {
       expect(row.attempts).toBe(1);
       expect(row.result?.response).toMatch(/^250 /);
       expect(row.result?.accepted).toEqual(['owner@example.com']);
-      expect(r.server.byMessageId(row.message!.messageId)).toHaveLength(1);
+      expect(r.server.byMessageId(asEmail(row.message).messageId)).toHaveLength(1);
     }
     expect(r.dispatcher.inFlight).toBe(0);
   });
@@ -267,8 +268,8 @@ describe('dispatcher', () => {
       },
     });
     const [a, b] = rows(2);
-    a!.message!.to = ['gone@example.com'];
-    b!.message!.to = ['owner@example.com', 'gone2@example.com'];
+    asEmail(a!.message).to = ['gone@example.com'];
+    asEmail(b!.message).to = ['owner@example.com', 'gone2@example.com'];
     await enqueue(r.store, [a!, b!]);
     r.dispatcher.start();
     await waitUntil('settled', async () => {

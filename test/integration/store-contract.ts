@@ -2,7 +2,7 @@
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { StoreClosedError } from '../../src/store/errors.ts';
 import type { NewOutboxRow, OutboxRow, SendApiRequest, Store } from '../../src/store/index.ts';
-import type { RenderedMessage } from '../../src/types.ts';
+import type { HttpRequestMessage, RenderedMessage } from '../../src/types.ts';
 import { OUTBOX_STATES } from '../../src/store/index.ts';
 
 /**
@@ -27,6 +27,20 @@ export function message(rule: string, recordId: string): RenderedMessage {
     // deliberately not in sorted order: the stored message must come back exactly as rendered
     headers: { 'X-Priority': '1', Importance: 'high', 'A-Last': 'z' },
     attachments: [{ filename: 'lead.json', contentType: 'application/json', content: '{"Id":"x"}' }],
+  };
+}
+
+export function hook(
+  rule: string,
+  recordId: string,
+  channel: HttpRequestMessage['channel'],
+): HttpRequestMessage {
+  return {
+    channel,
+    rule,
+    idempotencyKey: `${rule}.${recordId}`,
+    contentType: 'application/json',
+    body: JSON.stringify({ text: `lead ${recordId}`, z: 1, a: 2 }),
   };
 }
 
@@ -908,6 +922,7 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
         const empty = await store.counts();
         expect(empty).toEqual({
           byRule: {},
+          byChannel: {},
           total: { pending: 0, sending: 0, sent: 0, failed: 0, dead: 0, unknown: 0 },
         });
         await everyState(store);
@@ -919,6 +934,7 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
           r: { pending: 1, sending: 1, sent: 1, failed: 1, dead: 2, unknown: 1 },
           other: { pending: 3 },
         });
+        expect(c.byChannel).toEqual({ email: c.total });
       });
 
       it('list: newest first, filters by state and rule, limit (default 100)', async () => {
@@ -1093,6 +1109,84 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
           rec1: '<new-leads.rec1@test.local>',
           rec2: '<qualified.rec2.20240501T100000Z@test.local>',
         });
+      });
+    });
+
+    describe('channels (ledger key rule + record + channel)', () => {
+      const chan = (recordId: string, channel: 'webhook' | 'slack' | 'teams') =>
+        row('r', recordId, { channel, message: hook('r', recordId, channel) });
+
+      it('one row per channel of a record; each channel keeps its own once-only ledger', async () => {
+        const { store } = await fresh();
+        const batch = [row('r', 'a'), chan('a', 'webhook'), chan('a', 'slack'), chan('a', 'teams')];
+        expect((await store.commitBatch('r', batch, cp(T0))).inserted).toBe(4);
+        expect((await store.commitBatch('r', batch, cp(T0))).inserted).toBe(0);
+        // a channel added later for the same record is a new key; the others stay once
+        expect(
+          (
+            await store.commitBatch(
+              'r',
+              [row('r', 'b', { channel: 'slack', message: hook('r', 'b', 'slack') }), row('r', 'a')],
+              cp(T0),
+            )
+          ).inserted,
+        ).toBe(1);
+        const rows = await store.list({});
+        expect(rows.map((r) => `${r.recordId}:${r.channel}`).sort()).toEqual([
+          'a:email',
+          'a:slack',
+          'a:teams',
+          'a:webhook',
+          'b:slack',
+        ]);
+        // the request body comes back byte for byte
+        const webhook = rows.find((r) => r.channel === 'webhook');
+        expect(JSON.stringify(webhook!.message)).toBe(JSON.stringify(hook('r', 'a', 'webhook')));
+        expect((await store.list({ channel: 'slack' })).map((r) => r.recordId).sort()).toEqual(['a', 'b']);
+        expect([...(await store.existingRecordIds('r', ['a', 'b', 'c']))].sort()).toEqual(['a', 'b']);
+        const counts = await store.counts();
+        expect(counts.byChannel).toEqual({
+          email: { pending: 1 },
+          webhook: { pending: 1 },
+          slack: { pending: 2 },
+          teams: { pending: 1 },
+        });
+        expect(counts.byRule).toEqual({ r: { pending: 5 } });
+        expect(counts.total.pending).toBe(5);
+        // threading looks at email rows only
+        expect(Object.fromEntries(await store.firstMessageIds(['a', 'b']))).toEqual({
+          a: '<r.a@test.local>',
+        });
+      });
+
+      it('claimDue and cycle with a channel take only that channel; nextDueAt per channel', async () => {
+        const { store } = await fresh();
+        await store.commitBatch(
+          'r',
+          [row('r', 'a'), chan('a', 'slack'), row('r', 'b'), chan('b', 'slack'), chan('c', 'webhook')],
+          cp(T0),
+        );
+        const slack = await store.claimDue({ owner: 's', limit: 10, leaseMs: 60_000, channel: 'slack' });
+        expect(slack.map((r) => `${r.recordId}:${r.channel}`)).toEqual(['a:slack', 'b:slack']);
+        const email = await store.cycle({
+          owner: 'e',
+          leaseMs: 60_000,
+          claim: 1,
+          reserve: 5,
+          channel: 'email',
+        });
+        expect(email.claimed.map((r) => `${r.recordId}:${r.channel}`)).toEqual(['a:email']);
+        expect(email.reserved.map((r) => `${r.recordId}:${r.channel}`)).toEqual(['b:email']);
+        const hooks = await store.cycle({ owner: 'w', leaseMs: 60_000, claim: 5, channel: 'webhook' });
+        expect(hooks.claimed.map((r) => r.recordId)).toEqual(['c']);
+        // a retry of one channel is due later without touching another channel's due time
+        const later = new Date(Date.now() + 3_600_000);
+        await store.recordOutcomes('s', [
+          { id: slack[0]!.id, kind: 'retry', error: '429', code: 'EHTTP', nextAttemptAt: later },
+        ]);
+        expect((await store.nextDueAt('slack'))?.toISOString()).toBe(later.toISOString());
+        expect(await store.nextDueAt('email')).toBeNull();
+        expect((await store.nextDueAt())?.toISOString()).toBe(later.toISOString());
       });
     });
 

@@ -4,6 +4,7 @@
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore, type Store } from '../../src/store/index.ts';
 import {
@@ -49,6 +50,33 @@ async function checkUpgraded(store: Store, expectSending: boolean): Promise<void
     { floor: cp!.floor, watermark: cp!.watermark },
   );
   expect(again.inserted).toBe(0);
+  // every old row is an email row; the same record on another channel is a new key (migration 009)
+  expect(rows.every((r) => r.channel === 'email')).toBe(true);
+  const slack = await store.commitBatch(
+    'old-rule',
+    [
+      {
+        rule: 'old-rule',
+        object: 'Lead',
+        recordId: rows[2]!.recordId,
+        recordCreatedDate: '2026-11-30T10:00:00.000Z',
+        channel: 'slack',
+        message: {
+          channel: 'slack',
+          rule: 'old-rule',
+          idempotencyKey: `old-rule.${rows[2]!.recordId}`,
+          contentType: 'application/json',
+          body: '{"text":"x"}',
+        },
+        state: 'pending',
+      },
+    ],
+    { floor: cp!.floor, watermark: cp!.watermark },
+  );
+  expect(slack.inserted).toBe(1);
+  const newRow = (await store.list({ channel: 'slack' }))[0]!;
+  // ids are never reused: the new row comes after every old one
+  expect(newRow.id).toBeGreaterThan(Math.max(...rows.map((r) => r.id)));
   // and delivery goes on, keeping the failure's code in its own column
   const claimed = await store.claimDue({ owner: 'new-owner', limit: 10, leaseMs: 60_000 });
   expect(claimed.length).toBeGreaterThanOrEqual(1);
@@ -71,8 +99,48 @@ describe('store upgrade from schema version 2', () => {
     try {
       const path = join(dir, 'notifier.db');
       copyFileSync(FIXTURE, path);
+      const dump = (db: DatabaseSync, cols: string) =>
+        db.prepare(`SELECT ${cols} FROM outbox ORDER BY id`).all();
+      const OLD_COLS =
+        'id, rule, object, record_id, record_created_date, state, message, attempts, next_attempt_at, lease_owner, lease_until, last_error, result, created_at, updated_at, sent_at';
+      const old = new DatabaseSync(path, { readOnly: true });
+      const before = dump(old, OLD_COLS);
+      const oldSeq = old.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").get();
+      old.close();
+      expect(before.length).toBe(4);
       const store = await openStore(`sqlite:${path}`, { exclusive: true });
       try {
+        await store.migrate();
+        {
+          const db = new DatabaseSync(path, { readOnly: true });
+          // the rebuilt table holds the same rows, column for column, and the same id counter
+          expect(dump(db, OLD_COLS)).toEqual(before);
+          expect(db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").get()).toEqual(oldSeq);
+          // every index migrations 001-008 made on outbox, and 009's own
+          const indexes = db
+            .prepare(
+              "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'outbox' AND sql IS NOT NULL",
+            )
+            .all()
+            .map((r) => String(r.name))
+            .sort();
+          expect(indexes).toEqual([
+            'outbox_channel_claimable',
+            'outbox_claimable',
+            'outbox_due',
+            'outbox_record_id',
+            'outbox_rule_id',
+            'outbox_sending_lease',
+            'outbox_state_id',
+          ]);
+          expect(
+            db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE name = 'outbox_new'").get(),
+          ).toEqual({
+            n: 0,
+          });
+          expect(db.prepare('PRAGMA integrity_check').get()).toEqual({ integrity_check: 'ok' });
+          db.close();
+        }
         await checkUpgraded(store, true);
         // the crashed process's row: found at start-up, reported with its code
         const recovered = await store.recoverAbandoned({ all: true });

@@ -17,6 +17,7 @@ import { UpdatePoller } from '../../src/sources/salesforce/update-poller.ts';
 import { openStore } from '../../src/store/index.ts';
 import type { Store } from '../../src/store/index.ts';
 import { compileRule } from '../../src/templates/index.ts';
+import { asEmail } from '../../src/types.ts';
 
 let emu: Emulator;
 let dir: string;
@@ -122,10 +123,10 @@ describe('UpdatePoller: on: updated with where', () => {
 
     const rows = await rowsOf();
     expect(rows.map((r) => r.recordId)).toEqual([`${a}.20260301T100005Z`, `${a}.20260301T100310Z`]);
-    expect(rows[0]!.message!.subject).toBe('L is Working - Contacted');
-    expect(rows[0]!.message!.text).toBe('was Open - Not Contacted; changed Status ');
-    expect(rows[1]!.message!.text).toBe('was Closed - Not Converted; changed Status ');
-    expect(rows[0]!.message!.messageId).toBe(`<qualified.${a}.20260301T100005Z@example.com>`);
+    expect(asEmail(rows[0]!.message).subject).toBe('L is Working - Contacted');
+    expect(asEmail(rows[0]!.message).text).toBe('was Open - Not Contacted; changed Status ');
+    expect(asEmail(rows[1]!.message).text).toBe('was Closed - Not Converted; changed Status ');
+    expect(asEmail(rows[0]!.message).messageId).toBe(`<qualified.${a}.20260301T100005Z@example.com>`);
   });
 
   it('a record created after the floor and changed before its first poll is judged from "did not match"', async () => {
@@ -249,9 +250,9 @@ describe('UpdatePoller: on: updated with changed', () => {
       [`${web}.20260301T100020Z`, 'pending'],
       [`${web}.20260301T100030Z`, 'dead'],
     ]);
-    expect(rows[0]!.message!.to).toEqual(['u2@example.com']);
-    expect(rows[0]!.message!.text).toBe(`from ${u1} to ${u2}`);
-    expect(rows[1]!.message!.to).toEqual(['web@example.com']);
+    expect(asEmail(rows[0]!.message).to).toEqual(['u2@example.com']);
+    expect(asEmail(rows[0]!.message).text).toBe(`from ${u1} to ${u2}`);
+    expect(asEmail(rows[1]!.message).to).toEqual(['web@example.com']);
     expect(rows[2]!.lastErrorCode).toBe('ENORECIPIENTS');
     expect(rows[2]!.lastError).toContain('no recipients');
   });
@@ -286,7 +287,7 @@ describe('UpdatePoller: on: updated with changed', () => {
     clock += 10_000;
     expect((await p.pollOnce()).enqueued).toBe(1);
     const [row] = await rowsOf();
-    expect(row!.message!.headers).toMatchObject({
+    expect(asEmail(row!.message).headers).toMatchObject({
       'In-Reply-To': `<new-leads.${a}@example.com>`,
       References: `<new-leads.${a}@example.com>`,
     });

@@ -300,8 +300,8 @@ describe('environment interpolation', () => {
     expect(c.smtp.port).toBe(2525);
     expect(c.smtp.secure).toBe(false);
     expect(c.smtp.host).toBe('mail.example.com');
-    expect(c.rules[0]?.email.from).toBe('Desk A <leads@example.com>');
-    expect(c.rules[0]?.email.text).toBe('cost: ${HOME} and fallback / 7');
+    expect(c.rules[0]?.email?.from).toBe('Desk A <leads@example.com>');
+    expect(c.rules[0]?.email?.text).toBe('cost: ${HOME} and fallback / 7');
     expect(c.smtp.auth).toMatchObject({ pass: SMTP_PASS });
     expect(c.salesforce.auth).toMatchObject({ clientSecret: SF_SECRET });
 
@@ -347,7 +347,7 @@ describe('the example config', () => {
     expect(c.smtp).toMatchObject({ host: 'smtp.example.com', port: 587, secure: false, requireTLS: true });
     const rule = c.rules[0]!;
     expect(rule).toMatchObject({ name: 'new-web-leads', object: 'Lead', mode: 'poll', lookback: '10m' });
-    expect(rule.email.html).toBe(join(c.baseDir, 'templates/new-lead.html.hbs'));
+    expect(rule.email?.html).toBe(join(c.baseDir, 'templates/new-lead.html.hbs'));
     expect(c.store).toBe(`sqlite:${join(c.baseDir, 'data/notifier.db')}`);
     // every default the schema applies is written out in the example
     const { configSchema } = await import('../../src/config/schema.ts');
@@ -359,7 +359,14 @@ describe('the example config', () => {
 
   it('redactConfig and secretsOf', async () => {
     const c = await loadConfig(EXAMPLE, { env });
-    expect(secretsOf(c).sort()).toEqual([SF_SECRET, SMTP_PASS].sort());
+    // the channel rule's defaults: the webhook's secret and header, the Slack and Teams URLs
+    const channelSecrets = [
+      'change-me-too',
+      'Bearer change-me',
+      'https://hooks.slack.com/services/T000/B000/XXXX',
+      'https://example.webhook.office.com/workflows/XXXX',
+    ];
+    expect(secretsOf(c).sort()).toEqual([SF_SECRET, SMTP_PASS, ...channelSecrets].sort());
     const red = JSON.stringify(redactConfig(c));
     expect(red).not.toContain(SF_SECRET);
     expect(red).not.toContain(SMTP_PASS);
@@ -469,7 +476,7 @@ describe('paths relative to the config file', () => {
     expect(c.baseDir).toBe(dir);
     expect(c.salesforce.auth).toMatchObject({ privateKeyFile: join(dir, 'keys', 'sf.key') });
     expect(c.smtp.tls.ca).toBe(join(dir, 'ca.pem'));
-    expect(c.rules[0]?.email.html).toBe(join(dir, 'mail', 'body.html.hbs'));
+    expect(c.rules[0]?.email?.html).toBe(join(dir, 'mail', 'body.html.hbs'));
     expect(c.store).toBe(`sqlite:${join(dir, 'state', 'n.db')}`);
     // the private key's content is a secret
     expect(secretsOf(c)).toContain(pem);
