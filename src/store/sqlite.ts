@@ -509,7 +509,11 @@ export class SqliteStore implements Store {
       if (opts.outcomes?.length) this.writeOutcomes(opts.owner, opts.outcomes);
       for (const id of opts.release ?? []) release.run(nowIso, id, opts.owner);
       const reclaimed = opts.reclaim
-        ? (reclaimStmt.all(nowIso, opts.owner, channel, channel, JSON.stringify(opts.reclaim)) as { id: number }[])
+        ? (
+            reclaimStmt.all(nowIso, opts.owner, channel, channel, JSON.stringify(opts.reclaim)) as {
+              id: number;
+            }[]
+          )
             .map((r) => r.id)
             .sort((a, b) => a - b)
         : undefined;
