@@ -68,6 +68,9 @@ describe('digest, end to end', () => {
         proc.kill('SIGKILL');
         await proc.exit;
         proc = stack.run();
+        // the next period starts once the restarted daemon polls again (its start-up time under
+        // load would otherwise swallow a digest period)
+        await proc.waitForLine((_l, j) => j?.msg === 'poll', 30_000);
       }
     }
     expect(ids).toHaveLength(1000);
