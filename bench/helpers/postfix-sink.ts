@@ -5,7 +5,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 
-export const SMTP_SINK = '/usr/sbin/smtp-sink';
+// BENCH_SMTP_SINK: another program taking smtp-sink's arguments and printing its `-c` counts
+export const SMTP_SINK = process.env.BENCH_SMTP_SINK ?? '/usr/sbin/smtp-sink';
 
 export interface PostfixSink {
   port: number;
