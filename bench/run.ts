@@ -14,6 +14,8 @@ const benches: Record<string, string[]> = {
   'poll-calls': ['poll-calls.ts'],
   // --help and run -> first poll, median of 5
   startup: ['startup.ts', '5'],
+  // the dispatcher's store step alone: Store.cycle CPU per message on SQLite
+  'store-cycle': ['store-cycle.ts', '10000'],
 };
 
 const wanted = process.argv.slice(2);
