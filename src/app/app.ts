@@ -123,8 +123,11 @@ export class App {
     const conn = createConnection(cfg.salesforce, cfg.baseDir);
     this.conn = conn;
     // The first polls need a session: ask for it now, so the token round trip overlaps opening
-    // and migrating the store; those polls wait for this attempt and report its failure.
-    const firstLogin = this.opts.pollOnStart !== false ? this.ensureConnected() : undefined;
+    // and migrating the store; those polls wait for this attempt and report its failure. Only
+    // with SQLite, where this process leads every rule: a PostgreSQL replica may start as a
+    // follower, which makes no Salesforce calls (and is ready without them).
+    const firstLogin =
+      this.opts.pollOnStart !== false && cfg.store.startsWith('sqlite:') ? this.ensureConnected() : undefined;
     firstLogin?.catch(() => undefined);
     const store = await openStore(cfg.store, {
       baseDir: cfg.baseDir,
@@ -282,7 +285,7 @@ export class App {
       { rules: enabled.map((r) => r.name), store: store.kind, owner: this.owner },
       'lead-notifier started',
     );
-    if (firstLogin) for (const rule of enabled) this.triggerPoll(rule, firstLogin);
+    if (this.opts.pollOnStart !== false) for (const rule of enabled) this.triggerPoll(rule, firstLogin);
   }
 
   /**
