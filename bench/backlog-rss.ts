@@ -14,7 +14,8 @@ import { havePostfixSink, startPostfixSink } from './helpers/postfix-sink.ts';
 
 for (const k of ['http_proxy', 'https_proxy', 'HTTP_PROXY', 'HTTPS_PROXY']) delete process.env[k];
 const N = Number(process.argv[2] ?? 100_000);
-const CLI = new URL('../bin/lead-notifier.js', import.meta.url).pathname;
+// BENCH_CLI: another checkout's bin/lead-notifier.js (to measure a "before")
+const CLI = process.env.BENCH_CLI ?? new URL('../bin/lead-notifier.js', import.meta.url).pathname;
 
 let countServer = 0;
 const smtp = new SMTPServer({

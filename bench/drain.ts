@@ -32,6 +32,16 @@ function peakRss(pid: number): number {
   }
 }
 
+/** CPU seconds (user + system, all threads) the process has used so far */
+function cpuSeconds(pid: number): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // clock ticks: USER_HZ is 100 on Linux
+  } catch {
+    return NaN;
+  }
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
@@ -48,7 +58,13 @@ function leadFields(i: number) {
   };
 }
 
-async function daemon(): Promise<{ drain: number; total: number; peakMb: number }> {
+async function daemon(): Promise<{
+  drain: number;
+  total: number;
+  peakMb: number;
+  cpuMs: number;
+  drainCpuMs: number;
+}> {
   emu.control.reset();
   const base = Date.parse('2026-06-01T00:00:00Z');
   // a bulk import: 100 records a second (CreatedDate has one-second resolution)
@@ -98,25 +114,38 @@ async function daemon(): Promise<{ drain: number; total: number; peakMb: number 
     ],
   });
   let first = 0;
+  let firstCpu = 0;
   let peak = 0;
   const deadline = Date.now() + 10 * 60_000;
   while (Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 20));
     peak = Math.max(peak, peakRss(child.pid!));
     const got = sink.received() - before;
-    if (!first && got > 0) first = performance.now();
+    if (!first && got > 0) {
+      first = performance.now();
+      firstCpu = cpuSeconds(child.pid!);
+    }
     if (got >= N) break;
   }
   const t1 = performance.now();
   peak = Math.max(peak, peakRss(child.pid!));
+  const cpu = cpuSeconds(child.pid!);
   child.kill('SIGTERM');
   await new Promise((r) => child.on('exit', r));
   rmSync(dir, { recursive: true, force: true });
   if (sink.received() - before < N) throw new Error(`daemon: ${sink.received() - before} of ${N} arrived`);
-  return { drain: N / ((t1 - first) / 1000), total: N / ((t1 - t0) / 1000), peakMb: peak / 1048576 };
+  return {
+    drain: N / ((t1 - first) / 1000),
+    total: N / ((t1 - t0) / 1000),
+    peakMb: peak / 1048576,
+    // CPU per delivered message: from spawn (start-up, polling, rendering, enqueueing, sending),
+    // and during the drain alone; a loaded machine moves the rates, much less these
+    cpuMs: (cpu * 1000) / N,
+    drainCpuMs: ((cpu - firstCpu) * 1000) / N,
+  };
 }
 
-async function plain(): Promise<number> {
+async function plain(): Promise<{ rate: number; cpuMs: number }> {
   const transport = nodemailer.createTransport({
     pool: true,
     host: '127.0.0.1',
@@ -126,6 +155,7 @@ async function plain(): Promise<number> {
   });
   const before = sink.received();
   const t0 = performance.now();
+  const c0 = process.cpuUsage();
   await Promise.all(
     Array.from({ length: N }, (_, i) => {
       const f = leadFields(i);
@@ -140,31 +170,39 @@ async function plain(): Promise<number> {
     }),
   );
   const rate = N / ((performance.now() - t0) / 1000);
+  const c = process.cpuUsage(c0);
   transport.close();
   await new Promise((r) => setTimeout(r, 200));
   if (sink.received() - before !== N) throw new Error('nodemailer: server count mismatch');
-  return rate;
+  return { rate, cpuMs: (c.user + c.system) / 1000 / N };
 }
 
 try {
   const d: Awaited<ReturnType<typeof daemon>>[] = [];
-  const p: number[] = [];
+  const p: Awaited<ReturnType<typeof plain>>[] = [];
   for (let round = 0; round < ROUNDS; round++) {
     if (round % 2 === 0) p.push(await plain());
     d.push(await daemon());
     if (round % 2 === 1) p.push(await plain());
     const last = d.at(-1)!;
     console.log(
-      `round ${round + 1}: daemon ${last.drain.toFixed(0)} msgs/s (${last.total.toFixed(0)} from start), peak RSS ${last.peakMb.toFixed(0)} MB; nodemailer ${p.at(-1)!.toFixed(0)} msgs/s`,
+      `round ${round + 1}: daemon ${last.drain.toFixed(0)} msgs/s (${last.total.toFixed(0)} from start), ` +
+        `${last.drainCpuMs.toFixed(3)} ms CPU/msg draining (${last.cpuMs.toFixed(3)} from start), ` +
+        `peak RSS ${last.peakMb.toFixed(0)} MB; nodemailer ${p.at(-1)!.rate.toFixed(0)} msgs/s, ` +
+        `${p.at(-1)!.cpuMs.toFixed(3)} ms CPU/msg`,
     );
   }
   const drain = median(d.map((x) => x.drain));
-  const base = median(p);
+  const base = median(p.map((x) => x.rate));
+  const drainCpu = median(d.map((x) => x.drainCpuMs));
+  const baseCpu = median(p.map((x) => x.cpuMs));
   console.log(
     `\n${N}-record backlog into smtp-sink, ${CONNECTIONS} connections, median of ${ROUNDS}:\n` +
       `  lead-notifier run          ${drain.toFixed(0)} msgs/s (${median(d.map((x) => x.total)).toFixed(0)} from process start)\n` +
       `  plain pooled nodemailer    ${base.toFixed(0)} msgs/s\n` +
       `  ratio                      ${(drain / base).toFixed(3)} (target >= 0.9) ${drain / base >= 0.9 ? 'OK' : 'BELOW TARGET'}\n` +
+      `  CPU per message            daemon ${drainCpu.toFixed(3)} ms draining (${median(d.map((x) => x.cpuMs)).toFixed(3)} ms from start), ` +
+      `nodemailer ${baseCpu.toFixed(3)} ms; nodemailer / daemon ${(baseCpu / drainCpu).toFixed(3)}\n` +
       `  peak RSS of the daemon     ${median(d.map((x) => x.peakMb)).toFixed(0)} MB`,
   );
 } finally {

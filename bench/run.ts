@@ -20,6 +20,8 @@ const benches: Record<string, string[]> = {
   startup: ['startup.ts', '5'],
   // Send API: POST /v1/send requests/s to 202 from 50 keep-alive clients, SQLite store (target 2,000)
   'send-api': ['send-api.ts', '20000', '50', '3'],
+  // the dispatcher's store step alone: Store.cycle CPU per message on SQLite
+  'store-cycle': ['store-cycle.ts', '10000'],
 };
 
 const wanted = process.argv.slice(2);

@@ -5,7 +5,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 
-export const SMTP_SINK = '/usr/sbin/smtp-sink';
+// BENCH_SMTP_SINK: another program taking smtp-sink's arguments and printing its `-c` counts,
+// e.g. smtp-sink-standin.c beside this file where Postfix is not installed
+export const SMTP_SINK = process.env.BENCH_SMTP_SINK ?? '/usr/sbin/smtp-sink';
 
 export interface PostfixSink {
   port: number;

@@ -122,6 +122,20 @@ export class App {
     this.started = true;
     const cfg = this.config;
     const enabled = enabledRules(cfg);
+    // The streaming clients (Pub/Sub over gRPC; CometD/faye with jsforce's Streaming API) are
+    // loaded only when a rule streams, and before the connection is created: jsforce attaches its APIs to new connections.
+    const createRuleStream = enabled.some((r) => r.mode === 'stream')
+      ? (await import('../sources/salesforce/stream.ts')).createRuleStream
+      : undefined;
+    const conn = createConnection(cfg.salesforce, cfg.baseDir);
+    this.conn = conn;
+    // The first polls need a session: ask for it now, so the token round trip overlaps opening
+    // and migrating the store; those polls wait for this attempt and report its failure. Only
+    // with SQLite, where this process leads every rule: a PostgreSQL replica may start as a
+    // follower, which makes no Salesforce calls (and is ready without them).
+    const firstLogin =
+      this.opts.pollOnStart !== false && cfg.store.startsWith('sqlite:') ? this.ensureConnected() : undefined;
+    firstLogin?.catch(() => undefined);
     const store = await openStore(cfg.store, {
       baseDir: cfg.baseDir,
       exclusive: true,
@@ -239,11 +253,6 @@ export class App {
       onRenewFailure: (err) => this.opts.events?.onLeaseRenewFailure?.(err),
     });
     this.leadership = leadership;
-    // The streaming clients (Pub/Sub over gRPC; CometD/faye with jsforce's Streaming API) are
-    // loaded only when a rule streams, and before the connection is created: jsforce attaches its APIs to new connections.
-    const createRuleStream = enabled.some((r) => r.mode === 'stream')
-      ? (await import('../sources/salesforce/stream.ts')).createRuleStream
-      : undefined;
     for (const rule of enabled) {
       this.rules.set(rule.name, {
         name: rule.name,
@@ -258,7 +267,6 @@ export class App {
     }
     await leadership.start();
 
-    this.conn = createConnection(cfg.salesforce, cfg.baseDir);
     for (const rule of enabled) {
       const c = compiled.get(rule.name)!;
       const enqueuer = new Enqueuer({
@@ -275,7 +283,7 @@ export class App {
       const Poller = rule.on === 'updated' ? UpdatePoller : RulePoller;
       const poller = new Poller({
         rule,
-        conn: this.conn,
+        conn,
         store,
         commit: enqueuer.commit,
         apiVersion: cfg.salesforce.apiVersion,
@@ -294,7 +302,7 @@ export class App {
           rule.name,
           createRuleStream(cfg.salesforce.streaming, {
             poller,
-            conn: this.conn,
+            conn,
             logger: this.opts.logger.child({ component: 'streamer', rule: rule.name }),
             reconcile: () => this.pollRule(rule, true),
             reauthenticate: () => {
@@ -316,7 +324,7 @@ export class App {
       { rules: enabled.map((r) => r.name), store: store.kind, owner: this.owner },
       'lead-notifier started',
     );
-    if (this.opts.pollOnStart !== false) for (const rule of enabled) this.triggerPoll(rule);
+    if (this.opts.pollOnStart !== false) for (const rule of enabled) this.triggerPoll(rule, firstLogin);
   }
 
   /**
@@ -343,18 +351,19 @@ export class App {
   }
 
   /** Start a poll unless one is running for the rule (a rule never overlaps itself). */
-  triggerPoll(rule: RuleConfig): void {
+  triggerPoll(rule: RuleConfig, login?: Promise<void>): void {
     const status = this.rules.get(rule.name);
     if (!status || status.polling || this.stopping) return;
-    const p = this.pollRule(rule).finally(() => this.inFlightPolls.delete(p));
+    const p = this.pollRule(rule, false, login).finally(() => this.inFlightPolls.delete(p));
     this.inFlightPolls.add(p);
   }
 
   /**
    * Poll one rule now and wait for it. `wait`: when a poll is already running, wait for it and
-   * poll again (stream reconciliation must cover events up to now).
+   * poll again (stream reconciliation must cover events up to now). `login`: a login attempt
+   * already under way (start-up's) to wait for instead of starting one.
    */
-  async pollRule(rule: RuleConfig, wait = false): Promise<void> {
+  async pollRule(rule: RuleConfig, wait = false, login?: Promise<void>): Promise<void> {
     const status = this.rules.get(rule.name);
     const poller = this.pollers.get(rule.name);
     if (!status || !poller) return;
@@ -372,7 +381,7 @@ export class App {
     status.lastPollAt = new Date().toISOString();
     const log = this.opts.logger.child({ component: 'poller', rule: rule.name });
     try {
-      await this.ensureConnected();
+      await (login ?? this.ensureConnected());
       const streamer = this.streamers.get(rule.name);
       if (streamer && streamer.state === 'stopped' && !this.stopping) await streamer.start();
       const result = await poller.pollOnce();

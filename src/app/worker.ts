@@ -39,11 +39,12 @@ export function loggerFor(config: LoadedConfig): Logger {
 
 export async function createWorker(config: LoadedConfig, opts: { logger?: Logger } = {}): Promise<Worker> {
   const logger = opts.logger ?? loggerFor(config);
-  // loaded here, not at the top: commands that never serve HTTP do not pay for prom-client
-  const { Metrics } = await import('../http/metrics.ts');
-  const { startHttpServer } = await import('../http/server.ts');
-  const metrics: Metrics | undefined = config.http.enabled
-    ? new Metrics({
+  // loaded here, not at the top, and only with HTTP on: nothing else needs prom-client
+  const http$ = config.http.enabled
+    ? await Promise.all([import('../http/metrics.ts'), import('../http/server.ts')])
+    : undefined;
+  const metrics: Metrics | undefined = http$
+    ? new http$[0].Metrics({
         rules: enabledRules(config).map((r) => r.name),
         channels: ['email', 'webhook', 'slack', 'teams'].filter((c) =>
           enabledRules(config).some((r) => r[c as 'email'] !== undefined),
@@ -82,8 +83,8 @@ export async function createWorker(config: LoadedConfig, opts: { logger?: Logger
     },
     async start() {
       try {
-        if (config.http.enabled)
-          http = await startHttpServer({
+        if (http$)
+          http = await http$[1].startHttpServer({
             app,
             host: config.http.host,
             port: config.http.port,

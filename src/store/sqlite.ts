@@ -26,7 +26,7 @@ import type {
   Store,
 } from './types.ts';
 import { OUTBOX_STATES } from './types.ts';
-import type { ChannelName } from '../types.ts';
+import { CHANNEL_NAMES, type ChannelName } from '../types.ts';
 import {
   abandonedMessages,
   listLimit,
@@ -49,6 +49,17 @@ export interface SqliteStoreOptions {
   lock?: FileLock;
   /** PRAGMA synchronous (default normal); see sqliteOptions in index.ts */
   synchronous?: 'full' | 'normal';
+}
+
+/**
+ * The claim queries' channel filter, written into the SQL like their LIMIT (one cached statement
+ * per channel): a bound `(? IS NULL OR channel = ?)` keeps SQLite from using the per-channel
+ * partial index. Only a known channel name gets here.
+ */
+function channelClause(channel: ChannelName | undefined): string {
+  if (channel === undefined) return '';
+  if (!CHANNEL_NAMES.includes(channel)) throw new Error(`unknown channel ${String(channel)}`);
+  return `AND channel = '${channel}'`;
 }
 
 export class SqliteStore implements Store {
@@ -395,25 +406,12 @@ export class SqliteStore implements Store {
          WHERE state IN ('pending', 'failed') AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
            AND (lease_until IS NULL OR lease_until < ?)
            AND (? IS NULL OR rule IN (SELECT value FROM json_each(?)))
-           AND (? IS NULL OR channel = ?)
-         ORDER BY id LIMIT ?)
+           ${channelClause(opts.channel)}
+         ORDER BY id LIMIT ${opts.limit})
        RETURNING *`,
     );
-    const channel = opts.channel ?? null;
     const rows = this.tx(
-      () =>
-        claim.all(
-          opts.owner,
-          leaseUntil,
-          nowIso,
-          nowIso,
-          nowIso,
-          rules,
-          rules,
-          channel,
-          channel,
-          opts.limit,
-        ) as Row[],
+      () => claim.all(opts.owner, leaseUntil, nowIso, nowIso, nowIso, rules, rules) as Row[],
     );
     return rows.map(toOutboxRow).sort((a, b) => a.id - b.id);
   }
@@ -471,7 +469,8 @@ export class SqliteStore implements Store {
     this.check('cycle');
     const claim = opts.claim ?? 0;
     const reserve = opts.reserve ?? 0;
-    validateClaim(claim + reserve, opts.leaseMs);
+    validateClaim(claim, opts.leaseMs);
+    validateClaim(reserve, opts.leaseMs);
     const now = opts.now ?? new Date();
     const nowIso = now.toISOString();
     const leaseUntil = new Date(now.getTime() + opts.leaseMs).toISOString();
@@ -483,19 +482,22 @@ export class SqliteStore implements Store {
       `UPDATE outbox SET lease_owner = NULL, lease_until = NULL, updated_at = ?
        WHERE id = ? AND state IN ('pending', 'failed') AND lease_owner = ?`,
     );
-    // claim: due rows straight to sending; reserve: the next due rows only take the lease
-    const due = `SELECT id FROM outbox
+    // claim: due rows straight to sending; reserve: the next due rows only take the lease.
+    // The LIMIT is written into the SQL (a validated integer; one cached statement per count), not
+    // bound: SQLite plans with a bound LIMIT's value, so every new binding of it expires the
+    // statement and the next step prepares it again (a sixth of a tick's CPU, measured).
+    const due = (limit: number) => `SELECT id FROM outbox
          WHERE state IN ('pending', 'failed') AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
            AND (lease_until IS NULL OR lease_until < ?)
-           AND (? IS NULL OR channel = ?)
-         ORDER BY id LIMIT ?`;
+           ${channelClause(opts.channel)}
+         ORDER BY id LIMIT ${limit}`;
     const channel = opts.channel ?? null;
     const claimStmt = this.stmt(
       `UPDATE outbox SET state = 'sending', attempts = attempts + 1, lease_owner = ?, lease_until = ?, updated_at = ?
-       WHERE id IN (${due}) RETURNING *`,
+       WHERE id IN (${due(claim)}) RETURNING *`,
     );
     const reserveStmt = this.stmt(
-      `UPDATE outbox SET lease_owner = ?, lease_until = ?, updated_at = ? WHERE id IN (${due}) RETURNING *`,
+      `UPDATE outbox SET lease_owner = ?, lease_until = ?, updated_at = ? WHERE id IN (${due(reserve)}) RETURNING *`,
     );
     const reclaimStmt = this.stmt(
       `UPDATE outbox SET lease_owner = NULL, lease_until = NULL, updated_at = ?,
@@ -524,24 +526,13 @@ export class SqliteStore implements Store {
       const byId = (x: OutboxRow, y: OutboxRow) => x.id - y.id;
       const claimed =
         claim > 0
-          ? (claimStmt.all(opts.owner, leaseUntil, nowIso, nowIso, nowIso, channel, channel, claim) as Row[])
+          ? (claimStmt.all(opts.owner, leaseUntil, nowIso, nowIso, nowIso) as Row[])
               .map(toOutboxRow)
               .sort(byId)
           : [];
       const reserved =
         reserve > 0
-          ? (
-              reserveStmt.all(
-                opts.owner,
-                leaseUntil,
-                nowIso,
-                nowIso,
-                nowIso,
-                channel,
-                channel,
-                reserve,
-              ) as Row[]
-            )
+          ? (reserveStmt.all(opts.owner, leaseUntil, nowIso, nowIso, nowIso) as Row[])
               .map(toOutboxRow)
               .sort(byId)
           : [];

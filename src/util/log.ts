@@ -6,7 +6,7 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import type { Logger } from 'pino';
 import type PinoPretty from 'pino-pretty';
-import { makeScrubber, SECRET_KEYS } from './secrets.ts';
+import { makeScrubber, REDACTED, SECRET_KEYS } from './secrets.ts';
 
 export { makeScrubber };
 
@@ -21,13 +21,33 @@ export interface LoggerOptions {
   destination?: { write(line: string): unknown };
 }
 
-export const REDACT_PATHS = [
-  ...SECRET_KEYS,
-  ...SECRET_KEYS.map((k) => `*.${k}`),
-  ...SECRET_KEYS.map((k) => `*.*.${k}`),
-  'req.headers.authorization',
-  'headers.authorization',
-];
+const SECRET_KEY_SET = new Set(SECRET_KEYS);
+/** how deep below a logged object secret keys are looked for (0 = its own keys) */
+const REDACT_DEPTH = 2;
+
+/**
+ * `value` with every SECRET_KEYS key at most `depth` levels down (arrays included) replaced by
+ * REDACTED (`keep`: a key of `value` itself to leave alone); copies only what it changes, never
+ * mutates (an Error is copied as its own enumerable properties, which is all JSON shows of it).
+ * Hand-written rather than pino's `redact` (@pinojs/redact), which runs each wildcard path
+ * (`*.password`, `*.*.password`: 26 of them here) against every top-level value of every line:
+ * about 70 µs of CPU and tens of KB of garbage per line, a third of the daemon's allocation while
+ * it drains a backlog (measured); one walk over a fixed set of keys does the same in a few µs.
+ */
+export function censorSecretKeys<T>(value: T, depth = REDACT_DEPTH, keep?: string): T {
+  if (value === null || typeof value !== 'object' || depth < 0 || ArrayBuffer.isView(value)) return value;
+  let out: Record<string, unknown> | unknown[] | undefined;
+  const src = value as Record<string, unknown>;
+  for (const key of Object.keys(src)) {
+    if (key === keep) continue;
+    const v = src[key];
+    const next = SECRET_KEY_SET.has(key) ? REDACTED : censorSecretKeys(v, depth - 1);
+    if (next === v) continue;
+    out ??= Array.isArray(value) ? [...value] : { ...src };
+    (out as Record<string, unknown>)[key] = next;
+  }
+  return (out ?? value) as T;
+}
 
 export function createLogger(opts: LoggerOptions = {}): Logger {
   const scrub = makeScrubber(opts.secrets ?? []);
@@ -56,9 +76,16 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
     {
       level: process.env.LOG_LEVEL ?? opts.level ?? 'info',
       base: { name: 'lead-notifier' },
-      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+      // secret keys: the logged object's own and those one or two levels down (pino runs
+      // serializers after this hook, so `err` is looked into once serialized, below)
+      formatters: { log: (obj) => censorSecretKeys(obj, REDACT_DEPTH, 'err') },
+      // pino's own redaction for the top-level keys only (no wildcard paths: cheap), which also
+      // covers the bindings of child loggers (pino formats those once, without the hook above)
+      redact: { paths: [...SECRET_KEYS], censor: REDACTED },
       timestamp: pino.stdTimeFunctions.isoTime,
-      serializers: { err: pino.stdSerializers.errWithCause },
+      serializers: {
+        err: (e: Error) => censorSecretKeys(pino.stdSerializers.errWithCause(e), REDACT_DEPTH - 1),
+      },
     },
     stream,
   );
