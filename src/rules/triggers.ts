@@ -8,8 +8,9 @@
 //
 // The ledger key of a notification is (rule, record, the change's SystemModstamp): a re-read of
 // the same version is the same key, so it can never send twice, and the next qualifying change
-// has a new key. A state only moves forward: an observation whose SystemModstamp is not later
-// than the stored one is a re-read (a lookback sweep, a replayed event) and decides nothing.
+// has a new key. A state only moves forward: an observation whose SystemModstamp is earlier than
+// the stored one, or the same observation at the same SystemModstamp, is a re-read (a lookback
+// sweep, a replayed event) and decides nothing.
 import type { RuleConfig } from '../config/index.ts';
 import type { MatchState } from '../store/index.ts';
 import type { SourceRecord } from '../types.ts';
@@ -63,6 +64,16 @@ function watchedValues(fields: Record<string, unknown>, watched: string[]): Reco
 
 const same = (a: unknown, b: unknown): boolean => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
 
+/** the stored state and a new observation say the same (matched, and every watched value known to both) */
+function sameObservation(state: MatchState, next: MatchState): boolean {
+  if (state.matched !== next.matched) return false;
+  if (!state.watched || !next.watched) return true;
+  for (const f of Object.keys(next.watched)) {
+    if (f in state.watched && !same(state.watched[f], next.watched[f])) return false;
+  }
+  return true;
+}
+
 export interface DecideContext {
   /** the rule's floor (checkpoint): records created before it were there before the rule */
   floor: string;
@@ -70,7 +81,8 @@ export interface DecideContext {
 
 /**
  * The decision for one observed record, or null when the observation is not newer than the
- * stored state (a re-read: nothing to decide, nothing to store).
+ * stored state (a re-read: nothing to decide, nothing to store). At the stored SystemModstamp, an
+ * observation that differs from the state is a second change within that second (newer).
  *
  * First sight (no stored state) is the baseline and sends nothing, with one exception: a record
  * created after the rule's floor (and within the state retention before this change, so that its
@@ -87,7 +99,8 @@ export function decideUpdate(
 ): UpdateDecision | null {
   const { record, matches } = observed;
   const modstamp = Date.parse(record.systemModstamp);
-  if (state && modstamp <= Date.parse(state.systemModstamp)) return null;
+  const stored = state ? Date.parse(state.systemModstamp) : undefined;
+  if (stored !== undefined && modstamp < stored) return null;
   const watched = watchedFields(rule);
   const values = watchedValues(record.fields, watched);
   const next: MatchState = {
@@ -96,6 +109,10 @@ export function decideUpdate(
     watched: values,
     systemModstamp: record.systemModstamp,
   };
+  // SystemModstamp has second resolution: a record changed twice within one second reads with
+  // the same stamp as the state its first change left. The same observation again is a re-read;
+  // a different one (it matches now and did not, or a watched value moved) is that later change.
+  if (stored !== undefined && modstamp === stored && sameObservation(state!, next)) return null;
   let before: { matched: boolean; watched: Record<string, unknown> | null };
   if (state) before = state;
   else {

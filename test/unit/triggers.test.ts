@@ -69,10 +69,28 @@ describe('on: updated with where only (updated TO meet the condition)', () => {
 
   it('a re-read of the same (or an older) version decides nothing', () => {
     const s = state(false, { Status: 'Open' }, '2026-01-03T00:00:00.000Z');
-    const same = { record: rec({ Status: 'Qualified' }, '2026-01-03T00:00:00.000Z'), matches: true };
+    const same = { record: rec({ Status: 'Open' }, '2026-01-03T00:00:00.000Z'), matches: false };
     expect(decideUpdate(whereRule, s, same, ctx)).toBeNull();
     const older = { record: rec({ Status: 'Qualified' }, '2026-01-02T00:00:00.000Z'), matches: true };
     expect(decideUpdate(whereRule, s, older, ctx)).toBeNull();
+  });
+
+  it('a second change within the same second (same SystemModstamp, another observation) is judged', () => {
+    // first change at 10:00:00 (Rating: not watched, not matching), then Status qualifies in the
+    // same second: the poll reads the later version with the same stamp
+    const s = state(false, { Status: 'Open' }, '2026-01-03T10:00:00.000Z');
+    const later = { record: rec({ Status: 'Qualified' }, '2026-01-03T10:00:00.000Z'), matches: true };
+    const d = decideUpdate(whereRule, s, later, ctx)!;
+    expect(d).toMatchObject({ fire: true, previous: { Status: 'Open' }, changedFields: ['Status'] });
+    // and that state read again is a re-read
+    expect(decideUpdate(whereRule, d.next, later, ctx)).toBeNull();
+    // a changed: rule sees a watched value move within the second
+    const c = state(true, { OwnerId: '005A' }, '2026-01-03T10:00:00.000Z');
+    const moved = { record: rec({ OwnerId: '005B' }, '2026-01-03T10:00:00.000Z'), matches: true };
+    expect(decideUpdate(changedRule, c, moved, ctx)).toMatchObject({
+      fire: true,
+      changedFields: ['OwnerId'],
+    });
   });
 
   it('first sight is the baseline: a record already matching sends nothing', () => {
