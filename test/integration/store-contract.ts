@@ -1188,6 +1188,29 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
         expect(await store.nextDueAt('email')).toBeNull();
         expect((await store.nextDueAt())?.toISOString()).toBe(later.toISOString());
       });
+
+      it("reclaim with a channel hands back only that channel's rows (one process runs a dispatcher per channel)", async () => {
+        const { store } = await fresh();
+        await store.commitBatch(
+          'r',
+          [row('r', 'a'), chan('a', 'webhook'), row('r', 'b'), chan('b', 'webhook')],
+          cp(T0),
+        );
+        // one owner (the process), two dispatchers: the email one holds a send in flight
+        const email = await store.cycle({ owner: 'o', leaseMs: 60_000, claim: 2, channel: 'email' });
+        expect(email.claimed).toHaveLength(2);
+        // the webhook dispatcher's cycle whose reply was lost; then it reclaims holding nothing
+        await store.cycle({ owner: 'o', leaseMs: 60_000, claim: 2, channel: 'webhook' });
+        const next = await store.cycle({ owner: 'o', leaseMs: 60_000, reclaim: [], channel: 'webhook' });
+        expect(next.reclaimed).toHaveLength(2);
+        for (const r of (await store.list({})).filter((x) => x.channel === 'webhook')) {
+          expect(r).toMatchObject({ state: 'pending', leaseOwner: null, attempts: 0 });
+        }
+        // the email rows in flight are untouched
+        for (const r of email.claimed) {
+          expect(await store.get(r.id)).toMatchObject({ state: 'sending', leaseOwner: 'o', attempts: 1 });
+        }
+      });
     });
 
     describe('digests', () => {
