@@ -1,6 +1,6 @@
 // Helpers shared by the SQLite and PostgreSQL stores.
 import type { ChannelName } from '../types.ts';
-import type { OutboxCounts, OutboxState } from './types.ts';
+import type { NewOutboxRow, OutboxCounts, OutboxState } from './types.ts';
 
 export const ABANDONED_ERROR = 'process stopped while sending; delivery uncertain';
 export const ABANDONED_RESEND = 'process stopped while sending; re-sending (onUncertain: resend)';
@@ -29,6 +29,26 @@ export function normalizeInstant(value: string | Date, what: string): string {
   if (Number.isNaN(date.getTime()))
     throw new TypeError(`${what} is not a valid instant: ${JSON.stringify(value)}`);
   return date.toISOString();
+}
+
+/**
+ * A new outbox row's values in the order both stores' INSERTs name the columns: rule, object,
+ * record_id, record_created_date, state, message (JSON), last_error, last_error_code.
+ */
+export function outboxValues(
+  r: NewOutboxRow,
+  what = `recordCreatedDate of ${r.recordId}`,
+): [string, string, string, string, string, string | null, string | null, string | null] {
+  return [
+    r.rule,
+    r.object,
+    r.recordId,
+    normalizeInstant(r.recordCreatedDate, what),
+    r.state,
+    r.message === null || r.message === undefined ? null : JSON.stringify(r.message),
+    r.lastError ?? null,
+    r.lastErrorCode ?? null,
+  ];
 }
 
 export function isoOrNull(value: string | Date | null | undefined): string | null {

@@ -32,6 +32,7 @@ import {
   tallyCounts,
   listLimit,
   normalizeInstant,
+  outboxValues,
   resolutionNote,
   validateClaim,
   validateTtl,
@@ -443,17 +444,7 @@ export class PostgresStore implements Store {
       const res = await c.query(
         `INSERT INTO outbox (rule, object, record_id, record_created_date, state, message, last_error, last_error_code, channel)
          VALUES ($1, $2, $3, $4, $5, $6::json, $7, $8, $9) ON CONFLICT (rule, record_id, channel) DO NOTHING RETURNING id`,
-        [
-          row.rule,
-          row.object,
-          row.recordId,
-          normalizeInstant(row.recordCreatedDate, 'digest recordCreatedDate'),
-          row.state,
-          row.message === null ? null : JSON.stringify(row.message),
-          row.lastError ?? null,
-          row.lastErrorCode ?? null,
-          row.channel ?? 'email',
-        ],
+        [...outboxValues(row, 'digest recordCreatedDate'), row.channel ?? 'email'],
       );
       // this digest (rule + key) went out already (another replica, or before a restart)
       const inserted = res.rows[0] as Row | undefined;
@@ -926,20 +917,7 @@ export class PostgresStore implements Store {
            )
            INSERT INTO send_api_messages (id, token, idempotency_key, body_hash, outbox_id)
            SELECT $9, $10, $11, $12, o.id FROM o RETURNING outbox_id`,
-          [
-            row.rule,
-            row.object,
-            row.recordId,
-            normalizeInstant(row.recordCreatedDate, `recordCreatedDate of ${row.recordId}`),
-            row.state,
-            row.message === null ? null : JSON.stringify(row.message),
-            row.lastError ?? null,
-            row.lastErrorCode ?? null,
-            r.id,
-            r.token,
-            r.idempotencyKey,
-            r.bodyHash,
-          ],
+          [...outboxValues(row), r.id, r.token, r.idempotencyKey, r.bodyHash],
         );
         out.push({ kind: 'created', id: r.id, outboxId: Number((rows[0] as Row).outbox_id) });
       }

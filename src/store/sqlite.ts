@@ -31,6 +31,7 @@ import {
   abandonedMessages,
   listLimit,
   normalizeInstant,
+  outboxValues,
   resolutionNote,
   tallyCounts,
   validateClaim,
@@ -233,19 +234,7 @@ export class SqliteStore implements Store {
       );
       let inserted = 0;
       for (const r of rows) {
-        const res = insert.run(
-          r.rule,
-          r.object,
-          r.recordId,
-          normalizeInstant(r.recordCreatedDate, `recordCreatedDate of ${r.recordId}`),
-          r.state,
-          r.message === null || r.message === undefined ? null : JSON.stringify(r.message),
-          r.lastError ?? null,
-          r.lastErrorCode ?? null,
-          now,
-          now,
-          r.channel ?? 'email',
-        );
+        const res = insert.run(...outboxValues(r), now, now, r.channel ?? 'email');
         inserted += Number(res.changes);
       }
       if (extra) {
@@ -329,19 +318,7 @@ export class SqliteStore implements Store {
       const res = this.stmt(
         `INSERT INTO outbox (rule, object, record_id, record_created_date, state, message, last_error, last_error_code, created_at, updated_at, channel)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (rule, record_id, channel) DO NOTHING`,
-      ).run(
-        row.rule,
-        row.object,
-        row.recordId,
-        normalizeInstant(row.recordCreatedDate, 'digest recordCreatedDate'),
-        row.state,
-        row.message === null ? null : JSON.stringify(row.message),
-        row.lastError ?? null,
-        row.lastErrorCode ?? null,
-        now,
-        now,
-        row.channel ?? 'email',
-      );
+      ).run(...outboxValues(row, 'digest recordCreatedDate'), now, now, row.channel ?? 'email');
       // this digest (rule + key) went out already, e.g. before a restart in the same second
       if (Number(res.changes) === 0) return { outboxId: null, count: 0 };
       const outboxId = Number(res.lastInsertRowid);
@@ -825,18 +802,7 @@ export class SqliteStore implements Store {
           }
         }
         const { row } = r;
-        const inserted = insertRow.get(
-          row.rule,
-          row.object,
-          row.recordId,
-          normalizeInstant(row.recordCreatedDate, `recordCreatedDate of ${row.recordId}`),
-          row.state,
-          row.message === null ? null : JSON.stringify(row.message),
-          row.lastError ?? null,
-          row.lastErrorCode ?? null,
-          now,
-          now,
-        ) as Row;
+        const inserted = insertRow.get(...outboxValues(row), now, now) as Row;
         const outboxId = Number(inserted.id);
         insertMessage.run(r.id, r.token, r.idempotencyKey, r.bodyHash, outboxId, now);
         return { kind: 'created', id: r.id, outboxId };
