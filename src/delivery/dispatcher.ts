@@ -12,7 +12,9 @@ import type { ChannelName, OutboxMessage } from '../types.ts';
 import type { Outcome, OutboxRow, Store } from '../store/index.ts';
 import { parseDuration } from '../util/duration.ts';
 import { codeOf, coerceError } from '../util/errors.ts';
-import { backoffDelay, describeFailure } from './outcomes.ts';
+import { failureOutcome, type RetryPolicy } from './outcomes.ts';
+
+export { isServerUnreachable } from './outcomes.ts';
 import type { Pacer } from './pacer.ts';
 
 export interface DispatcherOptions {
@@ -76,23 +78,10 @@ const DEFAULT_POLL_MS = 1000;
 const MAX_LOOP_BACKOFF_MS = 30_000;
 const MIN_WAKE_MS = 5;
 
-const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
-
-/** Nothing answered, or the server turned the connection away at the greeting (421). */
-export function isServerUnreachable(e: SendError): boolean {
-  if (e.kind !== 'retry') return false;
-  if (e.code === 'EDNS') return true;
-  if (e.originalCode && UNREACHABLE_CODES.has(e.originalCode)) return true;
-  // SMTP: the connect or greeting timed out, or 421 at the greeting; HTTP channels: the connect timed out
-  if (e.command === 'CONN' && (e.code === 'ETIMEDOUT' || e.code === 'EHTTPTIMEOUT' || e.responseCode === 421))
-    return true;
-  return false;
-}
-
 export class Dispatcher {
   private readonly o: DispatcherOptions;
   private readonly log: pino.Logger;
-  private readonly maxAgeMs: number;
+  private readonly policy: RetryPolicy;
   private readonly pollMs: number;
   private running = false;
   private stopping = false;
@@ -124,7 +113,13 @@ export class Dispatcher {
       throw new Error('concurrency must be an integer >= 1');
     this.o = o;
     this.log = o.logger;
-    this.maxAgeMs = parseDuration(o.delivery.maxAge);
+    this.policy = {
+      maxAttempts: o.delivery.maxAttempts,
+      maxAge: o.delivery.maxAge,
+      maxAgeMs: parseDuration(o.delivery.maxAge),
+      backoffBaseMs: o.delivery.backoffBaseMs,
+      backoffMaxMs: o.delivery.backoffMaxMs,
+    };
     this.pollMs = o.pollIntervalMs ?? DEFAULT_POLL_MS;
   }
 
@@ -462,64 +457,15 @@ export class Dispatcher {
   }
 
   private failureOutcome(row: OutboxRow, e: SendError): Outcome {
-    const error = describeFailure(e);
-    const code = e.code ?? 'ESEND';
-    switch (e.kind) {
-      case 'dead':
-        return { id: row.id, kind: 'dead', error, code };
-      case 'uncertain':
-        return { id: row.id, kind: 'uncertain', error, code };
-      case 'throttle': {
-        // the relay said "later": slow down, keep the row pending, its attempt not spent
-        void this.o.pacer?.throttled();
-        if (Date.now() - Date.parse(row.createdAt) >= this.maxAgeMs) {
-          return {
-            id: row.id,
-            kind: 'dead',
-            error: `gave up after ${this.o.delivery.maxAge} (maxAge): ${error}`,
-            code,
-          };
-        }
-        return { id: row.id, kind: 'release', error, code, nextAttemptAt: new Date() };
-      }
-      case 'auth':
-        this.openCircuit(error);
-        return { id: row.id, kind: 'release', error, code, nextAttemptAt: new Date() };
-      case 'retry': {
-        // The server is not there at all: that says nothing about this row, so it must not use up
-        // the row's attempts (an hour-long outage would dead-letter good mail). Pause like auth.
-        if (isServerUnreachable(e)) {
-          this.openCircuit(
-            `${this.o.channel === undefined || this.o.channel === 'email' ? 'SMTP server' : this.o.channel} unreachable: ${error}`,
-          );
-          return { id: row.id, kind: 'release', error, code, nextAttemptAt: new Date() };
-        }
-        // claimDue counted this attempt already
-        if (row.attempts >= this.o.delivery.maxAttempts) {
-          return {
-            id: row.id,
-            kind: 'dead',
-            error: `gave up after ${row.attempts} attempts: ${error}`,
-            code,
-          };
-        }
-        const age = Date.now() - Date.parse(row.createdAt);
-        if (age >= this.maxAgeMs) {
-          return {
-            id: row.id,
-            kind: 'dead',
-            error: `gave up after ${this.o.delivery.maxAge} (maxAge): ${error}`,
-            code,
-          };
-        }
-        // the receiver's Retry-After is a floor under the backoff, never shortened by it
-        const delay = Math.max(
-          backoffDelay(row.attempts, this.o.delivery.backoffBaseMs, this.o.delivery.backoffMaxMs),
-          e.retryAfterMs ?? 0,
-        );
-        return { id: row.id, kind: 'retry', error, code, nextAttemptAt: new Date(Date.now() + delay) };
-      }
-    }
+    const { outcome, effect } = failureOutcome(row, e, this.policy);
+    // the relay said "later": slow down (the row stays pending, its attempt not spent)
+    if (effect === 'throttle') void this.o.pacer?.throttled();
+    if (effect === 'auth') this.openCircuit(outcome.error);
+    if (effect === 'unreachable')
+      this.openCircuit(
+        `${this.channelName === 'email' ? 'SMTP server' : this.channelName} unreachable: ${outcome.error}`,
+      );
+    return outcome;
   }
 
   /** SMTP refuses us (auth, TLS) or is unreachable: stop claiming, keep rows pending, probe until it works again. */
