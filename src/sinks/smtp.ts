@@ -2,7 +2,6 @@
 // classification of every failure into what the outbox should do with the row.
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { Transform } from 'node:stream';
 import nodemailer from 'nodemailer';
 import type { SendMailOptions } from 'nodemailer';
 import type { SmtpConfig } from '../config/index.ts';
@@ -165,31 +164,23 @@ export function createInProcessSmtpSink(cfg: SmtpConfig, baseDir: string): SmtpS
   }
 
   // How we know the phase of a failure: nodemailer reports a dropped connection as ECONNECTION /
-  // ETIMEDOUT with command 'CONN' whatever the phase, so `command` alone cannot tell. Instead every
-  // message stream passes through a transform; when its readable side has ended, the data stream
-  // that writes to the socket has received the last byte of the message, and only then can the
-  // terminating "." reach the server. Before that point the server cannot have accepted the message
-  // (retry is safe); after it, it might have (uncertain). The point is conservative: a drop between
-  // it and the "." is reported uncertain although the message was not complete.
+  // ETIMEDOUT with command 'CONN' whatever the phase, so `command` alone cannot tell. Instead we
+  // watch every message stream: when it has ended, the data stream that writes to the socket has
+  // read its last byte, and only then can the terminating "." reach the server. Before that point
+  // the server cannot have accepted the message (retry is safe); after it, it might have
+  // (uncertain). The point is conservative: a drop between it and the "." is reported uncertain
+  // although the message was not complete. (A listener on the stream itself, not a pass-through
+  // stream in front of it: the same moment, without a second stream and pipe per message.)
   const trackers = new WeakMap<AbortSignal, SendTracker>();
   transport.use('stream', (mail, done) => {
     const signal = mail.data.signal;
     const tracker = signal ? trackers.get(signal as AbortSignal) : undefined;
     if (tracker) {
       mail.message.processFunc((input) => {
-        const pass = new Transform({
-          transform(chunk: Buffer, _enc, cb) {
-            cb(null, chunk);
-          },
-        });
-        pass.once('end', () => {
+        input.once('end', () => {
           tracker.dataWritten = true;
         });
-        // pipe + error forwarding rather than stream.pipeline, whose AbortController costs a
-        // DOMException (with a stack) per message
-        input.once('error', (err) => pass.destroy(err));
-        input.pipe(pass);
-        return pass;
+        return input;
       });
     }
     done();
