@@ -48,7 +48,14 @@ async function runDaemon(label: string, expected: number): Promise<{ peak: numbe
       loginUrl: emu.url,
       auth: { flow: 'client_credentials', clientId: 'emulator-client', clientSecret: 'emulator-secret' },
     },
-    smtp: { host: '127.0.0.1', port: smtpPort, ignoreTLS: true, pool: { maxConnections: 5 } },
+    smtp: {
+      host: '127.0.0.1',
+      port: smtpPort,
+      ignoreTLS: true,
+      pool: { maxConnections: 5 },
+      // BENCH_SMTP_THREAD=true|false: smtp.thread (unset: the default, as a user runs it)
+      ...(process.env.BENCH_SMTP_THREAD ? { thread: process.env.BENCH_SMTP_THREAD === 'true' } : {}),
+    },
     store: `sqlite:${join(dir, 'n.db')}`,
     // as a user runs it: HTTP (health, readiness, metrics) on, logging at info
     http: { host: '127.0.0.1', port: 0 },

@@ -81,7 +81,14 @@ async function daemon(): Promise<{
       loginUrl: emu.url,
       auth: { flow: 'client_credentials', clientId: 'emulator-client', clientSecret: 'emulator-secret' },
     },
-    smtp: { host: '127.0.0.1', port: sink.port, ignoreTLS: true, pool: { maxConnections: CONNECTIONS } },
+    smtp: {
+      host: '127.0.0.1',
+      port: sink.port,
+      ignoreTLS: true,
+      pool: { maxConnections: CONNECTIONS },
+      // BENCH_SMTP_THREAD=true|false: smtp.thread (unset: the default, as a user runs it)
+      ...(process.env.BENCH_SMTP_THREAD ? { thread: process.env.BENCH_SMTP_THREAD === 'true' } : {}),
+    },
     store: `sqlite:${join(dir, 'n.db')}`,
     http: { enabled: false },
     rules: [

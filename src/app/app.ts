@@ -160,12 +160,16 @@ export class App {
 
     const compiled = new Map(enabled.map((r) => [r.name, compileRule(r, cfg.baseDir)]));
 
+    // smtp.thread: nodemailer on a second core. On one thread the daemon's own work (polling,
+    // rendering, the store's commits) and nodemailer's take turns, and into a fast relay that
+    // thread is the ceiling: bench/drain.ts measured 0.57 of plain pooled nodemailer's rate on one
+    // thread, 0.71 with the worker, for 15-25 MB more resident (bench/RESULTS.md). By default one
+    // isolate, but for synchronous=full, whose fsync per commit would stall the sockets.
+    const smtpThread = cfg.smtp.thread ?? (store instanceof SqliteStore && store.synchronous === 'full');
     this.sink = createSmtpSink(cfg.smtp, {
       baseDir: cfg.baseDir,
       logger: this.opts.logger.child({ component: 'smtp' }),
-      // A second isolate (~40 MB) pays for itself only when commits block this thread for an
-      // fsync each (SQLite synchronous=full): then nodemailer keeps the sockets moving meanwhile.
-      inProcess: !(store instanceof SqliteStore && store.synchronous === 'full'),
+      inProcess: !smtpThread,
     });
     const leaseMs = cfg.delivery.leaseMs ?? cfg.smtp.sendTimeoutMs + 30_000;
     const leaseTtlMs = parseDuration(cfg.cluster.leaseTtl);
@@ -321,7 +325,12 @@ export class App {
       if (rule.digest) this.tasks.push(this.scheduleDigest(rule, enqueuer));
     }
     this.log.info(
-      { rules: enabled.map((r) => r.name), store: store.kind, owner: this.owner },
+      {
+        rules: enabled.map((r) => r.name),
+        store: store.kind,
+        owner: this.owner,
+        smtp: smtpThread ? 'worker thread' : 'main thread',
+      },
       'lead-notifier started',
     );
     if (this.opts.pollOnStart !== false) for (const rule of enabled) this.triggerPoll(rule, firstLogin);

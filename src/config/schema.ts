@@ -111,6 +111,12 @@ export const smtpSchema = z.strictObject({
   greetingTimeoutMs: z.number().int().positive().default(10_000),
   socketTimeoutMs: z.number().int().positive().default(30_000),
   sendTimeoutMs: z.number().int().positive().default(60_000).describe('deadline for one message'),
+  thread: z
+    .boolean()
+    .optional()
+    .describe(
+      'run nodemailer (MIME building, the SMTP sessions) on a worker thread of its own: a second core for sending (about 1.3 times the rate into a fast relay), about 20 MB more resident; default: only with SQLite synchronous=full',
+    ),
   rateLimit: rateLimitSchema,
   dailyLimit: dailyLimitSchema,
   dkim: dkimSchema,

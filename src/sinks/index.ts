@@ -17,10 +17,10 @@ export interface SmtpSinkOptions {
   baseDir: string;
   logger?: pino.Logger;
   /**
-   * Run nodemailer on the calling thread instead of a worker thread (default false). The worker
-   * keeps SMTP sockets moving while the main thread is blocked in SQLite's fsynced commits
-   * (synchronous=full), at the cost of a second V8 isolate (~40 MB resident); the daemon uses it
-   * only then (app.ts).
+   * Run nodemailer on the calling thread instead of a worker thread (default false; the daemon
+   * follows smtp.thread, see app.ts). The worker gives sending a core of its own, so the sockets
+   * keep moving while the main thread polls, renders and commits, at the cost of a second V8
+   * isolate.
    */
   inProcess?: boolean;
 }

@@ -1,7 +1,8 @@
-// The SMTP sink on a worker thread. The main thread commits outbox state to SQLite synchronously
-// (node:sqlite; an fsync per commit), which stalls every socket on that thread; nodemailer on its
-// own thread keeps talking SMTP meanwhile, and its MIME building does not compete with the loop
-// that claims rows, polls Salesforce and serves HTTP. Same SmtpSink contract as in-process.
+// The SMTP sink on a worker thread (smtp.thread; the default with SQLite synchronous=full):
+// nodemailer's MIME building and SMTP sessions get a core of their own, so they do not take turns
+// with the loop that polls Salesforce, renders, commits outbox state to SQLite (synchronously,
+// node:sqlite; with synchronous=full an fsync per commit) and serves HTTP. Same SmtpSink contract
+// as in-process.
 import { Worker } from 'node:worker_threads';
 import type { SmtpConfig } from '../config/index.ts';
 import type { RenderedMessage } from '../types.ts';
