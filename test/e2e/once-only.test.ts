@@ -110,74 +110,81 @@ describe('lead-notifier run, end to end', () => {
     expect(parsed.outbox.total.pending! + parsed.outbox.total.failed! + parsed.outbox.total.dead!).toBe(0);
   }, 180_000);
 
-  it('survives kill -9 ten times during 2,000 new leads: none missed, none twice, at most one uncertain row per connection per kill', async () => {
-    stack = await startStack({ rule: { lookback: '10m' } });
-    const connections = (stack.config.smtp as { pool: { maxConnections: number } }).pool.maxConnections;
-    const { emu } = stack;
-    proc = stack.run();
-    await started(proc);
-    const ids: string[] = [];
-    let creating = true;
-    const creator = (async () => {
-      for (let b = 0; b < 40; b++) {
-        for (let i = 0; i < 50; i++) ids.push(emu.org.insert('Lead', leadFields(b * 50 + i)).Id);
-        await new Promise((r) => setTimeout(r, 150));
+  // both ways nodemailer runs: on the daemon's main thread (the default) and on its own thread
+  for (const thread of [false, true]) {
+    it(`survives kill -9 ten times during 2,000 new leads${thread ? ' (smtp.thread: true)' : ''}: none missed, none twice, at most one uncertain row per connection per kill`, async () => {
+      stack = await startStack({ rule: { lookback: '10m' } });
+      if (thread) {
+        stack.config.smtp = { ...(stack.config.smtp as Record<string, unknown>), thread: true };
+        stack.writeConfig(stack.config);
       }
-      creating = false;
-    })();
-    // After each kill, before the restart recovers them: the rows the dead process left `sending`
-    // are the ones that will be reported uncertain. Rows it had only claimed ahead must not be
-    // among them: only a row handed to a connection is `sending`, one per connection at most.
-    const perKill: string[][] = [];
-    for (let k = 0; k < 10; k++) {
-      await new Promise((r) => setTimeout(r, 300 + Math.random() * 900));
-      proc.kill('SIGKILL');
-      await proc.exit;
-      const left = await stack.cli(['outbox', 'list', '--state', 'sending', '--json', '--limit', '10000']);
-      expect(left.code).toBe(0);
-      perKill.push((JSON.parse(left.stdout) as Array<{ recordId: string }>).map((r) => r.recordId));
+      const connections = (stack.config.smtp as { pool: { maxConnections: number } }).pool.maxConnections;
+      const { emu } = stack;
       proc = stack.run();
       await started(proc);
-    }
-    await creator;
-    expect(creating).toBe(false);
-    expect(ids).toHaveLength(2000);
+      const ids: string[] = [];
+      let creating = true;
+      const creator = (async () => {
+        for (let b = 0; b < 40; b++) {
+          for (let i = 0; i < 50; i++) ids.push(emu.org.insert('Lead', leadFields(b * 50 + i)).Id);
+          await new Promise((r) => setTimeout(r, 150));
+        }
+        creating = false;
+      })();
+      // After each kill, before the restart recovers them: the rows the dead process left `sending`
+      // are the ones that will be reported uncertain. Rows it had only claimed ahead must not be
+      // among them: only a row handed to a connection is `sending`, one per connection at most.
+      const perKill: string[][] = [];
+      for (let k = 0; k < 10; k++) {
+        await new Promise((r) => setTimeout(r, 300 + Math.random() * 900));
+        proc.kill('SIGKILL');
+        await proc.exit;
+        const left = await stack.cli(['outbox', 'list', '--state', 'sending', '--json', '--limit', '10000']);
+        expect(left.code).toBe(0);
+        perKill.push((JSON.parse(left.stdout) as Array<{ recordId: string }>).map((r) => r.recordId));
+        proc = stack.run();
+        await started(proc);
+      }
+      await creator;
+      expect(creating).toBe(false);
+      expect(ids).toHaveLength(2000);
 
-    const settled = async () => {
-      const s = await stack!.cli(['status', '--json']);
-      const st = JSON.parse(s.stdout) as { outbox: { total: Record<string, number> } };
-      const t = st.outbox.total;
-      return t.sent! + t.unknown! + t.dead! === 2000 && t.pending === 0 && t.sending === 0;
-    };
-    await waitFor(settled, 90_000, 'every lead to be sent or reported', 1000);
-    proc.kill('SIGTERM');
-    expect(await proc.exit).toBe(0);
+      const settled = async () => {
+        const s = await stack!.cli(['status', '--json']);
+        const st = JSON.parse(s.stdout) as { outbox: { total: Record<string, number> } };
+        const t = st.outbox.total;
+        return t.sent! + t.unknown! + t.dead! === 2000 && t.pending === 0 && t.sending === 0;
+      };
+      await waitFor(settled, 90_000, 'every lead to be sent or reported', 1000);
+      proc.kill('SIGTERM');
+      expect(await proc.exit).toBe(0);
 
-    const status = JSON.parse((await stack.cli(['status', '--json'])).stdout) as {
-      outbox: { total: Record<string, number> };
-      uncertain: Array<{ recordId: string }>;
-    };
-    const uncertain = new Set(status.uncertain.map((u) => u.recordId));
-    expect(status.outbox.total.dead).toBe(0);
-    expect(uncertain.size).toBe(status.outbox.total.unknown);
-    const counts = deliveriesByRecord(stack);
-    const twice = [...counts].filter(([, n]) => n > 1);
-    expect(twice).toEqual([]);
-    // Every lead was delivered, or is listed as uncertain (the process died mid-send).
-    const missing = ids.filter((id) => !counts.has(id) && !uncertain.has(id));
-    expect(missing).toEqual([]);
-    // The uncertain rows are exactly those the kills left mid-send, at most one per connection each.
-    for (const left of perKill) expect(left.length).toBeLessThanOrEqual(connections);
-    expect([...uncertain].sort()).toEqual(perKill.flat().sort());
-    const report = perKill.map(
-      (left, k) =>
-        `kill ${k + 1}: ${left.length} unknown, ${left.filter((id) => counts.has(id)).length} arrived`,
-    );
-    console.log(
-      `kill -9 x10 with ${connections} connections: ${counts.size} delivered, ${uncertain.size} uncertain ` +
-        `(of which ${[...uncertain].filter((id) => counts.has(id)).length} had in fact arrived)\n  ${report.join('\n  ')}`,
-    );
-  }, 240_000);
+      const status = JSON.parse((await stack.cli(['status', '--json'])).stdout) as {
+        outbox: { total: Record<string, number> };
+        uncertain: Array<{ recordId: string }>;
+      };
+      const uncertain = new Set(status.uncertain.map((u) => u.recordId));
+      expect(status.outbox.total.dead).toBe(0);
+      expect(uncertain.size).toBe(status.outbox.total.unknown);
+      const counts = deliveriesByRecord(stack);
+      const twice = [...counts].filter(([, n]) => n > 1);
+      expect(twice).toEqual([]);
+      // Every lead was delivered, or is listed as uncertain (the process died mid-send).
+      const missing = ids.filter((id) => !counts.has(id) && !uncertain.has(id));
+      expect(missing).toEqual([]);
+      // The uncertain rows are exactly those the kills left mid-send, at most one per connection each.
+      for (const left of perKill) expect(left.length).toBeLessThanOrEqual(connections);
+      expect([...uncertain].sort()).toEqual(perKill.flat().sort());
+      const report = perKill.map(
+        (left, k) =>
+          `kill ${k + 1}: ${left.length} unknown, ${left.filter((id) => counts.has(id)).length} arrived`,
+      );
+      console.log(
+        `kill -9 x10 with ${connections} connections${thread ? ', smtp.thread' : ''}: ${counts.size} delivered, ${uncertain.size} uncertain ` +
+          `(of which ${[...uncertain].filter((id) => counts.has(id)).length} had in fact arrived)\n  ${report.join('\n  ')}`,
+      );
+    }, 240_000);
+  }
 
   it('Salesforce faults mid-run (expired session, REQUEST_LIMIT_EXCEEDED, 503 bursts, non-JSON reply): nothing lost, nothing twice', async () => {
     stack = await startStack();
