@@ -10,7 +10,7 @@ import { Dispatcher } from '../delivery/dispatcher.ts';
 import type { DispatchEvent } from '../delivery/dispatcher.ts';
 import { Pacer } from '../delivery/pacer.ts';
 import { sendLimits } from '../config/index.ts';
-import { createSmtpSink } from '../sinks/index.ts';
+import { createSmtpSink, smtpOnWorker } from '../sinks/index.ts';
 import type { SmtpSink } from '../sinks/index.ts';
 import { connectSalesforce, createConnection } from '../sources/salesforce/connection.ts';
 import { isRequestLimitError, RulePoller } from '../sources/salesforce/poller.ts';
@@ -160,12 +160,7 @@ export class App {
 
     const compiled = new Map(enabled.map((r) => [r.name, compileRule(r, cfg.baseDir)]));
 
-    // smtp.thread: nodemailer on a second core. On one thread the daemon's own work (polling,
-    // rendering, the store's commits) and nodemailer's take turns, and into a fast relay that
-    // thread is the ceiling: bench/drain.ts measured 0.57 of plain pooled nodemailer's rate on one
-    // thread, 0.71 with the worker, for 15-25 MB more resident (bench/RESULTS.md). By default one
-    // isolate, but for synchronous=full, whose fsync per commit would stall the sockets.
-    const smtpThread = cfg.smtp.thread ?? (store instanceof SqliteStore && store.synchronous === 'full');
+    const smtpThread = smtpOnWorker(cfg.smtp, store instanceof SqliteStore && store.synchronous === 'full');
     this.sink = createSmtpSink(cfg.smtp, {
       baseDir: cfg.baseDir,
       logger: this.opts.logger.child({ component: 'smtp' }),

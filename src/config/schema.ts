@@ -115,7 +115,7 @@ export const smtpSchema = z.strictObject({
     .boolean()
     .optional()
     .describe(
-      'run nodemailer (MIME building, the SMTP sessions) on a worker thread of its own: a second core for sending (1.1-1.3 times the rate into a fast relay), about 20 MB more resident; default: only with SQLite synchronous=full',
+      'run nodemailer (MIME building, the SMTP sessions) on a worker thread of its own: a second core for sending (1.1-1.3 times the rate into a fast relay), 15-25 MB more resident; default: only with SQLite synchronous=full',
     ),
   rateLimit: rateLimitSchema,
   dailyLimit: dailyLimitSchema,

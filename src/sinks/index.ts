@@ -25,6 +25,17 @@ export interface SmtpSinkOptions {
   inProcess?: boolean;
 }
 
+/**
+ * Whether the daemon runs nodemailer on a worker thread: smtp.thread when set, else only when each
+ * commit waits for an fsync (SQLite synchronous=full), which would stall sockets on that thread.
+ * On one thread the daemon's own work (polling, rendering, commits) and nodemailer's take turns;
+ * the worker gives sending a core of its own, for 15-25 MB more resident (bench/RESULTS.md, fourth
+ * round: 0.61 of plain pooled nodemailer's rate on one thread, 0.67 with the worker).
+ */
+export function smtpOnWorker(cfg: SmtpConfig, fsyncPerCommit: boolean): boolean {
+  return cfg.thread ?? fsyncPerCommit;
+}
+
 export function createSmtpSink(cfg: SmtpConfig, opts: SmtpSinkOptions): SmtpSink {
   if (cfg.tls.rejectUnauthorized === false) {
     opts.logger?.warn(
