@@ -22,13 +22,30 @@ afterEach(async () => {
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const silent = pino({ level: 'silent' });
 
-async function waitUntil(what: string, fn: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+async function waitUntil(
+  what: string,
+  fn: () => Promise<boolean>,
+  timeoutMs: number,
+  state?: () => Promise<string>,
+): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (!(await fn())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > until)
+      throw new Error(`timed out waiting for ${what}${state ? ` (${await state()})` : ''}`);
     await sleep(20);
   }
 }
+
+/**
+ * How long a paced drain of 25 may take. Unthrottled it takes about 5 s. The relay's window is
+ * time-scaled 1:20 but a new connection's set-up is not: under CI load the first MAIL FROM on a
+ * fresh pooled connection can come more than the 5% margin (158 ms of a 3 s window) after its
+ * send was paced, and the relay then throttles one send a window later. That is the case the
+ * pacer handles (the row goes back without an attempt, sending pauses 1 s, doubling while it
+ * continues, at half pace, recovering): every assertion below still holds, it only takes longer.
+ */
+const PACED_DRAIN_MS = 25_000;
+const PACED_TEST = { timeout: PACED_DRAIN_MS + 15_000 };
 
 /** A relay that takes `limit` messages per sliding `windowMs` and throttles the rest at MAIL FROM. */
 async function limitedRelay(limit: number, windowMs: number) {
@@ -135,29 +152,44 @@ function acceptTimes(server: CaptureServer): number[] {
 }
 
 describe('pacing to a rate-limited relay', () => {
-  it('with rateLimit set to the relay limit: drains with zero dead rows, never faster than the limit', async () => {
-    // 30 messages a minute, as Exchange Online, time-scaled 1:20 (15 in 3 s) to keep the test short
-    const relay = await limitedRelay(15, 3000);
-    const times = acceptTimes(relay.server);
-    const store = await sqliteStore();
-    const events: DispatchEvent[] = [];
-    const { start } = dispatcher(store, relay.server, { rateLimit: { messages: 15, per: '3s' } }, events);
-    await enqueue(store, rows(25));
-    await start();
-    await waitUntil('drained', async () => (await store.counts()).total.sent === 25, 15_000);
-    const counts = (await store.counts()).total;
-    expect(counts).toMatchObject({ sent: 25, dead: 0, failed: 0, pending: 0 });
-    expect(new Set(relay.server.messages.map((m) => m.messageId)).size).toBe(25);
-    const p = pace(relay.server, times);
-    console.log(
-      `paced drain: ${p.toFixed(2)} msg/s against a limit of 5/s, ${relay.throttled()} throttled replies`,
-    );
-    // never above the relay's limit; how near it gets is bench/relay-pace.ts's figure (timing
-    // targets do not belong in tests on a shared machine)
-    expect(p).toBeLessThanOrEqual(5.1);
-    // no attempt was spent on throttling: every row went out on its first counted attempt
-    for (const row of await store.list({ limit: 100 })) expect(row.attempts).toBe(1);
-  });
+  it(
+    'with rateLimit set to the relay limit: drains with zero dead rows, never faster than the limit',
+    PACED_TEST,
+    async () => {
+      // 30 messages a minute, as Exchange Online, time-scaled 1:20 (15 in 3 s) to keep the test short
+      const relay = await limitedRelay(15, 3000);
+      const times = acceptTimes(relay.server);
+      const store = await sqliteStore();
+      const events: DispatchEvent[] = [];
+      const { start, pacer } = dispatcher(
+        store,
+        relay.server,
+        { rateLimit: { messages: 15, per: '3s' } },
+        events,
+      );
+      await enqueue(store, rows(25));
+      await start();
+      await waitUntil(
+        'drained',
+        async () => (await store.counts()).total.sent === 25,
+        PACED_DRAIN_MS,
+        async () =>
+          `${JSON.stringify((await store.counts()).total)}, ${relay.throttled()} throttled replies, pacer ${JSON.stringify(pacer.snapshot())}`,
+      );
+      const counts = (await store.counts()).total;
+      expect(counts).toMatchObject({ sent: 25, dead: 0, failed: 0, pending: 0 });
+      expect(new Set(relay.server.messages.map((m) => m.messageId)).size).toBe(25);
+      const p = pace(relay.server, times);
+      console.log(
+        `paced drain: ${p.toFixed(2)} msg/s against a limit of 5/s, ${relay.throttled()} throttled replies`,
+      );
+      // never above the relay's limit; how near it gets is bench/relay-pace.ts's figure (timing
+      // targets do not belong in tests on a shared machine)
+      expect(p).toBeLessThanOrEqual(5.1);
+      // no attempt was spent on throttling: every row went out on its first counted attempt
+      for (const row of await store.list({ limit: 100 })) expect(row.attempts).toBe(1);
+    },
+  );
 
   it('without rateLimit (the issue): throttling replies keep rows pending and slow down; zero dead', async () => {
     const relay = await limitedRelay(10, 1000);
@@ -207,35 +239,44 @@ describe('pacing to a rate-limited relay', () => {
     expect(b.pacer.allowance(5)).toBe(0);
   });
 
-  it('two replicas on PostgreSQL share one bucket: together they stay under the limit', async () => {
-    const base = process.env.TEST_DATABASE_URL;
-    if (!base) return; // the PostgreSQL run needs the machine's database (store tests start one otherwise)
-    const schema = randomSchema('t_pace');
-    cleanups.push(() => dropSchemas(base, schema));
-    const url = withSchema(base, schema);
-    const relay = await limitedRelay(15, 3000);
-    const times = acceptTimes(relay.server);
-    const s1 = await openStore(url);
-    cleanups.push(() => s1.close());
-    const s2 = await openStore(url);
-    cleanups.push(() => s2.close());
-    const e1: DispatchEvent[] = [];
-    const e2: DispatchEvent[] = [];
-    const r1 = dispatcher(s1, relay.server, { rateLimit: { messages: 15, per: '3s' } }, e1);
-    const r2 = dispatcher(s2, relay.server, { rateLimit: { messages: 15, per: '3s' } }, e2);
-    await enqueue(s1, rows(25));
-    await Promise.all([r1.start(), r2.start()]);
-    await waitUntil('drained', async () => (await s1.counts()).total.sent === 25, 15_000);
-    expect((await s1.counts()).total).toMatchObject({ sent: 25, dead: 0 });
-    expect(new Set(relay.server.messages.map((m) => m.messageId)).size).toBe(25);
-    const p = pace(relay.server, times);
-    console.log(`two replicas: ${p.toFixed(2)} msg/s together against 5/s, ${relay.throttled()} throttled`);
-    expect(p).toBeLessThanOrEqual(5.1);
-    // both replicas sent (otherwise the test proves nothing about sharing)
-    const sentBy = (es: DispatchEvent[]) =>
-      es.filter((e) => e.type === 'outcome' && e.outcome === 'sent').length;
-    expect(sentBy(e1)).toBeGreaterThan(0);
-    expect(sentBy(e2)).toBeGreaterThan(0);
-    expect(sentBy(e1) + sentBy(e2)).toBe(25);
-  });
+  it(
+    'two replicas on PostgreSQL share one bucket: together they stay under the limit',
+    PACED_TEST,
+    async () => {
+      const base = process.env.TEST_DATABASE_URL;
+      if (!base) return; // the PostgreSQL run needs the machine's database (store tests start one otherwise)
+      const schema = randomSchema('t_pace');
+      cleanups.push(() => dropSchemas(base, schema));
+      const url = withSchema(base, schema);
+      const relay = await limitedRelay(15, 3000);
+      const times = acceptTimes(relay.server);
+      const s1 = await openStore(url);
+      cleanups.push(() => s1.close());
+      const s2 = await openStore(url);
+      cleanups.push(() => s2.close());
+      const e1: DispatchEvent[] = [];
+      const e2: DispatchEvent[] = [];
+      const r1 = dispatcher(s1, relay.server, { rateLimit: { messages: 15, per: '3s' } }, e1);
+      const r2 = dispatcher(s2, relay.server, { rateLimit: { messages: 15, per: '3s' } }, e2);
+      await enqueue(s1, rows(25));
+      await Promise.all([r1.start(), r2.start()]);
+      await waitUntil(
+        'drained',
+        async () => (await s1.counts()).total.sent === 25,
+        PACED_DRAIN_MS,
+        async () => `${JSON.stringify((await s1.counts()).total)}, ${relay.throttled()} throttled replies`,
+      );
+      expect((await s1.counts()).total).toMatchObject({ sent: 25, dead: 0 });
+      expect(new Set(relay.server.messages.map((m) => m.messageId)).size).toBe(25);
+      const p = pace(relay.server, times);
+      console.log(`two replicas: ${p.toFixed(2)} msg/s together against 5/s, ${relay.throttled()} throttled`);
+      expect(p).toBeLessThanOrEqual(5.1);
+      // both replicas sent (otherwise the test proves nothing about sharing)
+      const sentBy = (es: DispatchEvent[]) =>
+        es.filter((e) => e.type === 'outcome' && e.outcome === 'sent').length;
+      expect(sentBy(e1)).toBeGreaterThan(0);
+      expect(sentBy(e2)).toBeGreaterThan(0);
+      expect(sentBy(e1) + sentBy(e2)).toBe(25);
+    },
+  );
 });
