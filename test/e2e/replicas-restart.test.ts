@@ -175,8 +175,10 @@ describe('PostgreSQL restarted under running replicas', () => {
         (x) => x.status === 503 && x.at >= r.from && x.at <= r.to + r.readyAgainMs + 100,
       );
     // The one other reason allowed: a lease that moved in the outage (the leader could not renew)
-    // leaves the new leader "no successful poll yet" for the rule until its first poll of it.
-    const takeover = /^salesforce: no successful poll yet: new-leads$/;
+    // leaves the new leader "no successful poll yet" for the rule until its first poll of it, or,
+    // when it had been a follower since it started (a follower makes no Salesforce calls),
+    // "not connected yet" until its first login.
+    const takeover = /^salesforce: (no successful poll yet: new-leads|not connected yet)$/;
     for (const r of restarts) {
       const down = downIn(r).filter((x) => !(x.storeReason === null && takeover.test(x.reason ?? '')));
       for (const x of down) {
