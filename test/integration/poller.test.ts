@@ -219,13 +219,14 @@ describe('RulePoller', () => {
   });
 
   it('a 503 on the second page keeps the first page and the cursor at it', async () => {
-    leads(2000, at('2026-03-01T10:00:00Z'));
-    leads(500, at('2026-03-01T10:00:05Z'), 2000);
-    const p = await poller();
+    leads(200, at('2026-03-01T10:00:00Z'));
+    leads(500, at('2026-03-01T10:00:05Z'), 200);
+    // pages of 200 (the first page's size, kept: no re-query), so the second page is a queryMore
+    const p = await poller(rule(), 200);
     // jsforce retries a GET on 5xx (here twice): the burst must outlast that
     emu.control.addFault({ path: '/query/', status: 503, errorCode: 'SERVER_UNAVAILABLE', count: 3 });
     await expect(p.pollOnce()).rejects.toThrow();
-    expect((await store.counts()).total.pending).toBe(2000);
+    expect((await store.counts()).total.pending).toBe(200);
     expect((await store.getCheckpoint('leads'))?.watermark).toBe('2026-03-01T10:00:00.000Z');
     const r = await p.pollOnce();
     expect(r.enqueued).toBe(500);
@@ -282,6 +283,49 @@ describe('RulePoller', () => {
     const c = await store.counts();
     expect(c.total.pending).toBe(1);
     expect(c.total.dead).toBe(1);
+  });
+
+  it('pages by weight: 200 first, then 2,000 for narrow records (one re-query), kept for the next poll', async () => {
+    leads(4500, at('2026-03-01T10:00:00Z'));
+    const p = await poller();
+    const first = await p.pollOnce();
+    // 200, then a fresh query after record 200 in pages of 2,000: 2,000 + 2,000 + 300
+    expect(first).toMatchObject({ read: 4500, enqueued: 4500, pages: 4, apiCalls: 4 });
+    expect((await store.counts()).total.pending).toBe(4500);
+    leads(2500, at('2026-03-01T10:00:10Z'), 4500);
+    clock += 2000;
+    const next = await p.pollOnce();
+    expect(next).toMatchObject({ sweep: false, read: 2500, enqueued: 2500, pages: 2, apiCalls: 2 });
+  });
+
+  it('pages by weight: wide records (16 KB each) stay in pages of 200, each read and enqueued once', async () => {
+    const wide = rule({
+      select: ['FirstName', 'LastName', 'Company', 'Description'],
+      email: {
+        from: 'desk@example.com',
+        to: 'sales@example.com',
+        subject: '{{LastName}}',
+        text: '{{Description}}',
+      },
+    });
+    emu.org.insertMany(
+      'Lead',
+      Array.from({ length: 1000 }, (_, i) => ({
+        LastName: `W${i}`,
+        Company: `C${i}`,
+        Description: `${i} `.padEnd(16_000, 'lorem ipsum '),
+      })),
+      { createdDate: at('2026-03-01T10:00:00Z') },
+    );
+    // 200 of them weigh 3.2 MB, over the 2 MB page budget: the size stays at its floor of 200
+    const p = await poller(wide);
+    expect(await p.pollOnce()).toMatchObject({ read: 1000, enqueued: 1000, pages: 5, apiCalls: 5 });
+    const rows = await store.list({ limit: 2000 });
+    expect(new Set(rows.map((r) => r.recordId)).size).toBe(1000);
+    // later narrow records: the next query grows the size back (one re-query), nothing read twice
+    leads(2300, at('2026-03-01T10:00:20Z'), 1000);
+    clock += 2000;
+    expect(await p.pollOnce()).toMatchObject({ read: 2300, enqueued: 2300, pages: 3, apiCalls: 3 });
   });
 
   it('REST calls per poll: at most ceil(N/2000) + 1, none per record', async () => {

@@ -11,6 +11,12 @@
 // UNIQUE(rule, record) ledger, not the cursor, decides what is new. Every page goes to the batch
 // sink with the watermark it lets advance, and the next page is read only once the sink has
 // committed both in ONE store transaction, so a crash re-reads at most one page.
+//
+// Pages are sized by bytes, not only by count: a poller asks for 200 records first, and from what
+// a page weighed picks the size for the rest (up to 2,000, as many as fit PAGE_BUDGET_BYTES). A
+// query's batch size is fixed when it opens, so a change of size re-queries after the last record
+// read (the keyset form, one call more), and the size is kept for the next polls. Wide records
+// (a long Description on every Lead of a bulk import) then come in pages the heap can hold.
 import type { Connection } from 'jsforce';
 import type { Logger } from 'pino';
 import type { RuleConfig } from '../../config/index.ts';
@@ -71,12 +77,41 @@ function isInvalidLocator(err: unknown): boolean {
   return (err as { errorCode?: string } | null)?.errorCode === 'INVALID_QUERY_LOCATOR';
 }
 
+/** Salesforce's batchSize bounds (Sforce-Query-Options) */
+export const MIN_PAGE = 200;
+export const MAX_PAGE = 2000;
+/**
+ * What one page of records may weigh, as the length of its field values: a page is held as the
+ * reply's text, the parsed records and the rendered rows at once, under the daemon's heap cap.
+ */
+export const PAGE_BUDGET_BYTES = 2 * 1024 * 1024;
+
+/** The length of a record's field values (strings by their length, anything else 16), nested ones included. */
+export function recordWeight(v: unknown, depth = 0): number {
+  if (typeof v === 'string') return v.length + 16;
+  if (v === null || typeof v !== 'object' || depth > 4) return 16;
+  let n = 16;
+  for (const x of Object.values(v as Record<string, unknown>)) n += recordWeight(x, depth + 1);
+  return n;
+}
+
+/** The page size for records like these: as many as fit the budget, within MIN_PAGE..max. */
+export function pageSizeFor(records: SourceRecord[], max: number): number {
+  let total = 0;
+  for (const r of records) total += recordWeight(r.fields);
+  const each = Math.max(1, total / records.length);
+  return Math.max(MIN_PAGE, Math.min(max, Math.floor(PAGE_BUDGET_BYTES / each)));
+}
+
 export class RulePoller {
   readonly rule: RuleConfig;
   private readonly o: PollerOptions;
   private readonly lookbackMs: number;
   private readonly sweepEveryMs: number;
   private readonly log: Logger;
+  private readonly maxPage: number;
+  /** the batch size of the next query: MIN_PAGE until a page has shown what the records weigh */
+  private pageSize = MIN_PAGE;
 
   constructor(o: PollerOptions) {
     this.o = o;
@@ -84,6 +119,7 @@ export class RulePoller {
     this.lookbackMs = parseDuration(o.rule.lookback);
     this.sweepEveryMs = o.sweepEveryMs ?? Math.min(60_000, Math.floor(this.lookbackMs / 4));
     this.log = o.logger;
+    this.maxPage = Math.max(MIN_PAGE, Math.min(MAX_PAGE, o.batchSize ?? MAX_PAGE));
   }
 
   private now(): Date {
@@ -165,48 +201,60 @@ export class RulePoller {
       isSalesforceId(lastId) &&
       watermarkMs % 1000 === 0 &&
       watermarkMs >= floorMs;
-    const soql = buildPollQuery(
-      this.rule,
-      from,
-      keyset ? { createdDate: new Date(watermarkMs), id: lastId! } : undefined,
-    );
-    const pages = queryPages(this.o.conn, this.o.apiVersion, soql, {
-      ...this.queryOptions(),
-      headers: { 'Sforce-Query-Options': `batchSize=${this.o.batchSize ?? 2000}` },
-      onRequest: () => {
-        result.apiCalls++;
-        this.reportUsage();
-      },
-    });
-    for await (const page of pages) {
-      // Parse the whole page before writing anything: a malformed record must not move the cursor.
-      const records = page.records.map((r) => toSourceRecord(this.rule.object, r));
-      // ORDER BY CreatedDate, Id: every record up to the page's last one (its key) has been read by
-      // this query, whether it is a regular poll (which only returns keys after the cursor) or a
-      // sweep (which reads whole seconds from further back). A sweep page ending inside the
-      // cursor's second may set lastId back within it: the next poll then reads a little again.
-      const last = records.at(-1);
-      if (last) {
-        const lastMs = Date.parse(last.createdDate);
-        if (lastMs >= watermarkMs) {
-          watermarkMs = lastMs;
-          lastId = last.id;
-        }
-      }
-      const { inserted, dead } = await this.o.commit({
-        records: records.filter((r) => firesOnCreate(r, cp.floor)),
-        checkpoint: {
-          floor: cp.floor,
-          watermark: new Date(watermarkMs).toISOString(),
-          lastId,
-          // the sweep counts once its last page is committed
-          ...(sweep && page.done ? { sweptAt: new Date(startedAt).toISOString() } : {}),
+    let after = keyset ? { createdDate: new Date(watermarkMs), id: lastId! } : undefined;
+    for (let resized = true; resized;) {
+      resized = false;
+      const size = this.pageSize;
+      const pages = queryPages(this.o.conn, this.o.apiVersion, buildPollQuery(this.rule, from, after), {
+        ...this.queryOptions(),
+        headers: { 'Sforce-Query-Options': `batchSize=${size}` },
+        onRequest: () => {
+          result.apiCalls++;
+          this.reportUsage();
         },
       });
-      result.pages++;
-      result.read += records.length;
-      result.enqueued += inserted;
-      result.dead += dead;
+      for await (const page of pages) {
+        // Parse the whole page before writing anything: a malformed record must not move the cursor.
+        const records = page.records.map((r) => toSourceRecord(this.rule.object, r));
+        // ORDER BY CreatedDate, Id: every record up to the page's last one (its key) has been read by
+        // this query, whether it is a regular poll (which only returns keys after the cursor) or a
+        // sweep (which reads whole seconds from further back). A sweep page ending inside the
+        // cursor's second may set lastId back within it: the next poll then reads a little again.
+        const last = records.at(-1);
+        if (last) {
+          const lastMs = Date.parse(last.createdDate);
+          if (lastMs >= watermarkMs) {
+            watermarkMs = lastMs;
+            lastId = last.id;
+          }
+        }
+        const { inserted, dead } = await this.o.commit({
+          records: records.filter((r) => firesOnCreate(r, cp.floor)),
+          checkpoint: {
+            floor: cp.floor,
+            watermark: new Date(watermarkMs).toISOString(),
+            lastId,
+            // the sweep counts once its last page is committed
+            ...(sweep && page.done ? { sweptAt: new Date(startedAt).toISOString() } : {}),
+          },
+        });
+        result.pages++;
+        result.read += records.length;
+        result.enqueued += inserted;
+        result.dead += dead;
+        // the size for records like these; a query's size is fixed, so a change re-queries
+        // after this page's last record (whole seconds only: the keyset form compares them)
+        if (last) {
+          const next = pageSizeFor(records, this.maxPage);
+          const change = next < size || next >= 2 * size;
+          if (change) this.pageSize = next;
+          if (change && !page.done && Date.parse(last.createdDate) % 1000 === 0) {
+            after = { createdDate: new Date(last.createdDate), id: last.id };
+            resized = true;
+            break;
+          }
+        }
+      }
     }
     result.watermark = new Date(watermarkMs).toISOString();
   }
