@@ -145,7 +145,8 @@ describe('RulePoller', () => {
   it('300 records sharing one CreatedDate second across a page boundary are all enqueued', async () => {
     leads(1900, at('2026-03-01T10:00:00Z'));
     leads(300, at('2026-03-01T10:00:01Z'), 1900);
-    const p = await poller();
+    // pages of 2,000 from the first (an explicit batchSize), so the boundary falls at record 2,000
+    const p = await poller(rule(), 2000);
     const r = await p.pollOnce();
     expect(r.pages).toBe(2);
     expect(r.enqueued).toBe(2200);
@@ -285,11 +286,11 @@ describe('RulePoller', () => {
     expect(c.total.dead).toBe(1);
   });
 
-  it('pages by weight: 200 first, then 2,000 for narrow records (one re-query), kept for the next poll', async () => {
+  it('pages by weight: 50 first, then 2,000 for narrow records (one re-query), kept for the next poll', async () => {
     leads(4500, at('2026-03-01T10:00:00Z'));
     const p = await poller();
     const first = await p.pollOnce();
-    // 200, then a fresh query after record 200 in pages of 2,000: 2,000 + 2,000 + 300
+    // 50, then a fresh query after record 50 in pages of 2,000: 2,000 + 2,000 + 450
     expect(first).toMatchObject({ read: 4500, enqueued: 4500, pages: 4, apiCalls: 4 });
     expect((await store.counts()).total.pending).toBe(4500);
     leads(2500, at('2026-03-01T10:00:10Z'), 4500);
@@ -298,7 +299,7 @@ describe('RulePoller', () => {
     expect(next).toMatchObject({ sweep: false, read: 2500, enqueued: 2500, pages: 2, apiCalls: 2 });
   });
 
-  it('pages by weight: wide records (16 KB each) stay in pages of 200, each read and enqueued once', async () => {
+  it('pages by weight: wide records (16 KB each) come in LIMIT pages of 130, each read and enqueued once', async () => {
     const wide = rule({
       select: ['FirstName', 'LastName', 'Company', 'Description'],
       email: {
@@ -317,15 +318,23 @@ describe('RulePoller', () => {
       })),
       { createdDate: at('2026-03-01T10:00:00Z') },
     );
-    // 200 of them weigh 3.2 MB, over the 2 MB page budget: the size stays at its floor of 200
+    // 2 MB holds 130 of them: after the first 50, LIMIT 130 queries one after the other (below
+    // Salesforce's smallest batch of 200): 50 + 7 x 130 + 40
     const p = await poller(wide);
-    expect(await p.pollOnce()).toMatchObject({ read: 1000, enqueued: 1000, pages: 5, apiCalls: 5 });
+    expect(await p.pollOnce()).toMatchObject({ read: 1000, enqueued: 1000, pages: 9, apiCalls: 9 });
     const rows = await store.list({ limit: 2000 });
     expect(new Set(rows.map((r) => r.recordId)).size).toBe(1000);
-    // later narrow records: the next query grows the size back (one re-query), nothing read twice
+    // the LIMIT pages' sweep was recorded when its last page came (no sweep again at once); later
+    // narrow records: the next query grows the size back (one re-query), nothing read twice
     leads(2300, at('2026-03-01T10:00:20Z'), 1000);
     clock += 2000;
-    expect(await p.pollOnce()).toMatchObject({ read: 2300, enqueued: 2300, pages: 3, apiCalls: 3 });
+    expect(await p.pollOnce()).toMatchObject({
+      sweep: false,
+      read: 2300,
+      enqueued: 2300,
+      pages: 3,
+      apiCalls: 3,
+    });
   });
 
   it('REST calls per poll: at most ceil(N/2000) + 1, none per record', async () => {

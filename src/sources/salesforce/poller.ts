@@ -12,11 +12,13 @@
 // sink with the watermark it lets advance, and the next page is read only once the sink has
 // committed both in ONE store transaction, so a crash re-reads at most one page.
 //
-// Pages are sized by bytes, not only by count: a poller asks for 200 records first, and from what
-// a page weighed picks the size for the rest (up to 2,000, as many as fit PAGE_BUDGET_BYTES). A
+// Pages are sized by weight, not only by count: a poller reads 50 records first, and from what a
+// page weighed picks the size for the rest (up to 2,000, as many as fit PAGE_BUDGET_BYTES). A
 // query's batch size is fixed when it opens, so a change of size re-queries after the last record
-// read (the keyset form, one call more), and the size is kept for the next polls. Wide records
-// (a long Description on every Lead of a bulk import) then come in pages the heap can hold.
+// read (the keyset form, one call more), and the size is kept for the next polls. Below
+// Salesforce's smallest batch (200) a page is a query with LIMIT, followed by the next one while
+// pages come back full. Wide records (a 32 KB Description on every Lead of a bulk import) then
+// come in pages the daemon's heap can hold.
 import type { Connection } from 'jsforce';
 import type { Logger } from 'pino';
 import type { RuleConfig } from '../../config/index.ts';
@@ -78,8 +80,11 @@ function isInvalidLocator(err: unknown): boolean {
 }
 
 /** Salesforce's batchSize bounds (Sforce-Query-Options) */
-export const MIN_PAGE = 200;
+export const MIN_BATCH = 200;
 export const MAX_PAGE = 2000;
+/** the smallest page (a LIMIT query), and the first one's size, before any record was weighed */
+export const MIN_PAGE = 10;
+export const FIRST_PAGE = 50;
 /**
  * What one page of records may weigh, as the length of its field values: a page is held as the
  * reply's text, the parsed records and the rendered rows at once, under the daemon's heap cap.
@@ -110,8 +115,8 @@ export class RulePoller {
   private readonly sweepEveryMs: number;
   private readonly log: Logger;
   private readonly maxPage: number;
-  /** the batch size of the next query: MIN_PAGE until a page has shown what the records weigh */
-  private pageSize = MIN_PAGE;
+  /** the page size of the next query: FIRST_PAGE until a page has shown what the records weigh */
+  private pageSize: number;
 
   constructor(o: PollerOptions) {
     this.o = o;
@@ -119,7 +124,9 @@ export class RulePoller {
     this.lookbackMs = parseDuration(o.rule.lookback);
     this.sweepEveryMs = o.sweepEveryMs ?? Math.min(60_000, Math.floor(this.lookbackMs / 4));
     this.log = o.logger;
-    this.maxPage = Math.max(MIN_PAGE, Math.min(MAX_PAGE, o.batchSize ?? MAX_PAGE));
+    this.maxPage = Math.max(MIN_BATCH, Math.min(MAX_PAGE, o.batchSize ?? MAX_PAGE));
+    // an explicit batchSize is also the first page's size
+    this.pageSize = o.batchSize === undefined ? FIRST_PAGE : this.maxPage;
   }
 
   private now(): Date {
@@ -205,9 +212,12 @@ export class RulePoller {
     for (let resized = true; resized;) {
       resized = false;
       const size = this.pageSize;
-      const pages = queryPages(this.o.conn, this.o.apiVersion, buildPollQuery(this.rule, from, after), {
+      // below the smallest batch, a LIMIT query is the page
+      const limit = size < MIN_BATCH ? size : undefined;
+      const soql = buildPollQuery(this.rule, from, after, limit);
+      const pages = queryPages(this.o.conn, this.o.apiVersion, soql, {
         ...this.queryOptions(),
-        headers: { 'Sforce-Query-Options': `batchSize=${size}` },
+        headers: { 'Sforce-Query-Options': `batchSize=${Math.max(MIN_BATCH, size)}` },
         onRequest: () => {
           result.apiCalls++;
           this.reportUsage();
@@ -216,6 +226,8 @@ export class RulePoller {
       for await (const page of pages) {
         // Parse the whole page before writing anything: a malformed record must not move the cursor.
         const records = page.records.map((r) => toSourceRecord(this.rule.object, r));
+        // a full LIMIT page may have more after it: the query goes on after its last record
+        const final = page.done && !(limit !== undefined && records.length >= limit);
         // ORDER BY CreatedDate, Id: every record up to the page's last one (its key) has been read by
         // this query, whether it is a regular poll (which only returns keys after the cursor) or a
         // sweep (which reads whole seconds from further back). A sweep page ending inside the
@@ -235,7 +247,7 @@ export class RulePoller {
             watermark: new Date(watermarkMs).toISOString(),
             lastId,
             // the sweep counts once its last page is committed
-            ...(sweep && page.done ? { sweptAt: new Date(startedAt).toISOString() } : {}),
+            ...(sweep && final ? { sweptAt: new Date(startedAt).toISOString() } : {}),
           },
         });
         result.pages++;
@@ -248,7 +260,8 @@ export class RulePoller {
           const next = pageSizeFor(records, this.maxPage);
           const change = next < size || next >= 2 * size;
           if (change) this.pageSize = next;
-          if (change && !page.done && Date.parse(last.createdDate) % 1000 === 0) {
+          const resumable = Date.parse(last.createdDate) % 1000 === 0;
+          if (!final && resumable && (change || page.done)) {
             after = { createdDate: new Date(last.createdDate), id: last.id };
             resized = true;
             break;

@@ -34,6 +34,7 @@ export function buildPollQuery(
   rule: Pick<RuleConfig, 'select' | 'object' | 'where'>,
   from: Date,
   after?: { createdDate: Date; id: string },
+  limit?: number,
 ): string {
   const conditions = after
     ? [
@@ -44,7 +45,8 @@ export function buildPollQuery(
   if (rule.where && rule.where.trim()) conditions.push(`(${rule.where.trim()})`);
   return (
     `SELECT ${selectList(rule).join(', ')} FROM ${rule.object}` +
-    ` WHERE ${conditions.join(' AND ')} ORDER BY CreatedDate ASC, Id ASC`
+    ` WHERE ${conditions.join(' AND ')} ORDER BY CreatedDate ASC, Id ASC` +
+    (limit === undefined ? '' : ` LIMIT ${limit}`)
   );
 }
 
