@@ -88,6 +88,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
 STOPSIGNAL SIGTERM
 # V8 sizes its heap from the host's memory and grows it lazily; a cap keeps the resident size near
 # what the worker needs (bench/backlog-rss.ts measures it with these same flags).
-ENV NODE_OPTIONS="--max-old-space-size=96 --max-semi-space-size=2"
+ENV NODE_OPTIONS="--max-old-space-size=48 --max-semi-space-size=2"
 ENTRYPOINT ["node", "bin/lead-notifier.js"]
 CMD ["run"]
