@@ -4,8 +4,9 @@
 // NODE_OPTIONS), `run` re-executes itself in place (process.execve: same pid, so supervisors and
 // `kill` see one process) with the limits the container image uses, and at most two malloc arenas.
 // V8 lets the old generation fill to near its cap before it collects, so the cap is what the
-// resident size follows: 96 MB peaked at 184 MB through a 100,000 backlog, 48 MB at 139 MB, at
-// about the same drain rate (bench/RESULTS.md). The working set is about 30 MB; the poller's pages
+// resident size follows: 96 MB peaked at 184 MB through a 100,000 backlog, 48 MB at 138-144 MB,
+// for about 8% of the drain rate (more mark-compacts; bench/RESULTS.md, fifth round). The working
+// set is about 30 MB; the poller's pages
 // are sized by weight (sources/salesforce/poller.ts), so Leads with 32,000-character Descriptions
 // stay near 40 MB.
 export const HEAP_FLAGS = ['--max-old-space-size=48', '--max-semi-space-size=2'] as const;
