@@ -15,6 +15,7 @@ import { isRequestLimitError, RulePoller } from '../../src/sources/salesforce/po
 import { openStore } from '../../src/store/index.ts';
 import { compileRule } from '../../src/templates/index.ts';
 import type { Store } from '../../src/store/index.ts';
+import type { SourceBatch } from '../../src/sources/types.ts';
 
 let emu: Emulator;
 let dir: string;
@@ -58,14 +59,21 @@ function rule(over: Record<string, unknown> = {}): RuleConfig {
 /** the poller's clock (sweeps are timed by it); tests move it by hand */
 let clock = Date.parse('2026-03-01T10:00:30Z');
 
+/** every batch the pollers committed, in order */
+let commits: SourceBatch[] = [];
+
 async function poller(r: RuleConfig = rule(), batchSize?: number): Promise<RulePoller> {
   const conn = await sourceConnection(emu.url, dir);
   const enqueuer = new Enqueuer({ rule: r, compiled: compileRule(r, dir), store, logger: silent });
+  commits = [];
   return new RulePoller({
     rule: r,
     conn,
     store,
-    commit: enqueuer.commit,
+    commit: (batch) => {
+      commits.push(batch);
+      return enqueuer.commit(batch);
+    },
     apiVersion: '62.0',
     logger: silent,
     now: () => new Date(clock),
@@ -367,5 +375,46 @@ describe('RulePoller', () => {
     // a poll afterwards keeps the replay id and does not enqueue the record again
     expect((await p.pollOnce()).enqueued).toBe(0);
     expect((await store.getCheckpoint('leads'))?.replayId).toBe('42');
+  });
+
+  it('stream enrichment of a bulk change: chunks sized by weight, one commit each, the last one moves the replay id', async () => {
+    const wide = rule({
+      select: ['FirstName', 'LastName', 'Company', 'Description'],
+      email: {
+        from: 'desk@example.com',
+        to: 'sales@example.com',
+        subject: '{{LastName}}',
+        text: '{{Description}}',
+      },
+    });
+    const ids = emu.org
+      .insertMany(
+        'Lead',
+        Array.from({ length: 500 }, (_, i) => ({
+          LastName: `W${i}`,
+          Company: `C${i}`,
+          Description: `${i} `.padEnd(16_000, 'lorem ipsum '),
+        })),
+        { createdDate: at('2026-03-01T10:00:00Z') },
+      )
+      .map((r) => r.Id);
+    const p = await poller(wide);
+    // 8 MB of fields in one batch of change events: after the first start's checkpoint, 50 ids,
+    // then 129 a query (2 MB of fields with Id and CreatedDate)
+    expect(await p.enqueueByIds(ids, '77')).toBe(500);
+    expect(commits.map((c) => c.records.length)).toEqual([0, 50, 129, 129, 129, 63]);
+    const replayIds = commits.map((c) => {
+      const cp = typeof c.checkpoint === 'function' ? c.checkpoint(null) : c.checkpoint;
+      return cp.replayId;
+    });
+    expect(replayIds).toEqual([undefined, undefined, undefined, undefined, undefined, '77']);
+    expect((await store.getCheckpoint('leads'))?.replayId).toBe('77');
+    const rows = await store.list({ limit: 1000 });
+    expect(new Set(rows.map((r) => r.recordId))).toEqual(new Set(ids));
+    // an empty batch (a keepalive) is one commit that only moves the replay id
+    commits = [];
+    expect(await p.enqueueByIds([], '78')).toBe(0);
+    expect(commits).toHaveLength(1);
+    expect((await store.getCheckpoint('leads'))?.replayId).toBe('78');
   });
 });

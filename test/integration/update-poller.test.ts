@@ -14,6 +14,7 @@ import { sourceConnection } from '../helpers/emulator.ts';
 import { Enqueuer } from '../../src/app/enqueue.ts';
 import { RulePoller } from '../../src/sources/salesforce/poller.ts';
 import { UpdatePoller } from '../../src/sources/salesforce/update-poller.ts';
+import type { SourceBatch } from '../../src/sources/types.ts';
 import { openStore } from '../../src/store/index.ts';
 import type { Store } from '../../src/store/index.ts';
 import { compileRule } from '../../src/templates/index.ts';
@@ -200,6 +201,112 @@ describe('UpdatePoller: on: updated with where', () => {
     const keys = (await rowsOf()).map((x) => x.recordId.split('.')[0]);
     expect(new Set(keys)).toEqual(qualify);
     expect(keys).toHaveLength(qualify.size);
+  });
+});
+
+describe('UpdatePoller: pages sized by weight', () => {
+  const wideRule = () => rule({ select: ['LastName', 'Status', 'Owner.Email', 'Description'] });
+  const wideLeads = (n: number) =>
+    emu.control.insert(
+      'Lead',
+      Array.from({ length: n }, (_, i) => ({
+        LastName: `W${i}`,
+        Company: 'C',
+        Description: `${i} `.padEnd(16_000, 'lorem ipsum '),
+      })),
+      { createdDate: BEFORE_FLOOR },
+    );
+
+  it('wide records (16 KB each) come in LIMIT pages of what fits 2 MB; narrow ones grow the pages back', async () => {
+    const ids = wideLeads(1000);
+    emu.control.update(
+      'Lead',
+      ids.map((Id) => ({ Id, Rating: 'Cold' })),
+      { systemModstamp: '2026-03-01T10:00:00Z' },
+    );
+    const p = await updatePoller(wideRule());
+    // first sight of each (baselines): the matching side is one empty page of 50; the other 50,
+    // then 7 x 130 (2 MB), then the short page of 40. With 2,000-record pages: 2 pages of 32 MB.
+    expect(await p.pollOnce()).toMatchObject({ read: 1000, enqueued: 0, pages: 10, apiCalls: 10 });
+    // every third one qualifies now, the rest change something else; all judged once
+    const qualify = new Set(ids.filter((_, i) => i % 3 === 0));
+    emu.control.update(
+      'Lead',
+      ids.map((Id) => (qualify.has(Id) ? { Id, Status: 'Working - Contacted' } : { Id, Rating: 'Hot' })),
+      { systemModstamp: '2026-03-01T10:00:05Z' },
+    );
+    clock += 10_000;
+    const r = await p.pollOnce();
+    expect(r).toMatchObject({ read: 1000, enqueued: qualify.size });
+    // 334 and 666 records in pages of at most 130 (+1 short page each)
+    expect(r.pages).toBeGreaterThanOrEqual(Math.ceil(334 / 130) + Math.ceil(666 / 130));
+    expect(r.pages).toBeLessThanOrEqual(Math.ceil(334 / 130) + Math.ceil(666 / 130) + 2);
+    expect(new Set((await rowsOf()).map((x) => x.recordId.split('.')[0]))).toEqual(qualify);
+    // narrow changes after them: the next query weighs them and grows the pages back to 2,000
+    const narrow = emu.control.insert(
+      'Lead',
+      Array.from({ length: 2300 }, (_, i) => ({ LastName: `N${i}`, Company: 'C' })),
+      { createdDate: BEFORE_FLOOR },
+    );
+    emu.control.update(
+      'Lead',
+      narrow.map((Id) => ({ Id, Rating: 'Cold' })),
+      { systemModstamp: '2026-03-01T10:00:20Z' },
+    );
+    clock += 10_000;
+    const n = await p.pollOnce();
+    // the watermark's second (10:00:05, the wide ones) is read again, then the narrow ones
+    expect(n).toMatchObject({ sweep: false, read: 3300, enqueued: 0 });
+    // pages kept at 130 would take ceil(334 / 130) + ceil(2966 / 130) = 26; each page's size
+    // follows the records of the page before it (11 here: 3 matching, 8 growing 130 -> 2,000)
+    expect(n.pages).toBeLessThanOrEqual(12);
+  });
+
+  it('stream enrichment of a bulk change: chunks sized by weight, one commit each, the last one moves the replay id', async () => {
+    const ids = wideLeads(400);
+    const r = wideRule();
+    const enqueuer = new Enqueuer({ rule: r, compiled: compileRule(r, dir), store, logger: silent });
+    const commits: SourceBatch[] = [];
+    const p = new UpdatePoller({
+      rule: r,
+      conn: await connection(),
+      store,
+      commit: (batch) => {
+        commits.push(batch);
+        return enqueuer.commit(batch);
+      },
+      apiVersion: '62.0',
+      logger: silent,
+      now: () => new Date(clock),
+    });
+    await p.init();
+    // their baselines, then an UPDATE event naming all 400 (one transaction): every third qualifies
+    emu.control.update(
+      'Lead',
+      ids.map((Id) => ({ Id, Rating: 'Cold' })),
+      { systemModstamp: '2026-03-01T10:00:00Z' },
+    );
+    expect(await p.pollOnce()).toMatchObject({ read: 400, enqueued: 0 });
+    emu.control.update(
+      'Lead',
+      ids.map((Id, i) => (i % 3 === 0 ? { Id, Status: 'Working - Contacted' } : { Id, Rating: 'Hot' })),
+      { systemModstamp: '2026-03-01T10:00:05Z' },
+    );
+    commits.length = 0;
+    expect(await p.enqueueByIds(ids, '91')).toBe(134);
+    // 6.4 MB of fields: 50 ids, then what fits 2 MB a query, each committed alone
+    const sizes = commits.map((c) => c.observed?.length ?? 0);
+    expect(sizes[0]).toBe(50);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(130);
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(400);
+    const replayIds = commits.map((c) => {
+      const cp = typeof c.checkpoint === 'function' ? c.checkpoint(null) : c.checkpoint;
+      return cp.replayId;
+    });
+    expect(replayIds.at(-1)).toBe('91');
+    expect(replayIds.slice(0, -1).every((x) => x === undefined)).toBe(true);
+    expect((await store.getCheckpoint('qualified'))?.replayId).toBe('91');
+    expect(await rowsOf()).toHaveLength(134);
   });
 });
 

@@ -85,6 +85,8 @@ export const MAX_PAGE = 2000;
 /** the smallest page (a LIMIT query), and the first one's size, before any record was weighed */
 export const MIN_PAGE = 10;
 export const FIRST_PAGE = 50;
+/** ids per enrichment query (stream mode): Id IN (...) lists stay short */
+export const ENRICH_MAX = 200;
 /**
  * What one page of records may weigh, as the length of its field values: a page is held as the
  * reply's text, the parsed records and the rendered rows at once, under the daemon's heap cap.
@@ -117,6 +119,8 @@ export class RulePoller {
   private readonly maxPage: number;
   /** the page size of the next query: FIRST_PAGE until a page has shown what the records weigh */
   private pageSize: number;
+  /** ids per enrichment query (stream mode), sized by weight the same way */
+  private enrichSize = FIRST_PAGE;
 
   constructor(o: PollerOptions) {
     this.o = o;
@@ -279,30 +283,49 @@ export class RulePoller {
   async enqueueByIds(ids: string[], replayId: string | null): Promise<number> {
     const valid = [...new Set(ids)].filter(isSalesforceId);
     const cp = await this.init();
-    const found: SourceRecord[] = [];
-    for (let i = 0; i < valid.length; i += 200) {
-      const soql = buildEnrichmentQuery(this.rule, valid.slice(i, i + 200));
-      const pages = queryPages(this.o.conn, this.o.apiVersion, soql, {
-        ...this.queryOptions(),
-        onRequest: () => this.reportUsage(),
-      });
-      for await (const page of pages) {
-        for (const raw of page.records) {
-          const r = toSourceRecord(this.rule.object, raw);
-          if (firesOnCreate(r, cp.floor)) found.push(r);
+    let inserted = 0;
+    // One commit per chunk of ids, the chunk sized by weight like a poll page: a bulk change names
+    // thousands of records (the streamers batch events), and holding all of them with wide fields
+    // at once does not fit the heap cap. Only the last commit moves the replay id: after a crash
+    // in between, the events come again and the ledger keeps what was committed from going twice.
+    let i = 0;
+    do {
+      const chunk = valid.slice(i, i + this.enrichSize);
+      i += chunk.length;
+      const found: SourceRecord[] = [];
+      let read = 0;
+      if (chunk.length) {
+        const soql = buildEnrichmentQuery(this.rule, chunk);
+        const pages = queryPages(this.o.conn, this.o.apiVersion, soql, {
+          ...this.queryOptions(),
+          onRequest: () => this.reportUsage(),
+        });
+        const weighed: SourceRecord[] = [];
+        for await (const page of pages) {
+          for (const raw of page.records) {
+            const r = toSourceRecord(this.rule.object, raw);
+            weighed.push(r);
+            if (firesOnCreate(r, cp.floor)) found.push(r);
+          }
         }
+        read = weighed.length;
+        if (read) this.enrichSize = pageSizeFor(weighed, ENRICH_MAX);
       }
-    }
-    const { inserted } = await this.o.commit({
-      records: found,
-      // the poller's watermark as stored when this commits: a stream batch never moves it
-      checkpoint: (current) => ({
-        floor: (current ?? cp).floor,
-        watermark: (current ?? cp).watermark,
-        lastId: (current ?? cp).lastId ?? null,
-        replayId,
-      }),
-    });
+      const lastChunk = i >= valid.length;
+      if (read === 0 && !lastChunk) continue;
+      inserted += (
+        await this.o.commit({
+          records: found,
+          // the poller's watermark as stored when this commits: a stream batch never moves it
+          checkpoint: (current) => ({
+            floor: (current ?? cp).floor,
+            watermark: (current ?? cp).watermark,
+            lastId: (current ?? cp).lastId ?? null,
+            ...(lastChunk ? { replayId } : {}),
+          }),
+        })
+      ).inserted;
+    } while (i < valid.length);
     return inserted;
   }
 

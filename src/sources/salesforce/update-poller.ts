@@ -17,7 +17,15 @@ import type { Checkpoint, Store } from '../../store/index.ts';
 import { parseDuration } from '../../util/duration.ts';
 import type { BatchSink } from '../types.ts';
 import { isSalesforceId } from './ids.ts';
-import type { ApiUsage, PollResult } from './poller.ts';
+import {
+  ENRICH_MAX,
+  FIRST_PAGE,
+  MAX_PAGE,
+  MIN_BATCH,
+  pageSizeFor,
+  type ApiUsage,
+  type PollResult,
+} from './poller.ts';
 import { queryFirstPage, queryPages, type QueryOptions } from './query.ts';
 import { toSourceRecord } from './records.ts';
 import {
@@ -35,7 +43,10 @@ export interface UpdatePollerOptions {
   commit: BatchSink;
   apiVersion: string;
   logger: Logger;
-  /** records per keyset page (the query's LIMIT and Sforce-Query-Options batchSize): 200..2000 */
+  /**
+   * the largest keyset page (the query's LIMIT), 200..2000, and the first page's size; unset, pages
+   * are sized by weight as the created poller's (FIRST_PAGE first, then what fits the budget)
+   */
   batchSize?: number;
   sweepEveryMs?: number;
   http?: { timeout?: number; retry?: { maxRetries?: number; minTimeout?: number } };
@@ -67,14 +78,19 @@ export class UpdatePoller {
   private readonly o: UpdatePollerOptions;
   private readonly lookbackMs: number;
   private readonly sweepEveryMs: number;
-  private readonly pageSize: number;
+  private readonly maxPage: number;
+  /** the LIMIT of the next page: FIRST_PAGE until a page has shown what the records weigh */
+  private pageSize: number;
+  /** ids per enrichment query (stream mode), sized by weight the same way, up to 200 */
+  private enrichSize = FIRST_PAGE;
 
   constructor(o: UpdatePollerOptions) {
     this.o = o;
     this.rule = o.rule;
     this.lookbackMs = parseDuration(o.rule.lookback);
     this.sweepEveryMs = o.sweepEveryMs ?? Math.min(60_000, Math.floor(this.lookbackMs / 4));
-    this.pageSize = Math.min(2000, Math.max(200, o.batchSize ?? 2000));
+    this.maxPage = Math.min(MAX_PAGE, Math.max(MIN_BATCH, o.batchSize ?? MAX_PAGE));
+    this.pageSize = o.batchSize === undefined ? FIRST_PAGE : this.maxPage;
   }
 
   private now(): Date {
@@ -169,10 +185,14 @@ export class UpdatePoller {
   }
 
   private async readPage(c: SideCursor, from: Date, result: PollResult): Promise<void> {
-    const soql = buildUpdatePageQuery(this.rule, c.side, from, c.after, this.pageSize);
+    // Every page is its own LIMIT query after the side's last key, so its size can follow the
+    // weight of the records from one page to the next (the two sides' records are alike): wide
+    // fields in 2,000-record pages would not fit the daemon's heap cap (see poller.ts).
+    const size = this.pageSize;
+    const soql = buildUpdatePageQuery(this.rule, c.side, from, c.after, size);
     const page = await queryFirstPage(this.o.conn, this.o.apiVersion, soql, {
       ...this.queryOptions(),
-      headers: { 'Sforce-Query-Options': `batchSize=${this.pageSize}` },
+      headers: { 'Sforce-Query-Options': `batchSize=${Math.max(MIN_BATCH, size)}` },
       onRequest: () => {
         result.apiCalls++;
         this.reportUsage();
@@ -182,9 +202,12 @@ export class UpdatePoller {
     // Parse the whole page before using any of it: a malformed record must not move the cursor.
     const records = page.records.map((r) => toSourceRecord(this.rule.object, r));
     c.buffer = records.map((record) => ({ record, matches: c.side === 'matches' }));
-    c.done = records.length < this.pageSize;
+    c.done = records.length < size;
     const last = c.buffer.at(-1);
-    if (last) c.after = keyOf(last);
+    if (last) {
+      c.after = keyOf(last);
+      this.pageSize = pageSizeFor(records, this.maxPage);
+    }
   }
 
   /**
@@ -194,10 +217,15 @@ export class UpdatePoller {
   async enqueueByIds(ids: string[], replayId: string | null): Promise<number> {
     const valid = [...new Set(ids)].filter(isSalesforceId);
     const cp = await this.init();
-    const observed: ObservedRecord[] = [];
-    for (let i = 0; i < valid.length; i += 200) {
-      for (const side of updateSides(this.rule)) {
-        const soql = buildUpdateEnrichmentQuery(this.rule, side, valid.slice(i, i + 200));
+    let inserted = 0;
+    // One commit per chunk of ids (see RulePoller.enqueueByIds): only the last moves the replay id.
+    let i = 0;
+    do {
+      const chunk = valid.slice(i, i + this.enrichSize);
+      i += chunk.length;
+      const observed: ObservedRecord[] = [];
+      for (const side of chunk.length ? updateSides(this.rule) : []) {
+        const soql = buildUpdateEnrichmentQuery(this.rule, side, chunk);
         const pages = queryPages(this.o.conn, this.o.apiVersion, soql, {
           ...this.queryOptions(),
           onRequest: () => this.reportUsage(),
@@ -208,16 +236,26 @@ export class UpdatePoller {
           }
         }
       }
-    }
-    const { inserted } = await this.o.commit({
-      records: [],
-      observed,
-      checkpoint: (current) => ({
-        floor: (current ?? cp).floor,
-        watermark: (current ?? cp).watermark,
-        replayId,
-      }),
-    });
+      if (observed.length) {
+        this.enrichSize = pageSizeFor(
+          observed.map((o) => o.record),
+          ENRICH_MAX,
+        );
+      }
+      const lastChunk = i >= valid.length;
+      if (observed.length === 0 && !lastChunk) continue;
+      inserted += (
+        await this.o.commit({
+          records: [],
+          observed,
+          checkpoint: (current) => ({
+            floor: (current ?? cp).floor,
+            watermark: (current ?? cp).watermark,
+            ...(lastChunk ? { replayId } : {}),
+          }),
+        })
+      ).inserted;
+    } while (i < valid.length);
     return inserted;
   }
 
