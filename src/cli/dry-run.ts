@@ -10,6 +10,7 @@ import { compileRule, renderDigest, renderMessage } from '../templates/index.ts'
 import { renderNotifications } from '../templates/notifications.ts';
 import { isHttpMessage } from '../types.ts';
 import { digestItem, digestKey } from '../app/digest.ts';
+import { DIGEST_LIST_BYTES } from '../store/common.ts';
 import { updateSelectList } from '../sources/salesforce/update-soql.ts';
 import { coerceError, EXIT } from '../util/errors.ts';
 import { configOption, intOption, parseSince, str, type Command } from './options.ts';
@@ -76,7 +77,9 @@ export async function dryRun(config: LoadedConfig, o: DryRunOptions): Promise<nu
         const message = renderDigest(
           compiled,
           {
-            records: records.slice(0, rule.digest.maxRecords).map((r) => digestItem(r, r.id).record),
+            records: listedInDigest(
+              records.slice(0, rule.digest.maxRecords).map((r) => digestItem(r, r.id).record),
+            ),
             count: records.length,
             since: o.since.toISOString(),
             until: now.toISOString(),
@@ -144,4 +147,16 @@ export async function dryRun(config: LoadedConfig, o: DryRunOptions): Promise<nu
   }
   if (o.json) o.out(JSON.stringify(results, null, 2));
   return EXIT.OK;
+}
+
+/** The records a digest lists, as the stores choose them: while those before weigh < DIGEST_LIST_BYTES. */
+function listedInDigest(records: Record<string, unknown>[]): Record<string, unknown>[] {
+  let before = 0;
+  const out: Record<string, unknown>[] = [];
+  for (const r of records) {
+    if (before >= DIGEST_LIST_BYTES) break;
+    out.push(r);
+    before += JSON.stringify(r).length;
+  }
+  return out;
 }

@@ -17,6 +17,13 @@ export function abandonedMessages(onlySelf: boolean | undefined): { uncertain: s
     : { uncertain: ABANDONED_ERROR, resend: ABANDONED_RESEND };
 }
 export const DEFAULT_LIST_LIMIT = 100;
+/**
+ * What the records a digest lists may weigh, as the length of their stored JSON: the oldest
+ * `maxRecords` of them up to this (always at least one); the rest are counted (`more`). A digest
+ * is read, rendered and sent in one piece under the daemon's 48 MB heap cap (util/heap.ts), and
+ * relays refuse messages of a few tens of MB anyway.
+ */
+export const DIGEST_LIST_BYTES = 4 * 1024 * 1024;
 export const ERROR_STATES: readonly OutboxState[] = ['dead', 'failed', 'unknown'];
 
 /**

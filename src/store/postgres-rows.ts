@@ -12,7 +12,7 @@ import type {
   ReplicaInfo,
   RuleLease,
 } from './types.ts';
-import { isoOrNull, normalizeInstant } from './common.ts';
+import { DIGEST_LIST_BYTES, isoOrNull, normalizeInstant } from './common.ts';
 
 type Row = Record<string, unknown>;
 
@@ -137,9 +137,14 @@ export async function readDigest(
     [rule],
   );
   const ids = (open.rows as Row[]).map((r) => Number(r.id));
-  const listed = await c.query('SELECT * FROM digest_items WHERE id = ANY($1::bigint[]) ORDER BY id', [
-    ids.slice(0, maxRecords),
-  ]);
+  // the oldest maxRecords, while the ones before each weigh less than DIGEST_LIST_BYTES
+  const listed = await c.query(
+    `SELECT * FROM (
+       SELECT *, sum(length(record::text)) OVER (ORDER BY id) - length(record::text) AS before
+       FROM digest_items WHERE id = ANY($1::bigint[])) t
+     WHERE before < $2 ORDER BY id`,
+    [ids.slice(0, maxRecords), DIGEST_LIST_BYTES],
+  );
   const items = (listed.rows as Row[]).map((r): DigestItem => ({
     id: Number(r.id),
     recordKey: String(r.record_key),

@@ -29,6 +29,7 @@ import { OUTBOX_STATES } from './types.ts';
 import { CHANNEL_NAMES, type ChannelName } from '../types.ts';
 import {
   abandonedMessages,
+  DIGEST_LIST_BYTES,
   listLimit,
   normalizeInstant,
   outboxValues,
@@ -289,10 +290,14 @@ export class SqliteStore implements Store {
         rule,
       ) as Row[]
     ).map((r) => Number(r.id));
+    // the oldest maxRecords, while the ones before each weigh less than DIGEST_LIST_BYTES
     const items = (
       this.stmt(
-        'SELECT * FROM digest_items WHERE rule = ? AND digest_outbox_id IS NULL ORDER BY id LIMIT ?',
-      ).all(rule, maxRecords) as Row[]
+        `SELECT * FROM (
+           SELECT *, sum(length(record)) OVER (ORDER BY id) - length(record) AS before
+           FROM digest_items WHERE rule = ? AND digest_outbox_id IS NULL ORDER BY id LIMIT ?)
+         WHERE before < ? ORDER BY id`,
+      ).all(rule, maxRecords, DIGEST_LIST_BYTES) as Row[]
     ).map(toDigestItem);
     const last = this.stmt('SELECT max(until) AS until FROM digests WHERE rule = ?').get(rule) as Row;
     return { ids, items, count: ids.length, since: last.until === null ? null : String(last.until) };

@@ -1275,6 +1275,43 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
         });
       });
 
+      it('lists the oldest maxRecords while they weigh less than DIGEST_LIST_BYTES; the rest are counted and covered', async () => {
+        const { store } = await fresh();
+        // ten 1 MB records: four are listed (the ones before the fifth weigh 4 MB), all ten counted
+        const big = (key: string) => ({
+          recordKey: key,
+          object: 'Lead',
+          record: { Id: key, Description: key.padEnd(1024 * 1024, 'x') },
+        });
+        const keys = Array.from({ length: 10 }, (_, i) => `k${i}`);
+        await store.commitBatch('digest', [], cp(T0), { digestItems: keys.map(big) });
+        const open = await store.openDigestItems('digest', 500);
+        expect(open.count).toBe(10);
+        expect(open.items.map((i) => i.recordKey)).toEqual(keys.slice(0, 4));
+        expect((await store.openDigestItems('digest', 3)).items.map((i) => i.recordKey)).toEqual(
+          keys.slice(0, 3),
+        );
+        let listed: string[] = [];
+        const sent = await store.commitDigest('digest', {
+          until: '2024-05-01T11:00:00.000Z',
+          maxRecords: 500,
+          build: (c) => {
+            listed = c.items.map((i) => i.recordKey);
+            return digestRow('digest.20240501T110000Z', c.count);
+          },
+        });
+        expect(listed).toEqual(keys.slice(0, 4));
+        expect(sent.count).toBe(10);
+        expect((await store.openDigestItems('digest', 500)).count).toBe(0);
+        // one record over the budget on its own is still listed
+        await store.commitBatch('digest', [], cp(T0), {
+          digestItems: [
+            { recordKey: 'huge', object: 'Lead', record: { Id: 'huge', D: 'y'.repeat(5 * 1024 * 1024) } },
+          ],
+        });
+        expect((await store.openDigestItems('digest', 500)).items.map((i) => i.recordKey)).toEqual(['huge']);
+      });
+
       it('a failing digest commit leaves every item open', async () => {
         const { store } = await fresh();
         await store.commitBatch('digest', [], cp(T0), { digestItems: [item('a')] });
