@@ -210,7 +210,7 @@ export const ruleSchema = z.strictObject({
         .max(10_000)
         .default(500)
         .describe(
-          'records listed in one email (the oldest, at most 4 MB of their fields); the rest are counted in it (`more`), not carried over',
+          'records listed in one email (the oldest, at most 1 MB of their fields); the rest are counted in it (`more`), not carried over',
         ),
       sendEmpty: z.boolean().default(false).describe('send a digest when nothing matched'),
     })

@@ -20,10 +20,11 @@ export const DEFAULT_LIST_LIMIT = 100;
 /**
  * What the records a digest lists may weigh, as the length of their stored JSON: the oldest
  * `maxRecords` of them up to this (always at least one); the rest are counted (`more`). A digest
- * is read, rendered and sent in one piece under the daemon's 48 MB heap cap (util/heap.ts), and
- * relays refuse messages of a few tens of MB anyway.
+ * is read, rendered (text and HTML), stored and sent in one piece under the daemon's 48 MB heap
+ * cap (util/heap.ts): 500 records of 32,000 characters ran it out of heap; at 1 MB a digest of
+ * them is sent at 156 MB peak RSS (33 listed, 500 counted).
  */
-export const DIGEST_LIST_BYTES = 4 * 1024 * 1024;
+export const DIGEST_LIST_BYTES = 1024 * 1024;
 export const ERROR_STATES: readonly OutboxState[] = ['dead', 'failed', 'unknown'];
 
 /**

@@ -1277,11 +1277,11 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
 
       it('lists the oldest maxRecords while they weigh less than DIGEST_LIST_BYTES; the rest are counted and covered', async () => {
         const { store } = await fresh();
-        // ten 1 MB records: four are listed (the ones before the fifth weigh 4 MB), all ten counted
+        // ten 256 KB records: four are listed (the ones before the fifth weigh over 1 MB), all ten counted
         const big = (key: string) => ({
           recordKey: key,
           object: 'Lead',
-          record: { Id: key, Description: key.padEnd(1024 * 1024, 'x') },
+          record: { Id: key, Description: key.padEnd(256 * 1024, 'x') },
         });
         const keys = Array.from({ length: 10 }, (_, i) => `k${i}`);
         await store.commitBatch('digest', [], cp(T0), { digestItems: keys.map(big) });
@@ -1306,7 +1306,7 @@ export function storeContract(name: string, open: OpenStore, cleanup?: () => Pro
         // one record over the budget on its own is still listed
         await store.commitBatch('digest', [], cp(T0), {
           digestItems: [
-            { recordKey: 'huge', object: 'Lead', record: { Id: 'huge', D: 'y'.repeat(5 * 1024 * 1024) } },
+            { recordKey: 'huge', object: 'Lead', record: { Id: 'huge', D: 'y'.repeat(2 * 1024 * 1024) } },
           ],
         });
         expect((await store.openDigestItems('digest', 500)).items.map((i) => i.recordKey)).toEqual(['huge']);
