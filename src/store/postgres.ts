@@ -867,7 +867,7 @@ export class PostgresStore implements Store {
   async nextDueAt(channel?: ChannelName): Promise<Date | null> {
     this.check('nextDueAt');
     const { rows } = await this.q(
-      `SELECT min(next_attempt_at) AS t FROM outbox WHERE state IN ('failed', 'pending') AND next_attempt_at IS NOT NULL
+      `SELECT min(next_attempt_at) AS t FROM outbox WHERE state IN ('pending', 'failed') AND next_attempt_at IS NOT NULL
          AND ($1::text IS NULL OR channel = $1)`,
       [channel ?? null],
     );

@@ -771,7 +771,7 @@ export class SqliteStore implements Store {
     this.check('nextDueAt');
     // pending rows carry next_attempt_at after a `release` (circuit open); claimDue honours it too.
     const row = this.stmt(
-      `SELECT min(next_attempt_at) AS t FROM outbox WHERE state IN ('failed', 'pending') AND next_attempt_at IS NOT NULL
+      `SELECT min(next_attempt_at) AS t FROM outbox WHERE state IN ('pending', 'failed') AND next_attempt_at IS NOT NULL
        AND (? IS NULL OR channel = ?)`,
     ).get(channel ?? null, channel ?? null) as { t: string | null };
     return row.t ? new Date(row.t) : null;
