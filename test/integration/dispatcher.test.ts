@@ -96,13 +96,15 @@ async function rig(
     leaseMs?: number;
     recoverEveryMs?: number;
     logger?: pino.Logger;
+    /** nodemailer on the test's thread, as the daemon runs it by default (else a worker thread) */
+    inProcess?: boolean;
   } = {},
 ): Promise<Rig> {
   const server = await startCaptureServer(opts.server);
   cleanups.push(() => server.close());
   const store = opts.store ?? (await newStore()).store;
   const smtp = smtpSchema.parse({ host: server.host, port: server.port, ...opts.smtp });
-  const sink = createSmtpSink(smtp, { baseDir: process.cwd() });
+  const sink = createSmtpSink(smtp, { baseDir: process.cwd(), inProcess: opts.inProcess ?? false });
   cleanups.push(() => sink.close());
   const events: DispatchEvent[] = [];
   const delivery = deliverySchema.parse({
@@ -168,6 +170,26 @@ describe('dispatcher', () => {
       expect(r.server.byMessageId(asEmail(row.message).messageId)).toHaveLength(1);
     }
     expect(r.dispatcher.inFlight).toBe(0);
+  });
+
+  it('group commit: an outcome waits for the other sends in flight, so one commit writes several', async () => {
+    const { store } = await newStore();
+    // the real store, its cycle() calls counted
+    const written: number[] = [];
+    const cycle = store.cycle.bind(store);
+    store.cycle = (o) => {
+      if (o.outcomes?.length) written.push(o.outcomes.length);
+      return cycle(o);
+    };
+    const r = await rig({ store, concurrency: 5, inProcess: true });
+    await enqueue(store, rows(300));
+    r.dispatcher.start();
+    await waitUntil('all sent', async () => (await store.counts()).total.sent === 300, 20_000);
+    expect(r.server.messages).toHaveLength(300);
+    expect(written.reduce((a, b) => a + b, 0)).toBe(300);
+    // five connections on this thread: without the wait nearly every outcome was a commit of its
+    // own (290 of 300 here); with it about 60
+    expect(written.length).toBeLessThan(300 / 1.5);
   });
 
   it('never claims more rows than it has send slots', async () => {
