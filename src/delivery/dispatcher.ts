@@ -5,6 +5,7 @@
 // connection's next message is already read and parsed when it frees up. A reserved row stays
 // pending (only leased), so `sending` is only ever a row handed to a connection: after a kill at
 // most one row per connection is uncertain, and reserved rows simply come back due.
+import { performance } from 'node:perf_hooks';
 import type pino from 'pino';
 import type { DeliveryConfig } from '../config/index.ts';
 import { attempt, SendError, type Channel, type FailureKind } from '../sinks/types.ts';
@@ -77,8 +78,10 @@ export type DispatchEvent =
 const DEFAULT_POLL_MS = 1000;
 const MAX_LOOP_BACKOFF_MS = 30_000;
 const MIN_WAKE_MS = 5;
-/** how long one outcome may wait for the other sends' (a group commit) */
+/** how long one outcome may wait for the other sends' (a group commit), on a saturated thread */
 const GATHER_MS = 1;
+const ELU_WINDOW_MS = 100;
+const BUSY_ELU = 0.8;
 
 export class Dispatcher {
   private readonly o: DispatcherOptions;
@@ -109,6 +112,10 @@ export class Dispatcher {
   private contiguousErrors = 0;
   private lastRecoverAt = 0;
   private drainWaiters: (() => void)[] = [];
+  /** threadBusy()'s last reading */
+  private busy = false;
+  private eluMark = performance.eventLoopUtilization();
+  private eluAt = 0;
 
   constructor(o: DispatcherOptions) {
     if (!Number.isInteger(o.concurrency) || o.concurrency < 1)
@@ -207,14 +214,29 @@ export class Dispatcher {
       this.tickScheduled = false;
       void this.tick();
     };
-    // A lone outcome while other sends are in flight waits GATHER_MS for theirs: one commit then
-    // writes them together and starts the rows of every connection they freed (a commit's WAL
-    // pages cost more than its rows: about a tenth less CPU a message, bench/RESULTS.md sixth
-    // round). A connection holds its finished row until then, so after a kill it is still at most
-    // one uncertain row per connection. Anything else (several outcomes, a kick, stopping) goes
-    // at once; setImmediate gathers the outcomes that came in the same turn.
-    if (!this.stopping && this.outcomes.length === 1 && this.sending > 0) setTimeout(run, GATHER_MS);
+    // On a saturated thread, a lone outcome while other sends are in flight waits GATHER_MS for
+    // theirs: one commit then writes them together and starts the rows of every connection they
+    // freed (a commit's WAL pages cost more than its rows: about a tenth less CPU a message,
+    // bench/RESULTS.md sixth round). A thread with time to spare (nodemailer on its worker, a slow
+    // relay) starts the next row at once instead: there the wait would only idle the connection.
+    // A connection holds its finished row until then, so after a kill it is still at most one
+    // uncertain row per connection. Several outcomes, a kick or stopping go at once; setImmediate
+    // gathers the outcomes that came in the same turn.
+    if (!this.stopping && this.outcomes.length === 1 && this.sending > 0 && this.threadBusy())
+      setTimeout(run, GATHER_MS);
     else setImmediate(run);
+  }
+
+  /** the event loop's utilisation over the last ELU_WINDOW_MS is above BUSY_ELU */
+  private threadBusy(): boolean {
+    const now = Date.now();
+    if (now - this.eluAt >= ELU_WINDOW_MS) {
+      const mark = performance.eventLoopUtilization();
+      this.busy = performance.eventLoopUtilization(mark, this.eluMark).utilization > BUSY_ELU;
+      this.eluMark = mark;
+      this.eluAt = now;
+    }
+    return this.busy;
   }
 
   private armWake(ms: number): void {
