@@ -22,6 +22,9 @@ const benches: Record<string, string[]> = {
   'send-api': ['send-api.ts', '20000', '50', '3'],
   // the dispatcher's store step alone: Store.cycle CPU per message on SQLite
   'store-cycle': ['store-cycle.ts', '10000'],
+  // wide records under the daemon's heap cap: an on: updated backlog, and a digest
+  'wide-updated': ['wide-records.ts', 'updated', '10000', '16000'],
+  'wide-digest': ['wide-records.ts', 'digest', '500', '32000'],
 };
 
 const wanted = process.argv.slice(2);
