@@ -220,10 +220,10 @@ export class Dispatcher {
     // bench/RESULTS.md sixth round). A thread with time to spare (nodemailer on its worker, a slow
     // relay) starts the next row at once instead: there the wait would only idle the connection.
     // A connection holds its finished row until then, so after a kill it is still at most one
-    // uncertain row per connection. Several outcomes, a kick or stopping go at once; setImmediate
-    // gathers the outcomes that came in the same turn.
-    if (!this.stopping && this.outcomes.length === 1 && this.sending > 0 && this.threadBusy())
-      setTimeout(run, GATHER_MS);
+    // uncertain row per connection. A failure (it may open the circuit or pause sending), several
+    // outcomes, a kick or stopping go at once; setImmediate gathers the outcomes of one turn.
+    const lone = this.outcomes.length === 1 && this.outcomes[0]!.kind === 'sent';
+    if (lone && !this.stopping && this.sending > 0 && this.threadBusy()) setTimeout(run, GATHER_MS);
     else setImmediate(run);
   }
 
