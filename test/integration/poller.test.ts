@@ -97,6 +97,18 @@ function leads(n: number, createdDate: Date, offset = 0) {
 
 const at = (s: string) => new Date(s);
 
+/** a rule whose template uses the Leads' Description (the wide-record tests) */
+const wideRule = () =>
+  rule({
+    select: ['FirstName', 'LastName', 'Company', 'Description'],
+    email: {
+      from: 'desk@example.com',
+      to: 'sales@example.com',
+      subject: '{{LastName}}',
+      text: '{{Description}}',
+    },
+  });
+
 describe('RulePoller', () => {
   it('startFrom fixes a floor: records created before it are never enqueued', async () => {
     leads(5, at('2025-12-31T23:59:59Z'));
@@ -308,15 +320,7 @@ describe('RulePoller', () => {
   });
 
   it('pages by weight: wide records (16 KB each) come in LIMIT pages of 130, each read and enqueued once', async () => {
-    const wide = rule({
-      select: ['FirstName', 'LastName', 'Company', 'Description'],
-      email: {
-        from: 'desk@example.com',
-        to: 'sales@example.com',
-        subject: '{{LastName}}',
-        text: '{{Description}}',
-      },
-    });
+    const wide = wideRule();
     emu.org.insertMany(
       'Lead',
       Array.from({ length: 1000 }, (_, i) => ({
@@ -378,15 +382,7 @@ describe('RulePoller', () => {
   });
 
   it('stream enrichment of a bulk change: chunks sized by weight, one commit each, the last one moves the replay id', async () => {
-    const wide = rule({
-      select: ['FirstName', 'LastName', 'Company', 'Description'],
-      email: {
-        from: 'desk@example.com',
-        to: 'sales@example.com',
-        subject: '{{LastName}}',
-        text: '{{Description}}',
-      },
-    });
+    const wide = wideRule();
     const ids = emu.org
       .insertMany(
         'Lead',

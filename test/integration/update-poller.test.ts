@@ -69,13 +69,20 @@ async function connection() {
   return conn;
 }
 
+/** every batch the update pollers committed, in order */
+let commits: SourceBatch[] = [];
+
 async function updatePoller(r: RuleConfig = rule(), batchSize?: number): Promise<UpdatePoller> {
   const enqueuer = new Enqueuer({ rule: r, compiled: compileRule(r, dir), store, logger: silent });
+  commits = [];
   return new UpdatePoller({
     rule: r,
     conn: await connection(),
     store,
-    commit: enqueuer.commit,
+    commit: (batch) => {
+      commits.push(batch);
+      return enqueuer.commit(batch);
+    },
     apiVersion: '62.0',
     logger: silent,
     now: () => new Date(clock),
@@ -264,21 +271,7 @@ describe('UpdatePoller: pages sized by weight', () => {
 
   it('stream enrichment of a bulk change: chunks sized by weight, one commit each, the last one moves the replay id', async () => {
     const ids = wideLeads(400);
-    const r = wideRule();
-    const enqueuer = new Enqueuer({ rule: r, compiled: compileRule(r, dir), store, logger: silent });
-    const commits: SourceBatch[] = [];
-    const p = new UpdatePoller({
-      rule: r,
-      conn: await connection(),
-      store,
-      commit: (batch) => {
-        commits.push(batch);
-        return enqueuer.commit(batch);
-      },
-      apiVersion: '62.0',
-      logger: silent,
-      now: () => new Date(clock),
-    });
+    const p = await updatePoller(wideRule());
     await p.init();
     // their baselines, then an UPDATE event naming all 400 (one transaction): every third qualifies
     emu.control.update(
