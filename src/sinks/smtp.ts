@@ -7,6 +7,7 @@ import type { SendMailOptions } from 'nodemailer';
 import type { SmtpConfig } from '../config/index.ts';
 import type { RenderedMessage } from '../types.ts';
 import { coerceError } from '../util/errors.ts';
+import { coalesceChunks } from './coalesce.ts';
 import { AccessTokenCache } from './smtp-oauth2.ts';
 import { isThrottleReply } from './throttle.ts';
 import { SendError, type FailureKind, type SmtpSendResult, type SmtpSink } from './types.ts';
@@ -169,18 +170,22 @@ export function createInProcessSmtpSink(cfg: SmtpConfig, baseDir: string): SmtpS
   // read its last byte, and only then can the terminating "." reach the server. Before that point
   // the server cannot have accepted the message (retry is safe); after it, it might have
   // (uncertain). The point is conservative: a drop between it and the "." is reported uncertain
-  // although the message was not complete. (A listener on the stream itself, not a pass-through
-  // stream in front of it: the same moment, without a second stream and pipe per message.)
+  // although the message was not complete. The same stream gathers the message's pieces into one
+  // socket write (coalesce.ts); its end is the moment its input ended and the last piece went on.
   const trackers = new WeakMap<AbortSignal, SendTracker>();
   transport.use('stream', (mail, done) => {
     const signal = mail.data.signal;
     const tracker = signal ? trackers.get(signal as AbortSignal) : undefined;
     if (tracker) {
       mail.message.processFunc((input) => {
-        input.once('end', () => {
+        const output = coalesceChunks();
+        output.once('end', () => {
           tracker.dataWritten = true;
         });
-        return input;
+        // a process function reports its input's errors on its output (nodemailer destroys the
+        // whole chain when its consumer gives up)
+        input.once('error', (err) => output.destroy(err));
+        return input.pipe(output);
       });
     }
     done();
