@@ -20,10 +20,10 @@ export function coalesceChunks(maxBytes: number = COALESCE_BYTES): Transform {
     return out;
   };
   return new Transform({
-    transform(chunk: Buffer | string, _encoding, done) {
-      const b = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-      held.push(b);
-      size += b.length;
+    // (strings arrive as Buffers: decodeStrings is on)
+    transform(chunk: Buffer, _encoding, done) {
+      held.push(chunk);
+      size += chunk.length;
       if (size >= maxBytes) done(null, take());
       else done();
     },
