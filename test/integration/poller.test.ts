@@ -109,6 +109,18 @@ const wideRule = () =>
     },
   });
 
+/** n Leads with a 16 KB Description, all created in one second (the wide-record tests) */
+const wideLeads = (n: number) =>
+  emu.org.insertMany(
+    'Lead',
+    Array.from({ length: n }, (_, i) => ({
+      LastName: `W${i}`,
+      Company: `C${i}`,
+      Description: `${i} `.padEnd(16_000, 'lorem ipsum '),
+    })),
+    { createdDate: at('2026-03-01T10:00:00Z') },
+  );
+
 describe('RulePoller', () => {
   it('startFrom fixes a floor: records created before it are never enqueued', async () => {
     leads(5, at('2025-12-31T23:59:59Z'));
@@ -321,15 +333,7 @@ describe('RulePoller', () => {
 
   it('pages by weight: wide records (16 KB each) come in LIMIT pages of 130, each read and enqueued once', async () => {
     const wide = wideRule();
-    emu.org.insertMany(
-      'Lead',
-      Array.from({ length: 1000 }, (_, i) => ({
-        LastName: `W${i}`,
-        Company: `C${i}`,
-        Description: `${i} `.padEnd(16_000, 'lorem ipsum '),
-      })),
-      { createdDate: at('2026-03-01T10:00:00Z') },
-    );
+    wideLeads(1000);
     // 2 MB holds 130 of them: after the first 50, LIMIT 130 queries one after the other (below
     // Salesforce's smallest batch of 200): 50 + 7 x 130 + 40
     const p = await poller(wide);
@@ -383,17 +387,7 @@ describe('RulePoller', () => {
 
   it('stream enrichment of a bulk change: chunks sized by weight, one commit each, the last one moves the replay id', async () => {
     const wide = wideRule();
-    const ids = emu.org
-      .insertMany(
-        'Lead',
-        Array.from({ length: 500 }, (_, i) => ({
-          LastName: `W${i}`,
-          Company: `C${i}`,
-          Description: `${i} `.padEnd(16_000, 'lorem ipsum '),
-        })),
-        { createdDate: at('2026-03-01T10:00:00Z') },
-      )
-      .map((r) => r.Id);
+    const ids = wideLeads(500).map((r) => r.Id);
     const p = await poller(wide);
     // 8 MB of fields in one batch of change events: after the first start's checkpoint, 50 ids,
     // then 129 a query (2 MB of fields with Id and CreatedDate)
